@@ -1,0 +1,40 @@
+#include "lc_err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int lc_errf(lc_err *err, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return LC_FAIL;
+}
+
+int lc_err_prefix(lc_err *err, const char *fmt, ...) {
+    if (!err) return LC_FAIL;
+    char prefix[512], old[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    snprintf(err->msg, sizeof err->msg, "%s%s", prefix, old);
+    return LC_FAIL;
+}
+
+void *lc_malloc(size_t n, lc_err *err) {
+    void *p = malloc(n ? n : 1);
+    if (!p) lc_errf(err, "out of memory allocating %zu bytes", n);
+    return p;
+}
+
+void *lc_calloc(size_t count, size_t size, lc_err *err) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) lc_errf(err, "out of memory allocating %zu x %zu bytes", count, size);
+    return p;
+}

@@ -1,0 +1,85 @@
+#include "test_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *tu_source_dir(void) {
+    const char *s = getenv("LC_SOURCE_DIR");
+#ifdef LC_SOURCE_DIR
+    if (!s) s = LC_SOURCE_DIR;
+#endif
+    return s ? s : ".";
+}
+
+const char *tu_shared_assets(void) {
+    static char path[4096];
+    const char *env = getenv("LC_SHARED_DIR");
+    if (env)
+        snprintf(path, sizeof path, "%s/assets", env);
+    else
+        snprintf(path, sizeof path, "%s/../shared/assets", tu_source_dir());
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return NULL;
+    return path;
+}
+
+const char *tu_tmpdir(void) {
+    static char dir[256];
+    snprintf(dir, sizeof dir, "/tmp/lcmt-test-XXXXXX");
+    if (!mkdtemp(dir)) return "/tmp";
+    return dir;
+}
+
+int tu_write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(data, 1, n, f);
+    return (fclose(f) == 0 && w == n) ? 0 : -1;
+}
+
+int tu_system(const char *cmd) {
+    int st = system(cmd);
+    if (st == -1 || !WIFEXITED(st)) return -1;
+    return WEXITSTATUS(st);
+}
+
+char *tu_capture(const char *cmd, int *status) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while ((r = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += r;
+        if (cap - len < 2) buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = 0;
+    int st = pclose(p);
+    if (status) *status = (st != -1 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
+    return buf;
+}
+
+double tu_rel_err_f32_f64(const float *a, const double *b, size_t n) {
+    double md = 0, mb = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= md)) md = d; /* NaN propagates */
+        if (fabs(b[i]) > mb) mb = fabs(b[i]);
+    }
+    return md / (mb > 1e-30 ? mb : 1e-30);
+}
+
+double tu_rel_err_f32(const float *a, const float *b, size_t n) {
+    double md = 0, mb = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= md)) md = d;
+        if (fabs((double)b[i]) > mb) mb = fabs((double)b[i]);
+    }
+    return md / (mb > 1e-30 ? mb : 1e-30);
+}
