@@ -1,0 +1,554 @@
+/* model.c: configuration helpers, parameter blocks of the base model, LoRAs
+ * and calibrations, random initialisation, sampling. The maths of the
+ * forward and backward passes lives in transformer.c and ops.c. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- configuration ---------------------------------------------------- */
+
+static const char *const MOD_NAMES[MOD_COUNT] = {
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+static const char *const MOD_PATHS[MOD_COUNT] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+static const char *const MOD_SHORT[MOD_COUNT] = {"q", "k", "v", "o", "gate", "up", "down"};
+
+const char *module_name(module_kind m) { return MOD_NAMES[m]; }
+const char *module_path(module_kind m) { return MOD_PATHS[m]; }
+const char *module_short(module_kind m) { return MOD_SHORT[m]; }
+
+int module_parse(const char *s) {
+    for (int m = 0; m < MOD_COUNT; m++)
+        if (!strcmp(s, MOD_NAMES[m]) || !strcmp(s, MOD_PATHS[m]) || !strcmp(s, MOD_SHORT[m]))
+            return m;
+    return -1;
+}
+
+int module_in_dim(const model_config *c, module_kind m) {
+    switch (m) {
+    case MOD_O: return c->n_heads * c->head_dim;
+    case MOD_DOWN: return c->hidden_dim;
+    default: return c->dim;
+    }
+}
+
+int module_out_dim(const model_config *c, module_kind m) {
+    switch (m) {
+    case MOD_Q: return c->n_heads * c->head_dim;
+    case MOD_K:
+    case MOD_V: return c->n_kv_heads * c->head_dim;
+    case MOD_GATE:
+    case MOD_UP: return c->hidden_dim;
+    default: return c->dim;
+    }
+}
+
+int model_config_validate(const model_config *c, const char *src, lc_err *err) {
+    struct { const char *name; int v; } pos[] = {
+        {"hidden_size", c->dim},          {"num_hidden_layers", c->n_layers},
+        {"num_attention_heads", c->n_heads}, {"num_key_value_heads", c->n_kv_heads},
+        {"head_dim", c->head_dim},        {"intermediate_size", c->hidden_dim},
+        {"vocab_size", c->vocab_size},    {"max_position_embeddings", c->max_seq_len}};
+    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
+        if (pos[i].v <= 0)
+            return lc_errf(err, "%s: '%s' must be positive, found %d", src, pos[i].name, pos[i].v);
+    if (c->n_heads % c->n_kv_heads)
+        return lc_errf(err, "%s: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
+                       src, c->n_heads, c->n_kv_heads);
+    if (c->head_dim % 2)
+        return lc_errf(err, "%s: head_dim must be even for RoPE, found %d", src, c->head_dim);
+    if (!(c->norm_eps > 0) || !isfinite(c->norm_eps))
+        return lc_errf(err, "%s: 'rms_norm_eps' must be positive, found %g", src, c->norm_eps);
+    if (!(c->rope_theta > 0) || !isfinite(c->rope_theta))
+        return lc_errf(err, "%s: 'rope_theta' must be positive, found %g", src, c->rope_theta);
+    if (c->rope_type == ROPE_LLAMA3) {
+        if (!(c->rope_factor > 0) || !(c->rope_low_freq_factor > 0) ||
+            !(c->rope_high_freq_factor > c->rope_low_freq_factor) || c->rope_original_max_pos <= 0)
+            return lc_errf(err, "%s: 'rope_scaling' (llama3) needs factor > 0, 0 < low_freq_factor "
+                           "< high_freq_factor and original_max_position_embeddings > 0", src);
+    } else if (c->rope_type == ROPE_LINEAR && !(c->rope_factor > 0)) {
+        return lc_errf(err, "%s: 'rope_scaling' (linear) needs factor > 0", src);
+    }
+    /* sizes must fit the int indexing used by the kernels */
+    double big = (double)c->vocab_size * c->dim;
+    double f = (double)c->hidden_dim * c->dim;
+    if (big > 2e9 || f > 2e9)
+        return lc_errf(err, "%s: model too large for this build (vocab*hidden %.0f)", src, big);
+    return LC_OK;
+}
+
+/* ---- parameter layout ------------------------------------------------- */
+
+/* Number of floats in the parameter block of cfg. */
+static size_t model_count_params(const model_config *c) {
+    size_t n = (size_t)c->vocab_size * c->dim * (c->tie_embeddings ? 1 : 2) + c->dim;
+    for (int m = 0; m < MOD_COUNT; m++) {
+        n += (size_t)c->n_layers * module_out_dim(c, m) * module_in_dim(c, m);
+        if (c->qkv_bias && m <= MOD_V) n += (size_t)c->n_layers * module_out_dim(c, m);
+    }
+    return n + (size_t)c->n_layers * 2 * c->dim;
+}
+
+/* Points the tensors of w into base, in the HF tensor order of
+ * model_for_each_tensor (w->layers must hold n_layers entries). */
+static void model_layout(const model_config *c, float *base, model_weights *w) {
+    float *p = base;
+    w->tok_emb = p, p += (size_t)c->vocab_size * c->dim;
+    for (int l = 0; l < c->n_layers; l++) {
+        layer_weights *lw = &w->layers[l];
+        lw->attn_norm = p, p += c->dim;
+        for (int m = 0; m < MOD_COUNT; m++) {
+            lw->w[m] = p, p += (size_t)module_out_dim(c, m) * module_in_dim(c, m);
+            if (c->qkv_bias && m <= MOD_V) {
+                float **b = m == MOD_Q ? &lw->bq : m == MOD_K ? &lw->bk : &lw->bv;
+                *b = p, p += module_out_dim(c, m);
+            }
+        }
+        lw->ffn_norm = p, p += c->dim;
+    }
+    w->final_norm = p, p += c->dim;
+    w->lm_head = c->tie_embeddings ? w->tok_emb : p;
+}
+
+static void rope_init(model *m) {
+    const model_config *c = &m->cfg;
+    int half = c->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        double inv = 1.0 / pow((double)c->rope_theta, (2.0 * i) / c->head_dim);
+        if (c->rope_type == ROPE_LINEAR) {
+            inv /= c->rope_factor;
+        } else if (c->rope_type == ROPE_LLAMA3) {
+            /* HF _compute_llama3_parameters */
+            double low_wl = c->rope_original_max_pos / c->rope_low_freq_factor;
+            double high_wl = c->rope_original_max_pos / c->rope_high_freq_factor;
+            double wl = 2.0 * M_PI / inv;
+            if (wl > low_wl) {
+                inv = inv / c->rope_factor;
+            } else if (wl >= high_wl) {
+                double smooth = (c->rope_original_max_pos / wl - c->rope_low_freq_factor) /
+                                (c->rope_high_freq_factor - c->rope_low_freq_factor);
+                inv = (1.0 - smooth) * inv / c->rope_factor + smooth * inv;
+            }
+        }
+        m->rope_inv_freq[i] = (float)inv;
+    }
+}
+
+int model_init(model *m, const model_config *cfg, lc_err *err) {
+    memset(m, 0, sizeof *m);
+    if (model_config_validate(cfg, "model config", err)) return LC_FAIL;
+    m->cfg = *cfg;
+    m->n_params = model_count_params(cfg);
+    m->data = lc_calloc(m->n_params, sizeof(float), err);
+    m->w.layers = lc_calloc(cfg->n_layers, sizeof(layer_weights), err);
+    m->rope_inv_freq = lc_calloc(cfg->head_dim / 2, sizeof(float), err);
+    if (!m->data || !m->w.layers || !m->rope_inv_freq) {
+        model_free(m);
+        return LC_FAIL;
+    }
+    model_layout(cfg, m->data, &m->w);
+    rope_init(m);
+    return LC_OK;
+}
+
+int model_enable_grad(model *m, lc_err *err) {
+    if (m->grad) return LC_OK;
+    m->grad = lc_calloc(m->n_params, sizeof(float), err);
+    m->g.layers = lc_calloc(m->cfg.n_layers, sizeof(layer_weights), err);
+    if (!m->grad || !m->g.layers) {
+        free(m->grad);
+        free(m->g.layers);
+        m->grad = NULL;
+        m->g.layers = NULL;
+        return LC_FAIL;
+    }
+    model_layout(&m->cfg, m->grad, &m->g);
+    return LC_OK;
+}
+
+void model_free(model *m) {
+    if (!m) return;
+    free(m->data);
+    free(m->w.layers);
+    free(m->grad);
+    free(m->g.layers);
+    free(m->rope_inv_freq);
+    memset(m, 0, sizeof *m);
+}
+
+int model_for_each_tensor(model *m, model_tensor_fn fn, void *ctx) {
+    const model_config *c = &m->cfg;
+    char name[256];
+    int64_t shape[2];
+    int r;
+#define VISIT(nm, nd, s0, s1, field)                                                  \
+    do {                                                                              \
+        shape[0] = (s0);                                                              \
+        shape[1] = (s1);                                                              \
+        if ((r = fn(nm, nd, shape, m->w.field, m->grad ? m->g.field : NULL, ctx))) \
+            return r;                                                                 \
+    } while (0)
+    VISIT("model.embed_tokens.weight", 2, c->vocab_size, c->dim, tok_emb);
+    for (int l = 0; l < c->n_layers; l++) {
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+        VISIT(name, 1, c->dim, 0, layers[l].attn_norm);
+        for (int mo = 0; mo < MOD_COUNT; mo++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, module_path(mo));
+            VISIT(name, 2, module_out_dim(c, mo), module_in_dim(c, mo), layers[l].w[mo]);
+            if (c->qkv_bias && mo <= MOD_V) {
+                snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, module_path(mo));
+                if (mo == MOD_Q) VISIT(name, 1, module_out_dim(c, mo), 0, layers[l].bq);
+                else if (mo == MOD_K) VISIT(name, 1, module_out_dim(c, mo), 0, layers[l].bk);
+                else VISIT(name, 1, module_out_dim(c, mo), 0, layers[l].bv);
+            }
+        }
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+        VISIT(name, 1, c->dim, 0, layers[l].ffn_norm);
+    }
+    VISIT("model.norm.weight", 1, c->dim, 0, final_norm);
+    if (!c->tie_embeddings) VISIT("lm_head.weight", 2, c->vocab_size, c->dim, lm_head);
+#undef VISIT
+    return 0;
+}
+
+/* ---- random numbers --------------------------------------------------- */
+
+void lc_rng_seed(lc_rng *r, uint64_t seed) {
+    r->state = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+    if (!r->state) r->state = 1;
+}
+
+uint32_t lc_rng_u32(lc_rng *r) { /* xorshift64* */
+    r->state ^= r->state >> 12;
+    r->state ^= r->state << 25;
+    r->state ^= r->state >> 27;
+    return (uint32_t)((r->state * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
+float lc_rng_uniform(lc_rng *r) { return (lc_rng_u32(r) >> 8) / 16777216.0f; }
+
+float lc_rng_normal(lc_rng *r) {
+    float u1 = lc_rng_uniform(r), u2 = lc_rng_uniform(r);
+    if (u1 < 1e-7f) u1 = 1e-7f;
+    return sqrtf(-2.0f * logf(u1)) * cosf(2.0f * (float)M_PI * u2);
+}
+
+static void fill_normal(float *p, size_t n, float std, lc_rng *r) {
+    for (size_t i = 0; i < n; i++) p[i] = std * lc_rng_normal(r);
+}
+
+static void fill_uniform(float *p, size_t n, float bound, lc_rng *r) {
+    for (size_t i = 0; i < n; i++) p[i] = bound * (2.0f * lc_rng_uniform(r) - 1.0f);
+}
+
+static int init_random_fn(const char *name, int ndim, const int64_t *shape, float *data,
+                          float *grad, void *ctx) {
+    void **args = ctx;
+    lc_rng *r = args[0];
+    float std = *(float *)args[1];
+    size_t n = (size_t)shape[0] * (ndim == 2 ? (size_t)shape[1] : 1);
+    if (strstr(name, "norm")) {
+        for (size_t i = 0; i < n; i++) data[i] = 1.0f;
+    } else if (strstr(name, ".bias")) {
+        fill_normal(data, n, std, r);
+    } else {
+        fill_normal(data, n, std, r);
+    }
+    return 0;
+}
+
+void model_init_random(model *m, float std, uint64_t seed) {
+    lc_rng r;
+    lc_rng_seed(&r, seed);
+    void *args[2] = {&r, &std};
+    model_for_each_tensor(m, init_random_fn, args);
+}
+
+/* ---- LoRA ------------------------------------------------------------- */
+
+int lora_init(lora *l, const model_config *c, int rank, float alpha, int rslora,
+              unsigned module_mask, const unsigned char *layer_on, lc_err *err) {
+    memset(l, 0, sizeof *l);
+    if (rank <= 0) return lc_errf(err, "LoRA rank must be positive, found %d", rank);
+    if (!(module_mask & MOD_MASK_ALL)) return lc_errf(err, "LoRA targets no module");
+    for (int m = 0; m < MOD_COUNT; m++) {
+        if (!(module_mask >> m & 1)) continue;
+        int mn = module_in_dim(c, m) < module_out_dim(c, m) ? module_in_dim(c, m) : module_out_dim(c, m);
+        if (rank > mn)
+            return lc_errf(err, "LoRA rank %d is larger than module %s (%d x %d)", rank,
+                           module_name(m), module_out_dim(c, m), module_in_dim(c, m));
+    }
+    l->rank = rank;
+    l->alpha = alpha;
+    l->rslora = rslora;
+    l->scale = rslora ? alpha / sqrtf((float)rank) : alpha / (float)rank;
+    l->weight = 1.0f;
+    l->n_layers = c->n_layers;
+    l->module_mask = module_mask & MOD_MASK_ALL;
+    int L = c->n_layers;
+    l->layer_on = lc_calloc(L, 1, err);
+    l->A = lc_calloc((size_t)L * MOD_COUNT, sizeof(float *), err);
+    l->B = lc_calloc((size_t)L * MOD_COUNT, sizeof(float *), err);
+    if (!l->layer_on || !l->A || !l->B) goto fail;
+    size_t n = 0;
+    for (int i = 0; i < L; i++) {
+        l->layer_on[i] = layer_on ? (layer_on[i] != 0) : 1;
+        if (!l->layer_on[i]) continue;
+        for (int m = 0; m < MOD_COUNT; m++)
+            if (l->module_mask >> m & 1)
+                n += (size_t)rank * (module_in_dim(c, m) + module_out_dim(c, m));
+    }
+    l->n_params = n;
+    l->data = lc_calloc(n, sizeof(float), err);
+    if (!l->data) goto fail;
+    size_t off = 0;
+    for (int i = 0; i < L; i++) {
+        if (!l->layer_on[i]) continue;
+        for (int m = 0; m < MOD_COUNT; m++) {
+            if (!(l->module_mask >> m & 1)) continue;
+            l->A[i * MOD_COUNT + m] = l->data + off;
+            off += (size_t)rank * module_in_dim(c, m);
+            l->B[i * MOD_COUNT + m] = l->data + off;
+            off += (size_t)rank * module_out_dim(c, m);
+        }
+    }
+    return LC_OK;
+fail:
+    lora_free(l);
+    return LC_FAIL;
+}
+
+int lora_enable_grad(lora *l, lc_err *err) {
+    if (l->grad) return LC_OK;
+    size_t slots = (size_t)l->n_layers * MOD_COUNT;
+    l->grad = lc_calloc(l->n_params, sizeof(float), err);
+    l->gA = lc_calloc(slots, sizeof(float *), err);
+    l->gB = lc_calloc(slots, sizeof(float *), err);
+    if (!l->grad || !l->gA || !l->gB) {
+        free(l->grad); free(l->gA); free(l->gB);
+        l->grad = NULL; l->gA = l->gB = NULL;
+        return LC_FAIL;
+    }
+    for (size_t s = 0; s < slots; s++) {
+        if (l->A[s]) l->gA[s] = l->grad + (l->A[s] - l->data);
+        if (l->B[s]) l->gB[s] = l->grad + (l->B[s] - l->data);
+    }
+    return LC_OK;
+}
+
+void lora_free(lora *l) {
+    if (!l) return;
+    free(l->layer_on); free(l->A); free(l->B); free(l->data);
+    free(l->gA); free(l->gB); free(l->grad);
+    memset(l, 0, sizeof *l);
+}
+
+void lora_init_peft(lora *l, const model_config *c, uint64_t seed) {
+    lc_rng r;
+    lc_rng_seed(&r, seed);
+    for (int i = 0; i < l->n_layers; i++)
+        for (int m = 0; m < MOD_COUNT; m++) {
+            int s = i * MOD_COUNT + m;
+            if (!l->A[s]) continue;
+            int in = module_in_dim(c, m);
+            fill_uniform(l->A[s], (size_t)l->rank * in, 1.0f / sqrtf((float)in), &r);
+            memset(l->B[s], 0, sizeof(float) * l->rank * module_out_dim(c, m));
+        }
+}
+
+void lora_init_random(lora *l, float std, uint64_t seed) {
+    lc_rng r;
+    lc_rng_seed(&r, seed);
+    fill_normal(l->data, l->n_params, std, &r);
+}
+
+void lora_tensor_name(char *buf, size_t n, int layer, module_kind m, int is_b) {
+    snprintf(buf, n, "base_model.model.model.layers.%d.%s.lora_%c.weight", layer,
+             module_path(m), is_b ? 'B' : 'A');
+}
+
+/* ---- calibration ------------------------------------------------------ */
+
+int calib_init(calib *cb, const model_config *c, calib_kind kind, int rank, int per_layer,
+               unsigned module_mask, lc_err *err) {
+    memset(cb, 0, sizeof *cb);
+    if (kind != CALIB_BIAS && kind != CALIB_LOWRANK)
+        return lc_errf(err, "unknown calibration kind %d", (int)kind);
+    if (kind == CALIB_LOWRANK) {
+        if (rank <= 0) return lc_errf(err, "LC++ rank must be positive, found %d", rank);
+        for (int m = 0; m < MOD_COUNT; m++) {
+            if (!(module_mask >> m & 1)) continue;
+            int in = module_in_dim(c, m), out = module_out_dim(c, m);
+            if (rank > (in < out ? in : out))
+                return lc_errf(err, "LC++ rank %d is larger than module %s (%d x %d)", rank,
+                               module_name(m), out, in);
+        }
+    }
+    if (!(module_mask & MOD_MASK_ALL)) return lc_errf(err, "calibration targets no module");
+    cb->kind = kind;
+    cb->rank = kind == CALIB_LOWRANK ? rank : 0;
+    cb->per_layer = per_layer ? 1 : 0;
+    cb->n_slots = per_layer ? c->n_layers : 1;
+    cb->module_mask = module_mask & MOD_MASK_ALL;
+    size_t slots = (size_t)cb->n_slots * MOD_COUNT;
+    cb->p = lc_calloc(slots, sizeof(float *), err);
+    cb->P1 = lc_calloc(slots, sizeof(float *), err);
+    cb->P2 = lc_calloc(slots, sizeof(float *), err);
+    if (!cb->p || !cb->P1 || !cb->P2) goto fail;
+    /* Block order: module-major, then slot, so that a per-layer tensor of one
+     * module is contiguous as (L, ...) (the on-disk shape). */
+    size_t n = 0;
+    for (int m = 0; m < MOD_COUNT; m++) {
+        if (!(cb->module_mask >> m & 1)) continue;
+        size_t in = module_in_dim(c, m), out = module_out_dim(c, m);
+        n += cb->n_slots * (kind == CALIB_BIAS ? out : (size_t)cb->rank * (in + out));
+    }
+    cb->n_params = n;
+    cb->data = lc_calloc(n, sizeof(float), err);
+    if (!cb->data) goto fail;
+    size_t off = 0;
+    for (int m = 0; m < MOD_COUNT; m++) {
+        if (!(cb->module_mask >> m & 1)) continue;
+        size_t in = module_in_dim(c, m), out = module_out_dim(c, m);
+        if (kind == CALIB_BIAS) {
+            for (int s = 0; s < cb->n_slots; s++, off += out) cb->p[s * MOD_COUNT + m] = cb->data + off;
+        } else {
+            for (int s = 0; s < cb->n_slots; s++, off += cb->rank * in)
+                cb->P1[s * MOD_COUNT + m] = cb->data + off;
+            for (int s = 0; s < cb->n_slots; s++, off += cb->rank * out)
+                cb->P2[s * MOD_COUNT + m] = cb->data + off;
+        }
+    }
+    return LC_OK;
+fail:
+    calib_free(cb);
+    return LC_FAIL;
+}
+
+int calib_enable_grad(calib *cb, lc_err *err) {
+    if (cb->grad) return LC_OK;
+    size_t slots = (size_t)cb->n_slots * MOD_COUNT;
+    cb->grad = lc_calloc(cb->n_params, sizeof(float), err);
+    cb->gp = lc_calloc(slots, sizeof(float *), err);
+    cb->gP1 = lc_calloc(slots, sizeof(float *), err);
+    cb->gP2 = lc_calloc(slots, sizeof(float *), err);
+    if (!cb->grad || !cb->gp || !cb->gP1 || !cb->gP2) {
+        free(cb->grad); free(cb->gp); free(cb->gP1); free(cb->gP2);
+        cb->grad = NULL; cb->gp = cb->gP1 = cb->gP2 = NULL;
+        return LC_FAIL;
+    }
+    for (size_t s = 0; s < slots; s++) {
+        if (cb->p[s]) cb->gp[s] = cb->grad + (cb->p[s] - cb->data);
+        if (cb->P1[s]) cb->gP1[s] = cb->grad + (cb->P1[s] - cb->data);
+        if (cb->P2[s]) cb->gP2[s] = cb->grad + (cb->P2[s] - cb->data);
+    }
+    return LC_OK;
+}
+
+void calib_free(calib *cb) {
+    if (!cb) return;
+    free(cb->p); free(cb->P1); free(cb->P2); free(cb->data);
+    free(cb->gp); free(cb->gP1); free(cb->gP2); free(cb->grad);
+    memset(cb, 0, sizeof *cb);
+}
+
+void calib_init_default(calib *cb, const model_config *c, uint64_t seed) {
+    memset(cb->data, 0, cb->n_params * sizeof(float));
+    if (cb->kind != CALIB_LOWRANK) return;
+    lc_rng r;
+    lc_rng_seed(&r, seed);
+    for (int s = 0; s < cb->n_slots; s++)
+        for (int m = 0; m < MOD_COUNT; m++) {
+            float *p1 = cb->P1[s * MOD_COUNT + m];
+            if (!p1) continue;
+            int in = module_in_dim(c, m);
+            fill_uniform(p1, (size_t)cb->rank * in, 1.0f / sqrtf((float)in), &r);
+        }
+}
+
+void calib_tensor_name(char *buf, size_t n, module_kind m, const char *part) {
+    snprintf(buf, n, "calib.%s.%s", module_short(m), part);
+}
+
+int adapter_set_validate(const adapter_set *ad, const model *m, lc_err *err) {
+    if (!ad) return LC_OK;
+    if (ad->n_loras < 0 || ad->n_loras > ADAPTER_MAX || ad->n_cals < 0 || ad->n_cals > ADAPTER_MAX)
+        return lc_errf(err, "too many adapters (at most %d LoRAs and %d calibrations)", ADAPTER_MAX,
+                       ADAPTER_MAX);
+    for (int i = 0; i < ad->n_loras; i++)
+        if (ad->loras[i]->n_layers != m->cfg.n_layers)
+            return lc_errf(err, "LoRA '%s' has %d layers, the model has %d", ad->loras[i]->name,
+                           ad->loras[i]->n_layers, m->cfg.n_layers);
+    for (int i = 0; i < ad->n_cals; i++)
+        if (ad->cals[i]->per_layer && ad->cals[i]->n_slots != m->cfg.n_layers)
+            return lc_errf(err, "calibration '%s' has %d layers, the model has %d",
+                           ad->cals[i]->name, ad->cals[i]->n_slots, m->cfg.n_layers);
+    return LC_OK;
+}
+
+/* ---- sampling --------------------------------------------------------- */
+
+typedef struct {
+    float p;
+    int i;
+} prob_index;
+
+static int cmp_prob_desc(const void *a, const void *b) {
+    float pa = ((const prob_index *)a)->p, pb = ((const prob_index *)b)->p;
+    if (pa > pb) return -1;
+    if (pa < pb) return 1;
+    return ((const prob_index *)a)->i - ((const prob_index *)b)->i;
+}
+
+int sample_token(float *logits, int V, float temperature, float top_p, lc_rng *rng) {
+    if (temperature <= 0.0f) {
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+    float mx = logits[0];
+    for (int i = 1; i < V; i++) if (logits[i] > mx) mx = logits[i];
+    double sum = 0;
+    for (int i = 0; i < V; i++) {
+        logits[i] = expf((logits[i] - mx) / temperature);
+        sum += logits[i];
+    }
+    for (int i = 0; i < V; i++) logits[i] = (float)(logits[i] / sum);
+    float u = lc_rng_uniform(rng);
+    if (top_p <= 0.0f || top_p >= 1.0f) {
+        float cdf = 0;
+        for (int i = 0; i < V; i++) {
+            cdf += logits[i];
+            if (u < cdf) return i;
+        }
+        return V - 1;
+    }
+    /* nucleus: smallest set of most-likely tokens whose mass exceeds top_p.
+     * Tokens below (1-top_p)/(V-1) cannot be in it and are skipped. */
+    prob_index *pi = malloc(sizeof *pi * V);
+    if (!pi) return 0;
+    int n = 0;
+    float cutoff = (1.0f - top_p) / (V > 1 ? V - 1 : 1);
+    for (int i = 0; i < V; i++)
+        if (logits[i] >= cutoff) pi[n++] = (prob_index){logits[i], i};
+    qsort(pi, n, sizeof *pi, cmp_prob_desc);
+    float cum = 0;
+    int last = n - 1;
+    for (int i = 0; i < n; i++) {
+        cum += pi[i].p;
+        if (cum > top_p) { last = i; break; }
+    }
+    float r = u * cum, cdf = 0;
+    int tok = pi[last].i;
+    for (int i = 0; i <= last; i++) {
+        cdf += pi[i].p;
+        if (r < cdf) { tok = pi[i].i; break; }
+    }
+    free(pi);
+    return tok;
+}
