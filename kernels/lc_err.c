@@ -23,7 +23,13 @@ int lc_err_prefix(lc_err *err, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s%s", prefix, old);
+    size_t np = strlen(prefix), cap = sizeof err->msg - 1;
+    if (np > cap) np = cap;
+    memcpy(err->msg, prefix, np);
+    size_t no = strnlen(old, sizeof old - 1);
+    if (no > cap - np) no = cap - np;
+    memcpy(err->msg + np, old, no);
+    err->msg[np + no] = 0;
     return LC_FAIL;
 }
 

@@ -201,20 +201,20 @@ void model_acts_free(model_acts *a);
 /* Bytes held by the workspace. */
 size_t model_acts_bytes(const model_acts *a);
 
-/* tokens (B, T); targets (B, T) with -1 where no loss is taken (prompt,
+/* Runs with the adapter set the workspace was made with.
+ * tokens (B, T); targets (B, T) with -1 where no loss is taken (prompt,
  * padding). Loss = mean token cross-entropy over targets != -1 (0 when there
  * are none). With ACTS_BACKWARD the gradient of the loss w.r.t. the logits
  * is formed during the forward, chunk by chunk, so the (B*T, V) logits need
  * never be held. Returns LC_FAIL (err says why) on non-finite loss. */
-int model_forward(const model *m, const adapter_set *ad, model_acts *a,
-                  const int *tokens, const int *targets, int B, int T,
+int model_forward(const model *m, model_acts *a, const int *tokens, const int *targets, int B, int T,
                   float *loss, lc_err *err);
 /* (B*T, V) logits of the last forward; NULL without ACTS_KEEP_LOGITS. */
 const float *model_acts_logits(const model_acts *a);
 /* Backward of the last forward. Accumulates (+=) into every enabled grad
  * block (model, LoRAs, calibrations): the caller zeroes them between
  * optimizer steps. grad_scale multiplies the loss (e.g. 1/accum_steps). */
-void model_backward(model *m, const adapter_set *ad, model_acts *a, float grad_scale);
+void model_backward(model *m, model_acts *a, float grad_scale);
 /* (B*T, D) gradient w.r.t. the input embeddings of the last backward. */
 const float *model_acts_demb(const model_acts *a);
 

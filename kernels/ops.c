@@ -1,0 +1,280 @@
+/* ops.c: numeric kernels (see ops.h for shapes and contracts). */
+#include "ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* ---- matrix multiply ---------------------------------------------------- */
+
+// out (N, OC) [+]= inp (N, C) · w (OC, C)^T + bias
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C,
+                    int OC, int accumulate) {
+    if (N <= 0 || OC <= 0) return;
+    if (C <= 0) {
+        if (!accumulate) memset(out, 0, sizeof(float) * (size_t)N * OC);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C,
+                    accumulate ? 1.0f : 0.0f, out, OC);
+    }
+    if (bias) rows_add(out, bias, N, OC);
+}
+
+// dinp (N, C) += dout (N, OC) · w (OC, C)
+void matmul_backward_input(float *dinp, const float *dout, const float *w, int N, int C, int OC) {
+    if (N <= 0 || C <= 0 || OC <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f,
+                dinp, C);
+}
+
+// dw (OC, C) += dout (N, OC)^T · inp (N, C); dbias (OC) += colsum(dout)
+void matmul_backward_weight(float *dw, float *dbias, const float *dout, const float *inp, int N,
+                            int C, int OC) {
+    if (N <= 0 || OC <= 0) return;
+    if (dw && C > 0)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
+                    1.0f, dw, C);
+    if (dbias) colsum_add(dbias, dout, N, OC);
+}
+
+void matmul_forward_ref(float *out, const float *inp, const float *w, const float *bias, int N,
+                        int C, int OC, int accumulate) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double s = bias ? bias[o] : 0.0;
+            for (int c = 0; c < C; c++) s += (double)inp[(size_t)n * C + c] * w[(size_t)o * C + c];
+            float *dst = &out[(size_t)n * OC + o];
+            *dst = accumulate ? *dst + (float)s : (float)s;
+        }
+}
+
+void matmul_backward_input_ref(float *dinp, const float *dout, const float *w, int N, int C,
+                               int OC) {
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            double s = 0;
+            for (int o = 0; o < OC; o++) s += (double)dout[(size_t)n * OC + o] * w[(size_t)o * C + c];
+            dinp[(size_t)n * C + c] += (float)s;
+        }
+}
+
+void matmul_backward_weight_ref(float *dw, float *dbias, const float *dout, const float *inp,
+                                int N, int C, int OC) {
+    for (int o = 0; o < OC; o++) {
+        if (dw)
+            for (int c = 0; c < C; c++) {
+                double s = 0;
+                for (int n = 0; n < N; n++) s += (double)dout[(size_t)n * OC + o] * inp[(size_t)n * C + c];
+                dw[(size_t)o * C + c] += (float)s;
+            }
+        if (dbias) {
+            double s = 0;
+            for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + o];
+            dbias[o] += (float)s;
+        }
+    }
+}
+
+// out (OC) [+]= w (OC, C) · x (C) + bias
+void matvec(float *out, const float *w, const float *x, const float *bias, int C, int OC,
+            int accumulate) {
+#pragma omp parallel for schedule(static) if ((size_t)OC * C >= (1u << 17))
+    for (int o = 0; o < OC; o++) {
+        const float *row = w + (size_t)o * C;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int c = 0; c < C; c++) s += row[c] * x[c];
+        if (bias) s += bias[o];
+        out[o] = accumulate ? out[o] + s : s;
+    }
+}
+
+/* ---- RMSNorm ------------------------------------------------------------- */
+
+// out (N, C) = inp * rstd * w
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
+                     float eps) {
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= (1u << 16))
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *y = out + (size_t)n * C;
+        float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+        for (int c = 0; c < C; c++) ss += x[c] * x[c];
+        float r = 1.0f / sqrtf(ss / C + eps);
+        if (rstd) rstd[n] = r;
+        for (int c = 0; c < C; c++) y[c] = x[c] * r * w[c];
+    }
+}
+
+// y = x r w, r = (mean(x^2)+eps)^-1/2:
+// dx = r (w dy) - x r^3 / C * sum(w dy x);  dw = sum_n dy x r
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, int N, int C) {
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= (1u << 16))
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+        float *dx = dinp + (size_t)n * C;
+        float r = rstd[n], dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int c = 0; c < C; c++) dot += w[c] * dy[c] * x[c];
+        float k = dot * r * r * r / C;
+        for (int c = 0; c < C; c++) dx[c] += r * w[c] * dy[c] - k * x[c];
+    }
+    if (dw)
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+            float r = rstd[n];
+            for (int c = 0; c < C; c++) dw[c] += dy[c] * x[c] * r;
+        }
+}
+
+/* ---- RoPE ---------------------------------------------------------------- */
+
+void rope_tables(float *cos_t, float *sin_t, const float *inv_freq, int pos0, int T, int hd) {
+    int half = hd / 2;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            /* angle in double: positions up to 1e5 times frequencies near 1 */
+            double a = (double)(pos0 + t) * inv_freq[i];
+            cos_t[(size_t)t * half + i] = (float)cos(a);
+            sin_t[(size_t)t * half + i] = (float)sin(a);
+        }
+}
+
+// x (B, T, nh, hd) in place
+void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, int nh, int hd,
+                int inverse) {
+    int half = hd / 2;
+    float sgn = inverse ? -1.0f : 1.0f;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * nh * hd >= (1u << 16))
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const float *c = cos_t + (size_t)t * half, *s = sin_t + (size_t)t * half;
+            for (int h = 0; h < nh; h++) {
+                float *v = x + (((size_t)b * T + t) * nh + h) * hd;
+                for (int i = 0; i < half; i++) {
+                    float x0 = v[i], x1 = v[i + half], si = sgn * s[i];
+                    v[i] = x0 * c[i] - x1 * si;
+                    v[i + half] = x1 * c[i] + x0 * si;
+                }
+            }
+        }
+}
+
+/* ---- attention ------------------------------------------------------------ */
+
+/* The scores and products go through sgemm with strides that pick one head
+ * out of the (B, T, H, hd) layout; the causal mask is applied in the softmax
+ * (the upper triangle is computed and discarded: simpler, and BLAS-fast). */
+void attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                       int B, int T, int H, int Hkv, int hd) {
+    const int group = H / Hkv;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int qs = H * hd, ks = Hkv * hd;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *qb = q + (size_t)b * T * qs + (size_t)h * hd;
+            const float *kb = k + (size_t)b * T * ks + (size_t)(h / group) * hd;
+            const float *vb = v + (size_t)b * T * ks + (size_t)(h / group) * hd;
+            float *P = probs + ((size_t)b * H + h) * T * T;
+            // P (T, T) = scale * Q (T, hd) · K (T, hd)^T
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, qb, qs, kb, ks,
+                        0.0f, P, T);
+            for (int t = 0; t < T; t++) {
+                float *row = P + (size_t)t * T;
+                float mx = row[0];
+                for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
+                float sum = 0.0f;
+                for (int j = 0; j <= t; j++) sum += (row[j] = expf(row[j] - mx));
+                float inv = 1.0f / sum;
+                for (int j = 0; j <= t; j++) row[j] *= inv;
+                for (int j = t + 1; j < T; j++) row[j] = 0.0f;
+            }
+            // out (T, hd) = P (T, T) · V (T, hd)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, vb, ks,
+                        0.0f, out + (size_t)b * T * qs + (size_t)h * hd, qs);
+        }
+}
+
+// dP = dO V^T; dS = P * (dP - rowsum(P * dP)); dQ = scale dS K; dK += scale dS^T Q; dV += P^T dO
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                        const float *q, const float *k, const float *v, float *scratch, int B,
+                        int T, int H, int Hkv, int hd) {
+    const int group = H / Hkv;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int qs = H * hd, ks = Hkv * hd;
+    memset(dk, 0, sizeof(float) * (size_t)B * T * ks);
+    memset(dv, 0, sizeof(float) * (size_t)B * T * ks);
+    float *dS = scratch;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            size_t qo = (size_t)b * T * qs + (size_t)h * hd;
+            size_t ko = (size_t)b * T * ks + (size_t)(h / group) * hd;
+            const float *P = probs + ((size_t)b * H + h) * T * T;
+            // dS (T, T) = dO (T, hd) · V (T, hd)^T
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dout + qo, qs,
+                        v + ko, ks, 0.0f, dS, T);
+            for (int t = 0; t < T; t++) {
+                const float *p = P + (size_t)t * T;
+                float *d = dS + (size_t)t * T;
+                float dot = 0.0f;
+                for (int j = 0; j <= t; j++) dot += p[j] * d[j];
+                for (int j = 0; j <= t; j++) d[j] = p[j] * (d[j] - dot);
+                for (int j = t + 1; j < T; j++) d[j] = 0.0f;
+            }
+            // dQ (T, hd) = scale dS · K
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dS, T, k + ko,
+                        ks, 0.0f, dq + qo, qs);
+            // dK (T, hd) += scale dS^T · Q
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dS, T, q + qo, qs,
+                        1.0f, dk + ko, ks);
+            // dV (T, hd) += P^T · dO
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, dout + qo,
+                        qs, 1.0f, dv + ko, ks);
+        }
+}
+
+/* ---- SwiGLU ---------------------------------------------------------------- */
+
+void swiglu_forward(float *h, const float *gate, const float *up, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= (1u << 16))
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        h[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+// h = g sig(g) u: dg = dh u sig(g) (1 + g (1 - sig(g))), du = dh g sig(g)
+void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up,
+                     size_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= (1u << 16))
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i], s = 1.0f / (1.0f + expf(-g));
+        dgate[i] = dh[i] * up[i] * s * (1.0f + g * (1.0f - s));
+        dup[i] = dh[i] * g * s;
+    }
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+void colsum_add(float *out, const float *x, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *r = x + (size_t)n * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) out[c] += r[c];
+    }
+}
+
+void rows_add(float *x, const float *v, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        float *r = x + (size_t)n * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) r[c] += v[c];
+    }
+}
+
+void axpy(float *y, const float *x, float a, size_t n) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+}

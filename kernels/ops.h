@@ -1,0 +1,83 @@
+/* ops.h: the numeric kernels, forward and backward, on raw float pointers
+ * with explicit dimensions. Row-major everywhere; N = number of token rows
+ * (B*T). Kernels never allocate (callers pass scratch) and never open files.
+ *
+ * Backward kernels ACCUMULATE (+=) into their outputs unless stated, so
+ * gradients from several paths (residual stream, several projections) add. */
+#ifndef OPS_H
+#define OPS_H
+
+#include <stddef.h>
+
+/* ---- matrix multiply (OpenBLAS sgemm) ---------------------------------- */
+
+/* out (N, OC) [+]= inp (N, C) · w (OC, C)^T (+ bias (OC) if non-NULL).
+ * accumulate = 0 overwrites out. */
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
+                    int N, int C, int OC, int accumulate);
+/* dinp (N, C) += dout (N, OC) · w (OC, C) */
+void matmul_backward_input(float *dinp, const float *dout, const float *w, int N, int C, int OC);
+/* dw (OC, C) += dout (N, OC)^T · inp (N, C); dbias (OC) += sum_n dout (if non-NULL) */
+void matmul_backward_weight(float *dw, float *dbias, const float *dout, const float *inp,
+                            int N, int C, int OC);
+/* Plain-loop references of the three above (tests compare against them). */
+void matmul_forward_ref(float *out, const float *inp, const float *w, const float *bias,
+                        int N, int C, int OC, int accumulate);
+void matmul_backward_input_ref(float *dinp, const float *dout, const float *w, int N, int C, int OC);
+void matmul_backward_weight_ref(float *dw, float *dbias, const float *dout, const float *inp,
+                                int N, int C, int OC);
+
+/* out (OC) = w (OC, C) · x (C) (+ bias) ; threaded over rows when large.
+ * accumulate = 1 adds into out. For single-token decoding. */
+void matvec(float *out, const float *w, const float *x, const float *bias, int C, int OC,
+            int accumulate);
+
+/* ---- RMSNorm ----------------------------------------------------------- */
+
+/* out (N, C) = inp (N, C) * rstd (N) * w (C), rstd = 1/sqrt(mean(inp^2) + eps).
+ * rstd may be NULL (not saved). */
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
+                     float eps);
+/* dinp (N, C) += d/dinp; dw (C) += d/dw if non-NULL. */
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                      const float *w, const float *rstd, int N, int C);
+
+/* ---- rotary position embedding (HF rotate_half convention) ------------- */
+
+/* Fills cos/sin tables (T, hd/2) for positions pos0 .. pos0+T-1. */
+void rope_tables(float *cos_t, float *sin_t, const float *inv_freq, int pos0, int T, int hd);
+/* x (B, T, nh, hd) rotated in place: for each head and i < hd/2,
+ * (x_i, x_{i+hd/2}) <- (x_i c - x_{i+hd/2} s, x_{i+hd/2} c + x_i s).
+ * Backward is the rotation by the opposite angle (inverse = 1). */
+void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, int nh, int hd,
+                int inverse);
+
+/* ---- causal grouped-query attention ------------------------------------ */
+
+/* q (B, T, H, hd), k/v (B, T, Hkv, hd) -> out (B, T, H, hd);
+ * probs (B, H, T, T) saved softmax (upper triangle zero). */
+void attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                       int B, int T, int H, int Hkv, int hd);
+/* dq (B,T,H,hd), dk, dv (B,T,Hkv,hd) are OVERWRITTEN. scratch: T*T floats. */
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                        const float *q, const float *k, const float *v, float *scratch, int B,
+                        int T, int H, int Hkv, int hd);
+
+/* ---- SwiGLU ------------------------------------------------------------ */
+
+/* h (N) = silu(gate) * up, elementwise over n values. */
+void swiglu_forward(float *h, const float *gate, const float *up, size_t n);
+/* dgate, dup OVERWRITTEN from dh. */
+void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate,
+                     const float *up, size_t n);
+
+/* ---- small helpers ----------------------------------------------------- */
+
+/* out (C) += sum over N rows of x (N, C) */
+void colsum_add(float *out, const float *x, int N, int C);
+/* x (N, C) += v (C) broadcast over rows */
+void rows_add(float *x, const float *v, int N, int C);
+/* y += a * x */
+void axpy(float *y, const float *x, float a, size_t n);
+
+#endif

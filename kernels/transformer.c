@@ -1,0 +1,599 @@
+/* transformer.c: forward and backward of the Llama-family decoder over a
+ * batch, with LoRAs and calibrations applied at run time on top of the
+ * frozen base, and single-token decoding with a KV cache.
+ *
+ * Per layer (PyTorch equivalents in the comments):
+ *   xn  = rmsnorm(x_in) * attn_norm
+ *   q,k,v = adapted(q/k/v, xn); q,k = rope(q), rope(k)
+ *   att = softmax(q k^T / sqrt(hd) + causal) v          (grouped-query)
+ *   x_mid = x_in + adapted(o, att)
+ *   xn  = rmsnorm(x_mid) * ffn_norm
+ *   x_out = x_mid + adapted(down, silu(adapted(gate, xn)) * adapted(up, xn))
+ * adapted(m, x) = x W^T + b + sum_i w_i s_i (x A_i^T) B_i^T + p + (x P1^T) P2^T
+ *
+ * Saved for backward, per layer: x_in, rstd1, q, k, v (after RoPE), the
+ * attention probabilities, att, x_mid, rstd2, gate and up (before SiLU),
+ * and the low-rank activations x A^T and x P1^T. The normalised inputs and
+ * silu(gate)*up are recomputed in backward (cheap, and it saves 3 (N, D)
+ * plus one (N, F) buffer per layer). */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "ops.h"
+
+#define LOGIT_CHUNK 64
+
+typedef struct {
+    float *x_in, *rstd1, *q, *k, *v, *probs, *att, *x_mid, *rstd2, *gate, *up;
+    float *ax[MOD_COUNT][ADAPTER_MAX];  /* (N, r_i), already scaled by w_i s_i */
+    float *p1x[MOD_COUNT][ADAPTER_MAX]; /* (N, k) */
+} layer_acts;
+
+struct model_acts {
+    int B, T, flags;
+    int cur_B, cur_T;
+    const model *m;
+    adapter_set ad;
+    layer_acts *layers; /* L entries; all alias one set without ACTS_BACKWARD */
+    float *x_final, *rstd_f, *xf, *dxf, *dlm;
+    float *logits;  /* (N, V) with ACTS_KEEP_LOGITS */
+    float *lchunk;  /* (LOGIT_CHUNK, V) */
+    float *cx;      /* (LOGIT_CHUNK, D) gathered rows */
+    int *rows, *tokens, *targets;
+    float *cos_t, *sin_t;
+    float *xn, *h;
+    float *dres, *dxn, *dh, *dgate, *dup, *datt, *dq, *dk, *dv, *dS, *dlow;
+    int max_low; /* largest LoRA / LC++ rank */
+    void **allocs;
+    int n_allocs, cap_allocs;
+    size_t bytes;
+};
+
+/* ---- workspace ---------------------------------------------------------- */
+
+static float *acts_alloc(model_acts *a, size_t n, lc_err *err) {
+    if (a->n_allocs == a->cap_allocs) {
+        int cap = a->cap_allocs ? 2 * a->cap_allocs : 64;
+        void **p = realloc(a->allocs, sizeof(void *) * cap);
+        if (!p) {
+            lc_errf(err, "out of memory");
+            return NULL;
+        }
+        a->allocs = p;
+        a->cap_allocs = cap;
+    }
+    float *p = lc_calloc(n ? n : 1, sizeof(float), err);
+    if (p) {
+        a->allocs[a->n_allocs++] = p;
+        a->bytes += n * sizeof(float);
+    }
+    return p;
+}
+
+void model_acts_free(model_acts *a) {
+    if (!a) return;
+    for (int i = 0; i < a->n_allocs; i++) free(a->allocs[i]);
+    free(a->allocs);
+    free(a->layers);
+    free(a->rows);
+    free(a->tokens);
+    free(a->targets);
+    free(a);
+}
+
+size_t model_acts_bytes(const model_acts *a) { return a->bytes; }
+const float *model_acts_logits(const model_acts *a) { return a->logits; }
+const float *model_acts_demb(const model_acts *a) { return a->dres; }
+
+int model_acts_init(model_acts **out, const model *m, const adapter_set *ad, int B, int T,
+                    int flags, lc_err *err) {
+    *out = NULL;
+    const model_config *c = &m->cfg;
+    if (B <= 0 || T <= 0) return lc_errf(err, "batch shape must be positive, found %d x %d", B, T);
+    if (T > c->max_seq_len)
+        return lc_errf(err, "sequence length %d exceeds the model's maximum %d", T, c->max_seq_len);
+    if (adapter_set_validate(ad, m, err)) return LC_FAIL;
+    model_acts *a = calloc(1, sizeof *a);
+    if (!a) return lc_errf(err, "out of memory");
+    a->B = B, a->T = T, a->flags = flags, a->m = m;
+    if (ad) a->ad = *ad;
+    const size_t N = (size_t)B * T, D = c->dim, F = c->hidden_dim, V = c->vocab_size;
+    const size_t QD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
+    const int L = c->n_layers, nbuf = (flags & ACTS_BACKWARD) ? L : 1;
+    a->layers = calloc(L, sizeof(layer_acts));
+    a->rows = malloc(sizeof(int) * N);
+    a->tokens = malloc(sizeof(int) * N);
+    a->targets = malloc(sizeof(int) * N);
+    if (!a->layers || !a->rows || !a->tokens || !a->targets) goto oom;
+    for (int i = 0; i < a->ad.n_loras; i++)
+        if (a->ad.loras[i]->rank > a->max_low) a->max_low = a->ad.loras[i]->rank;
+    for (int i = 0; i < a->ad.n_cals; i++)
+        if (a->ad.cals[i]->rank > a->max_low) a->max_low = a->ad.cals[i]->rank;
+#define ALLOC(dst, n) \
+    do { if (!((dst) = acts_alloc(a, (n), err))) goto fail; } while (0)
+    for (int l = 0; l < nbuf; l++) {
+        layer_acts *la = &a->layers[l];
+        ALLOC(la->x_in, N * D);
+        ALLOC(la->rstd1, N);
+        ALLOC(la->q, N * QD);
+        ALLOC(la->k, N * KD);
+        ALLOC(la->v, N * KD);
+        ALLOC(la->probs, (size_t)B * c->n_heads * T * T);
+        ALLOC(la->att, N * QD);
+        ALLOC(la->x_mid, N * D);
+        ALLOC(la->rstd2, N);
+        ALLOC(la->gate, N * F);
+        ALLOC(la->up, N * F);
+        for (int mo = 0; mo < MOD_COUNT; mo++) {
+            for (int i = 0; i < a->ad.n_loras; i++) {
+                const lora *lr = a->ad.loras[i];
+                /* without backward, layer buffers are shared: size for any layer */
+                int any = 0;
+                for (int ll = (nbuf == 1 ? 0 : l); ll < (nbuf == 1 ? L : l + 1); ll++)
+                    any |= lr->A[ll * MOD_COUNT + mo] != NULL;
+                if (any) ALLOC(la->ax[mo][i], N * lr->rank);
+            }
+            for (int i = 0; i < a->ad.n_cals; i++) {
+                const calib *cb = a->ad.cals[i];
+                if (cb->kind == CALIB_LOWRANK && (cb->module_mask >> mo & 1))
+                    ALLOC(la->p1x[mo][i], N * cb->rank);
+            }
+        }
+    }
+    for (int l = nbuf; l < L; l++) a->layers[l] = a->layers[0];
+    ALLOC(a->x_final, N * D);
+    ALLOC(a->rstd_f, N);
+    ALLOC(a->xf, N * D);
+    ALLOC(a->lchunk, (size_t)LOGIT_CHUNK * V);
+    ALLOC(a->cx, (size_t)LOGIT_CHUNK * D);
+    if (flags & ACTS_KEEP_LOGITS) ALLOC(a->logits, N * V);
+    ALLOC(a->cos_t, (size_t)T * c->head_dim / 2);
+    ALLOC(a->sin_t, (size_t)T * c->head_dim / 2);
+    ALLOC(a->xn, N * D);
+    ALLOC(a->h, N * F);
+    if (flags & ACTS_BACKWARD) {
+        ALLOC(a->dxf, N * D);
+        if (m->grad) ALLOC(a->dlm, V * D);
+        ALLOC(a->dres, N * D);
+        ALLOC(a->dxn, N * D);
+        ALLOC(a->dh, N * F);
+        ALLOC(a->dgate, N * F);
+        ALLOC(a->dup, N * F);
+        ALLOC(a->datt, N * QD);
+        ALLOC(a->dq, N * QD);
+        ALLOC(a->dk, N * KD);
+        ALLOC(a->dv, N * KD);
+        ALLOC(a->dS, (size_t)T * T);
+        ALLOC(a->dlow, N * (a->max_low > 0 ? a->max_low : 1));
+    }
+#undef ALLOC
+    *out = a;
+    return LC_OK;
+oom:
+    lc_errf(err, "out of memory allocating activations for batch %d x %d", B, T);
+fail:
+    model_acts_free(a);
+    return LC_FAIL;
+}
+
+/* ---- adapted linear module ----------------------------------------------- */
+
+static const float *module_bias(const layer_weights *lw, int mo) {
+    return mo == MOD_Q ? lw->bq : mo == MOD_K ? lw->bk : mo == MOD_V ? lw->bv : NULL;
+}
+
+static float *module_bias_grad(layer_weights *lw, int mo) {
+    return mo == MOD_Q ? lw->bq : mo == MOD_K ? lw->bk : mo == MOD_V ? lw->bv : NULL;
+}
+
+// y (N, out) [+]= x (N, in) W^T + b + sum_i ws_i (x A_i^T) B_i^T + p + (x P1^T) P2^T
+static void adapted_forward(const model *m, const adapter_set *ad, layer_acts *la, int l, int mo,
+                            float *y, const float *x, int N, int accumulate) {
+    const model_config *c = &m->cfg;
+    const int in = module_in_dim(c, mo), out = module_out_dim(c, mo);
+    const layer_weights *lw = &m->w.layers[l];
+    matmul_forward(y, x, lw->w[mo], module_bias(lw, mo), N, in, out, accumulate);
+    for (int i = 0; i < ad->n_loras; i++) {
+        const lora *lr = ad->loras[i];
+        const int s = l * MOD_COUNT + mo;
+        if (!lr->A[s]) continue;
+        float *ax = la->ax[mo][i];
+        const int r = lr->rank;
+        // ax (N, r) = ws * x (N, in) · A (r, in)^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, lr->weight * lr->scale, x,
+                    in, lr->A[s], in, 0.0f, ax, r);
+        // y (N, out) += ax (N, r) · B (out, r)^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, r, 1.0f, ax, r, lr->B[s], r,
+                    1.0f, y, out);
+    }
+    for (int i = 0; i < ad->n_cals; i++) {
+        const calib *cb = ad->cals[i];
+        if (!(cb->module_mask >> mo & 1)) continue;
+        const int s = (cb->per_layer ? l : 0) * MOD_COUNT + mo;
+        if (cb->kind == CALIB_BIAS) {
+            rows_add(y, cb->p[s], N, out);
+        } else {
+            float *p1x = la->p1x[mo][i];
+            const int k = cb->rank;
+            // p1x (N, k) = x · P1^T ; y += p1x · P2^T
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, k, in, 1.0f, x, in, cb->P1[s],
+                        in, 0.0f, p1x, k);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, k, 1.0f, p1x, k, cb->P2[s],
+                        k, 1.0f, y, out);
+        }
+    }
+}
+
+/* dx (N, in) += dy W + sum_i ws_i (dy B_i) A_i + (dy P2) P1; weight grads
+ * (+=) only for tensors with a grad block. */
+static void adapted_backward(model *m, const adapter_set *ad, layer_acts *la, float *dlow, int l,
+                             int mo, float *dx, const float *dy, const float *x, int N) {
+    const model_config *c = &m->cfg;
+    const int in = module_in_dim(c, mo), out = module_out_dim(c, mo);
+    const layer_weights *lw = &m->w.layers[l];
+    matmul_backward_input(dx, dy, lw->w[mo], N, in, out);
+    if (m->grad) {
+        layer_weights *gw = &m->g.layers[l];
+        matmul_backward_weight(gw->w[mo], module_bias_grad(gw, mo), dy, x, N, in, out);
+    }
+    for (int i = 0; i < ad->n_loras; i++) {
+        lora *lr = ad->loras[i];
+        const int s = l * MOD_COUNT + mo;
+        if (!lr->A[s]) continue;
+        const int r = lr->rank;
+        const float ws = lr->weight * lr->scale;
+        // dlow (N, r) = ws * dy (N, out) · B (out, r)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, out, ws, dy, out, lr->B[s], r,
+                    0.0f, dlow, r);
+        if (lr->grad) {
+            // dB (out, r) += dy^T · ax   (ax already carries ws)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, N, 1.0f, dy, out,
+                        la->ax[mo][i], r, 1.0f, lr->gB[s], r);
+            // dA (r, in) += dlow^T · x
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, N, 1.0f, dlow, r, x, in,
+                        1.0f, lr->gA[s], in);
+        }
+        // dx (N, in) += dlow (N, r) · A (r, in)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, 1.0f, dlow, r, lr->A[s],
+                    in, 1.0f, dx, in);
+    }
+    for (int i = 0; i < ad->n_cals; i++) {
+        calib *cb = ad->cals[i];
+        if (!(cb->module_mask >> mo & 1)) continue;
+        const int s = (cb->per_layer ? l : 0) * MOD_COUNT + mo;
+        if (cb->kind == CALIB_BIAS) {
+            if (cb->grad) colsum_add(cb->gp[s], dy, N, out);
+            continue;
+        }
+        const int k = cb->rank;
+        // dlow (N, k) = dy · P2
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, k, out, 1.0f, dy, out, cb->P2[s],
+                    k, 0.0f, dlow, k);
+        if (cb->grad) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, k, N, 1.0f, dy, out,
+                        la->p1x[mo][i], k, 1.0f, cb->gP2[s], k);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, in, N, 1.0f, dlow, k, x, in,
+                        1.0f, cb->gP1[s], in);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, k, 1.0f, dlow, k, cb->P1[s],
+                    in, 1.0f, dx, in);
+    }
+}
+
+/* ---- forward --------------------------------------------------------------- */
+
+/* Classifier and loss over the rows in a->rows, LOGIT_CHUNK rows at a time.
+ * With ACTS_BACKWARD also d(loss)/d(xf) into a->dxf and, in full training,
+ * d(loss)/d(lm_head) into a->dlm. Returns the summed (not averaged) loss. */
+static double classifier_forward(model_acts *a, int n_rows, int count) {
+    const model *m = a->m;
+    const int D = m->cfg.dim, V = m->cfg.vocab_size;
+    const int bw = (a->flags & ACTS_BACKWARD) != 0;
+    const float inv_count = count ? 1.0f / count : 0.0f;
+    double loss = 0.0;
+    for (int r0 = 0; r0 < n_rows; r0 += LOGIT_CHUNK) {
+        const int ch = n_rows - r0 < LOGIT_CHUNK ? n_rows - r0 : LOGIT_CHUNK;
+        const int *rows = a->rows + r0;
+        for (int i = 0; i < ch; i++) memcpy(a->cx + (size_t)i * D, a->xf + (size_t)rows[i] * D, sizeof(float) * D);
+        // logits (ch, V) = cx (ch, D) · lm_head (V, D)^T
+        float *lg = a->logits ? a->logits + (size_t)r0 * V : a->lchunk;
+        matmul_forward(lg, a->cx, m->w.lm_head, NULL, ch, D, V, 0);
+        float *dl = a->lchunk; /* the gradient may overwrite the logits when not kept */
+        double chunk_loss = 0.0;
+#pragma omp parallel for reduction(+ : chunk_loss) schedule(static)
+        for (int i = 0; i < ch; i++) {
+            const int tgt = a->targets[rows[i]];
+            const float *z = lg + (size_t)i * V;
+            float *d = dl + (size_t)i * V;
+            if (tgt < 0) {
+                if (bw) memset(d, 0, sizeof(float) * V);
+                continue;
+            }
+            float mx = z[0];
+            for (int j = 1; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+            double sum = 0.0;
+            for (int j = 0; j < V; j++) sum += expf(z[j] - mx);
+            const double lse = mx + log(sum);
+            chunk_loss += lse - z[tgt];
+            if (bw) {
+                for (int j = 0; j < V; j++) d[j] = (float)exp(z[j] - lse) * inv_count;
+                d[tgt] -= inv_count;
+            }
+        }
+        loss += chunk_loss;
+        if (!bw) continue;
+        // dcx (ch, D) = dl (ch, V) · lm_head (V, D), scattered back to the rows
+        float *dcx = a->xn; /* free scratch at this point: (N, D) >= (ch, D) */
+        memset(dcx, 0, sizeof(float) * (size_t)ch * D);
+        matmul_backward_input(dcx, dl, m->w.lm_head, ch, D, V);
+        for (int i = 0; i < ch; i++) memcpy(a->dxf + (size_t)rows[i] * D, dcx + (size_t)i * D, sizeof(float) * D);
+        if (a->dlm) matmul_backward_weight(a->dlm, NULL, dl, a->cx, ch, D, V);
+    }
+    return loss;
+}
+
+int model_forward(const model *m, model_acts *a, const int *tokens, const int *targets, int B, int T, float *loss, lc_err *err) {
+    const model_config *c = &m->cfg;
+    if (B <= 0 || T <= 0 || B > a->B || T > a->T)
+        return lc_errf(err, "batch %d x %d does not fit the workspace (%d x %d)", B, T, a->B, a->T);
+    const int N = B * T, D = c->dim, L = c->n_layers, V = c->vocab_size;
+    const int H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim, F = c->hidden_dim;
+    const adapter_set *ad = &a->ad;
+    int count = 0;
+    for (int n = 0; n < N; n++) {
+        if (tokens[n] < 0 || tokens[n] >= V)
+            return lc_errf(err, "token id %d at position %d is outside the vocabulary [0, %d)",
+                           tokens[n], n, V);
+        if (targets && (targets[n] < -1 || targets[n] >= V))
+            return lc_errf(err, "target id %d at position %d is outside the vocabulary [0, %d)",
+                           targets[n], n, V);
+        a->tokens[n] = tokens[n];
+        a->targets[n] = targets ? targets[n] : -1;
+        count += a->targets[n] >= 0;
+    }
+    a->cur_B = B, a->cur_T = T;
+    rope_tables(a->cos_t, a->sin_t, m->rope_inv_freq, 0, T, hd);
+
+    // x = tok_emb[tokens]
+    float *x0 = a->layers[0].x_in;
+    for (int n = 0; n < N; n++)
+        memcpy(x0 + (size_t)n * D, m->w.tok_emb + (size_t)tokens[n] * D, sizeof(float) * D);
+
+    for (int l = 0; l < L; l++) {
+        layer_acts *la = &a->layers[l];
+        const layer_weights *lw = &m->w.layers[l];
+        rmsnorm_forward(a->xn, la->rstd1, la->x_in, lw->attn_norm, N, D, c->norm_eps);
+        adapted_forward(m, ad, la, l, MOD_Q, la->q, a->xn, N, 0);
+        adapted_forward(m, ad, la, l, MOD_K, la->k, a->xn, N, 0);
+        adapted_forward(m, ad, la, l, MOD_V, la->v, a->xn, N, 0);
+        rope_apply(la->q, a->cos_t, a->sin_t, B, T, H, hd, 0);
+        rope_apply(la->k, a->cos_t, a->sin_t, B, T, Hkv, hd, 0);
+        attention_forward(la->att, la->probs, la->q, la->k, la->v, B, T, H, Hkv, hd);
+        memcpy(la->x_mid, la->x_in, sizeof(float) * (size_t)N * D);
+        adapted_forward(m, ad, la, l, MOD_O, la->x_mid, la->att, N, 1);
+        rmsnorm_forward(a->xn, la->rstd2, la->x_mid, lw->ffn_norm, N, D, c->norm_eps);
+        adapted_forward(m, ad, la, l, MOD_GATE, la->gate, a->xn, N, 0);
+        adapted_forward(m, ad, la, l, MOD_UP, la->up, a->xn, N, 0);
+        swiglu_forward(a->h, la->gate, la->up, (size_t)N * F);
+        float *next = l == L - 1 ? a->x_final : a->layers[l + 1].x_in;
+        memcpy(next, la->x_mid, sizeof(float) * (size_t)N * D);
+        adapted_forward(m, ad, la, l, MOD_DOWN, next, a->h, N, 1);
+    }
+    rmsnorm_forward(a->xf, a->rstd_f, a->x_final, m->w.final_norm, N, D, c->norm_eps);
+
+    int n_rows = 0;
+    for (int n = 0; n < N; n++)
+        if ((a->flags & ACTS_KEEP_LOGITS) || a->targets[n] >= 0) a->rows[n_rows++] = n;
+    if (a->flags & ACTS_BACKWARD) {
+        memset(a->dxf, 0, sizeof(float) * (size_t)N * D);
+        if (a->dlm) memset(a->dlm, 0, sizeof(float) * (size_t)V * D);
+    }
+    double total = classifier_forward(a, n_rows, count);
+    double mean = count ? total / count : 0.0;
+    if (loss) *loss = (float)mean;
+    if (!isfinite(mean))
+        return lc_errf(err, "non-finite loss (%g) over %d target tokens", mean, count);
+    return LC_OK;
+}
+
+/* ---- backward ---------------------------------------------------------------- */
+
+void model_backward(model *m, model_acts *a, float grad_scale) {
+    const model_config *c = &m->cfg;
+    const adapter_set *ad = &a->ad;
+    const int B = a->cur_B, T = a->cur_T, N = B * T;
+    const int D = c->dim, L = c->n_layers, H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim;
+    const int F = c->hidden_dim, QD = H * hd;
+    if (!(a->flags & ACTS_BACKWARD) || N == 0) return;
+
+    if (grad_scale != 1.0f)
+        for (size_t i = 0; i < (size_t)N * D; i++) a->dxf[i] *= grad_scale;
+    if (m->grad && a->dlm) axpy(m->g.lm_head, a->dlm, grad_scale, (size_t)c->vocab_size * D);
+
+    // final norm: dres = d x_final
+    memset(a->dres, 0, sizeof(float) * (size_t)N * D);
+    rmsnorm_backward(a->dres, m->grad ? m->g.final_norm : NULL, a->dxf, a->x_final,
+                     m->w.final_norm, a->rstd_f, N, D);
+
+    for (int l = L - 1; l >= 0; l--) {
+        layer_acts *la = &a->layers[l];
+        const layer_weights *lw = &m->w.layers[l];
+        layer_weights *gw = m->grad ? &m->g.layers[l] : NULL;
+        /* MLP: x_out = x_mid + down(silu(gate) * up) */
+        swiglu_forward(a->h, la->gate, la->up, (size_t)N * F);
+        memset(a->dh, 0, sizeof(float) * (size_t)N * F);
+        adapted_backward(m, ad, la, a->dlow, l, MOD_DOWN, a->dh, a->dres, a->h, N);
+        swiglu_backward(a->dgate, a->dup, a->dh, la->gate, la->up, (size_t)N * F);
+        rmsnorm_forward(a->xn, NULL, la->x_mid, lw->ffn_norm, N, D, c->norm_eps);
+        memset(a->dxn, 0, sizeof(float) * (size_t)N * D);
+        adapted_backward(m, ad, la, a->dlow, l, MOD_GATE, a->dxn, a->dgate, a->xn, N);
+        adapted_backward(m, ad, la, a->dlow, l, MOD_UP, a->dxn, a->dup, a->xn, N);
+        rmsnorm_backward(a->dres, gw ? gw->ffn_norm : NULL, a->dxn, la->x_mid, lw->ffn_norm,
+                         la->rstd2, N, D);
+        /* attention: x_mid = x_in + o(att) */
+        memset(a->datt, 0, sizeof(float) * (size_t)N * QD);
+        adapted_backward(m, ad, la, a->dlow, l, MOD_O, a->datt, a->dres, la->att, N);
+        attention_backward(a->dq, a->dk, a->dv, a->datt, la->probs, la->q, la->k, la->v, a->dS, B,
+                           T, H, Hkv, hd);
+        rope_apply(a->dq, a->cos_t, a->sin_t, B, T, H, hd, 1);
+        rope_apply(a->dk, a->cos_t, a->sin_t, B, T, Hkv, hd, 1);
+        rmsnorm_forward(a->xn, NULL, la->x_in, lw->attn_norm, N, D, c->norm_eps);
+        memset(a->dxn, 0, sizeof(float) * (size_t)N * D);
+        adapted_backward(m, ad, la, a->dlow, l, MOD_Q, a->dxn, a->dq, a->xn, N);
+        adapted_backward(m, ad, la, a->dlow, l, MOD_K, a->dxn, a->dk, a->xn, N);
+        adapted_backward(m, ad, la, a->dlow, l, MOD_V, a->dxn, a->dv, a->xn, N);
+        rmsnorm_backward(a->dres, gw ? gw->attn_norm : NULL, a->dxn, la->x_in, lw->attn_norm,
+                         la->rstd1, N, D);
+    }
+    // embedding: scatter-add the rows (full training only)
+    if (m->grad)
+        for (int n = 0; n < N; n++)
+            axpy(m->g.tok_emb + (size_t)a->tokens[n] * D, a->dres + (size_t)n * D, 1.0f, D);
+}
+
+/* ---- decoding with a KV cache ------------------------------------------------ */
+
+struct model_decoder {
+    const model *m;
+    adapter_set ad;
+    int max_seq;
+    float *kc, *vc; /* (L, max_seq, Hkv*hd) */
+    float *x, *xn, *q, *att, *hb, *hb2, *logits, *low, *cs, *sn, *scores;
+};
+
+void model_decoder_free(model_decoder *d) {
+    if (!d) return;
+    free(d->kc); free(d->vc); free(d->x); free(d->xn); free(d->q); free(d->att);
+    free(d->hb); free(d->hb2); free(d->logits); free(d->low); free(d->cs); free(d->sn);
+    free(d->scores);
+    free(d);
+}
+
+int model_decoder_init(model_decoder **out, const model *m, const adapter_set *ad, int max_seq,
+                       lc_err *err) {
+    *out = NULL;
+    const model_config *c = &m->cfg;
+    if (max_seq <= 0) return lc_errf(err, "max_seq must be positive, found %d", max_seq);
+    if (adapter_set_validate(ad, m, err)) return LC_FAIL;
+    model_decoder *d = calloc(1, sizeof *d);
+    if (!d) return lc_errf(err, "out of memory");
+    d->m = m;
+    if (ad) d->ad = *ad;
+    d->max_seq = max_seq;
+    size_t KD = (size_t)c->n_kv_heads * c->head_dim, QD = (size_t)c->n_heads * c->head_dim;
+    size_t kv = (size_t)c->n_layers * max_seq * KD;
+    int low = 1;
+    for (int i = 0; i < d->ad.n_loras; i++) low = d->ad.loras[i]->rank > low ? d->ad.loras[i]->rank : low;
+    for (int i = 0; i < d->ad.n_cals; i++) low = d->ad.cals[i]->rank > low ? d->ad.cals[i]->rank : low;
+    size_t wide = QD > (size_t)c->dim ? QD : (size_t)c->dim;
+    d->kc = calloc(kv, sizeof(float));
+    d->vc = calloc(kv, sizeof(float));
+    d->x = calloc(c->dim, sizeof(float));
+    d->xn = calloc(wide, sizeof(float));
+    d->q = calloc(QD, sizeof(float));
+    d->att = calloc(QD, sizeof(float));
+    d->hb = calloc(c->hidden_dim, sizeof(float));
+    d->hb2 = calloc(c->hidden_dim, sizeof(float));
+    d->logits = calloc(c->vocab_size, sizeof(float));
+    d->low = calloc(low, sizeof(float));
+    d->cs = calloc(c->head_dim / 2, sizeof(float));
+    d->sn = calloc(c->head_dim / 2, sizeof(float));
+    d->scores = calloc((size_t)c->n_heads * max_seq, sizeof(float));
+    if (!d->kc || !d->vc || !d->x || !d->xn || !d->q || !d->att || !d->hb || !d->hb2 ||
+        !d->logits || !d->low || !d->cs || !d->sn || !d->scores) {
+        model_decoder_free(d);
+        return lc_errf(err, "out of memory allocating a KV cache for %d positions", max_seq);
+    }
+    *out = d;
+    return LC_OK;
+}
+
+// y (out) [+]= W x + b + sum_i ws_i B_i (A_i x) + p + P2 (P1 x), one token
+static void adapted_vec(model_decoder *d, int l, int mo, float *y, const float *x, int accumulate) {
+    const model *m = d->m;
+    const model_config *c = &m->cfg;
+    const int in = module_in_dim(c, mo), out = module_out_dim(c, mo);
+    const layer_weights *lw = &m->w.layers[l];
+    matvec(y, lw->w[mo], x, module_bias(lw, mo), in, out, accumulate);
+    for (int i = 0; i < d->ad.n_loras; i++) {
+        const lora *lr = d->ad.loras[i];
+        const int s = l * MOD_COUNT + mo;
+        if (!lr->A[s]) continue;
+        const int r = lr->rank;
+        const float ws = lr->weight * lr->scale;
+        matvec(d->low, lr->A[s], x, NULL, in, r, 0);
+        for (int j = 0; j < r; j++) d->low[j] *= ws;
+        matvec(y, lr->B[s], d->low, NULL, r, out, 1);
+    }
+    for (int i = 0; i < d->ad.n_cals; i++) {
+        const calib *cb = d->ad.cals[i];
+        if (!(cb->module_mask >> mo & 1)) continue;
+        const int s = (cb->per_layer ? l : 0) * MOD_COUNT + mo;
+        if (cb->kind == CALIB_BIAS) {
+            axpy(y, cb->p[s], 1.0f, out);
+        } else {
+            matvec(d->low, cb->P1[s], x, NULL, in, cb->rank, 0);
+            matvec(y, cb->P2[s], d->low, NULL, cb->rank, out, 1);
+        }
+    }
+}
+
+float *model_decoder_step(model_decoder *d, int token, int pos) {
+    const model *m = d->m;
+    const model_config *c = &m->cfg;
+    const int D = c->dim, H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim;
+    const int KD = Hkv * hd, group = H / Hkv;
+    if (token < 0 || token >= c->vocab_size || pos < 0 || pos >= d->max_seq) return NULL;
+    memcpy(d->x, m->w.tok_emb + (size_t)token * D, sizeof(float) * D);
+    rope_tables(d->cs, d->sn, m->rope_inv_freq, pos, 1, hd);
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int l = 0; l < c->n_layers; l++) {
+        const layer_weights *lw = &m->w.layers[l];
+        float *kc = d->kc + (size_t)l * d->max_seq * KD, *vc = d->vc + (size_t)l * d->max_seq * KD;
+        rmsnorm_forward(d->xn, NULL, d->x, lw->attn_norm, 1, D, c->norm_eps);
+        adapted_vec(d, l, MOD_Q, d->q, d->xn, 0);
+        adapted_vec(d, l, MOD_K, kc + (size_t)pos * KD, d->xn, 0);
+        adapted_vec(d, l, MOD_V, vc + (size_t)pos * KD, d->xn, 0);
+        rope_apply(d->q, d->cs, d->sn, 1, 1, H, hd, 0);
+        rope_apply(kc + (size_t)pos * KD, d->cs, d->sn, 1, 1, Hkv, hd, 0);
+        // per head: softmax(q k^T / sqrt(hd)) over positions 0..pos, then · v
+#pragma omp parallel for schedule(static) if ((size_t)H * (pos + 1) * hd >= (1u << 15))
+        for (int h = 0; h < H; h++) {
+            const float *qh = d->q + (size_t)h * hd;
+            float *sc = d->scores + (size_t)h * d->max_seq;
+            const int kvh = h / group;
+            float mx = -INFINITY;
+            for (int t = 0; t <= pos; t++) {
+                const float *kt = kc + (size_t)t * KD + (size_t)kvh * hd;
+                float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+                for (int i = 0; i < hd; i++) s += qh[i] * kt[i];
+                sc[t] = s * scale;
+                mx = sc[t] > mx ? sc[t] : mx;
+            }
+            float sum = 0.0f;
+            for (int t = 0; t <= pos; t++) sum += (sc[t] = expf(sc[t] - mx));
+            float inv = 1.0f / sum;
+            float *ah = d->att + (size_t)h * hd;
+            memset(ah, 0, sizeof(float) * hd);
+            for (int t = 0; t <= pos; t++) {
+                const float *vt = vc + (size_t)t * KD + (size_t)kvh * hd;
+                const float p = sc[t] * inv;
+#pragma omp simd
+                for (int i = 0; i < hd; i++) ah[i] += p * vt[i];
+            }
+        }
+        adapted_vec(d, l, MOD_O, d->x, d->att, 1);
+        rmsnorm_forward(d->xn, NULL, d->x, lw->ffn_norm, 1, D, c->norm_eps);
+        adapted_vec(d, l, MOD_GATE, d->hb, d->xn, 0);
+        adapted_vec(d, l, MOD_UP, d->hb2, d->xn, 0);
+        swiglu_forward(d->hb, d->hb, d->hb2, c->hidden_dim);
+        adapted_vec(d, l, MOD_DOWN, d->x, d->hb, 1);
+    }
+    rmsnorm_forward(d->x, NULL, d->x, m->w.final_norm, 1, D, c->norm_eps);
+    matvec(d->logits, m->w.lm_head, d->x, NULL, D, c->vocab_size, 0);
+    return d->logits;
+}

@@ -1,0 +1,193 @@
+/* Kernel tests: each optimised kernel against its plain reference, and each
+ * backward against central finite differences of its forward.
+ *
+ * Finite differences run in float32 on O(1) values with step 1e-2 on the
+ * scalar objective sum(out * g) for a fixed random g; the tolerance is 2e-2
+ * relative (normwise), which a wrong term (sign, missing factor) exceeds by
+ * orders of magnitude. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "ops.h"
+#include "test_util.h"
+
+static void randn(float *p, size_t n, float std, lc_rng *r) {
+    for (size_t i = 0; i < n; i++) p[i] = std * lc_rng_normal(r);
+}
+
+static double dot(const float *a, const float *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+/* Numerical gradient of sum(f(x) * g) w.r.t. x, by central differences. */
+typedef void (*fwd_fn)(float *out, const float *x, void *ctx);
+static void numgrad(float *dx, float *x, size_t n, float *out, const float *g, size_t nout,
+                    fwd_fn f, void *ctx) {
+    const float h = 1e-2f;
+    for (size_t i = 0; i < n; i++) {
+        float keep = x[i];
+        x[i] = keep + h;
+        f(out, x, ctx);
+        double p = dot(out, g, nout);
+        x[i] = keep - h;
+        f(out, x, ctx);
+        double q = dot(out, g, nout);
+        x[i] = keep;
+        dx[i] = (float)((p - q) / (2 * h));
+    }
+}
+
+Test(kernels, matmul_matches_reference) {
+    lc_rng r;
+    lc_rng_seed(&r, 1);
+    int N = 7, C = 13, OC = 5;
+    float inp[7 * 13], w[5 * 13], b[5], out[35], ref[35], dout[35];
+    randn(inp, sizeof inp / 4, 1, &r);
+    randn(w, sizeof w / 4, 1, &r);
+    randn(b, 5, 1, &r);
+    randn(dout, 35, 1, &r);
+    for (int acc = 0; acc < 2; acc++) {
+        for (int i = 0; i < 35; i++) out[i] = ref[i] = 0.5f * i;
+        matmul_forward(out, inp, w, b, N, C, OC, acc);
+        matmul_forward_ref(ref, inp, w, b, N, C, OC, acc);
+        cr_assert_lt(tu_rel_err_f32(out, ref, 35), 1e-6);
+    }
+    float di[7 * 13] = {0}, dir[7 * 13] = {0}, dw[65] = {0}, dwr[65] = {0}, db[5] = {0}, dbr[5] = {0};
+    matmul_backward_input(di, dout, w, N, C, OC);
+    matmul_backward_input_ref(dir, dout, w, N, C, OC);
+    cr_assert_lt(tu_rel_err_f32(di, dir, 91), 1e-6);
+    matmul_backward_weight(dw, db, dout, inp, N, C, OC);
+    matmul_backward_weight_ref(dwr, dbr, dout, inp, N, C, OC);
+    cr_assert_lt(tu_rel_err_f32(dw, dwr, 65), 1e-6);
+    cr_assert_lt(tu_rel_err_f32(db, dbr, 5), 1e-6);
+    float mv[5], mvr[5];
+    matvec(mv, w, inp, b, C, OC, 0);
+    matmul_forward_ref(mvr, inp, w, b, 1, C, OC, 0);
+    cr_assert_lt(tu_rel_err_f32(mv, mvr, 5), 1e-6);
+}
+
+/* ---- RMSNorm ---- */
+typedef struct { const float *w; int N, C; int wrt_w; const float *x; } rms_ctx;
+static void rms_fwd(float *out, const float *v, void *p) {
+    rms_ctx *c = p;
+    if (c->wrt_w) rmsnorm_forward(out, NULL, c->x, v, c->N, c->C, 1e-5f);
+    else rmsnorm_forward(out, NULL, v, c->w, c->N, c->C, 1e-5f);
+}
+
+Test(kernels, rmsnorm_backward_matches_finite_differences) {
+    lc_rng r;
+    lc_rng_seed(&r, 2);
+    enum { N = 3, C = 10 };
+    float x[N * C], w[C], g[N * C], out[N * C], rstd[N], dx[N * C] = {0}, dw[C] = {0}, nx[N * C], nw[C];
+    randn(x, N * C, 1, &r);
+    randn(w, C, 1, &r);
+    randn(g, N * C, 1, &r);
+    rmsnorm_forward(out, rstd, x, w, N, C, 1e-5f);
+    rmsnorm_backward(dx, dw, g, x, w, rstd, N, C);
+    rms_ctx c = {w, N, C, 0, x};
+    numgrad(nx, x, N * C, out, g, N * C, rms_fwd, &c);
+    cr_assert_lt(tu_rel_err_f32(dx, nx, N * C), 2e-2, "dx err %g", tu_rel_err_f32(dx, nx, N * C));
+    c.wrt_w = 1;
+    numgrad(nw, w, C, out, g, N * C, rms_fwd, &c);
+    cr_assert_lt(tu_rel_err_f32(dw, nw, C), 2e-2);
+}
+
+/* ---- RoPE ---- */
+typedef struct { const float *cs, *sn; int B, T, nh, hd; } rope_ctx;
+static void rope_fwd(float *out, const float *x, void *p) {
+    rope_ctx *c = p;
+    memcpy(out, x, sizeof(float) * c->B * c->T * c->nh * c->hd);
+    rope_apply(out, c->cs, c->sn, c->B, c->T, c->nh, c->hd, 0);
+}
+
+Test(kernels, rope_backward_matches_finite_differences) {
+    lc_rng r;
+    lc_rng_seed(&r, 3);
+    enum { B = 2, T = 5, NH = 3, HD = 8, n = B * T * NH * HD };
+    float inv[HD / 2], cs[T * HD / 2], sn[T * HD / 2], x[n], g[n], out[n], dx[n], nx[n];
+    for (int i = 0; i < HD / 2; i++) inv[i] = powf(100.0f, -2.0f * i / HD);
+    rope_tables(cs, sn, inv, 3, T, HD);
+    randn(x, n, 1, &r);
+    randn(g, n, 1, &r);
+    memcpy(dx, g, sizeof dx);
+    rope_apply(dx, cs, sn, B, T, NH, HD, 1);
+    rope_ctx c = {cs, sn, B, T, NH, HD};
+    numgrad(nx, x, n, out, g, n, rope_fwd, &c);
+    cr_assert_lt(tu_rel_err_f32(dx, nx, n), 2e-2);
+    /* inverse really inverts */
+    memcpy(out, x, sizeof out);
+    rope_apply(out, cs, sn, B, T, NH, HD, 0);
+    rope_apply(out, cs, sn, B, T, NH, HD, 1);
+    cr_assert_lt(tu_rel_err_f32(out, x, n), 1e-6);
+}
+
+/* ---- attention ---- */
+enum { AB = 2, AT = 6, AH = 4, AHKV = 2, AHD = 4 };
+enum { AQN = AB * AT * AH * AHD, AKN = AB * AT * AHKV * AHD };
+typedef struct { float *q, *k, *v; int which; } att_ctx;
+static void att_fwd(float *out, const float *x, void *p) {
+    att_ctx *c = p;
+    float probs[AB * AH * AT * AT];
+    attention_forward(out, probs, c->which == 0 ? x : c->q, c->which == 1 ? x : c->k,
+                      c->which == 2 ? x : c->v, AB, AT, AH, AHKV, AHD);
+}
+
+Test(kernels, attention_backward_matches_finite_differences) {
+    lc_rng r;
+    lc_rng_seed(&r, 4);
+    float q[AQN], k[AKN], v[AKN], g[AQN], out[AQN], probs[AB * AH * AT * AT];
+    float dq[AQN], dk[AKN], dv[AKN], scratch[AT * AT], num[AQN];
+    randn(q, AQN, 1, &r);
+    randn(k, AKN, 1, &r);
+    randn(v, AKN, 1, &r);
+    randn(g, AQN, 1, &r);
+    attention_forward(out, probs, q, k, v, AB, AT, AH, AHKV, AHD);
+    /* causality: probabilities above the diagonal are zero, rows sum to 1 */
+    for (int t = 0; t < AT; t++) {
+        double s = 0;
+        for (int j = 0; j < AT; j++) {
+            if (j > t) cr_assert_eq(probs[t * AT + j], 0.0f);
+            s += probs[t * AT + j];
+        }
+        cr_assert_float_eq(s, 1.0, 1e-5);
+    }
+    attention_backward(dq, dk, dv, g, probs, q, k, v, scratch, AB, AT, AH, AHKV, AHD);
+    att_ctx c = {q, k, v, 0};
+    numgrad(num, q, AQN, out, g, AQN, att_fwd, &c);
+    cr_assert_lt(tu_rel_err_f32(dq, num, AQN), 2e-2, "dq %g", tu_rel_err_f32(dq, num, AQN));
+    c.which = 1;
+    numgrad(num, k, AKN, out, g, AQN, att_fwd, &c);
+    cr_assert_lt(tu_rel_err_f32(dk, num, AKN), 2e-2, "dk %g", tu_rel_err_f32(dk, num, AKN));
+    c.which = 2;
+    numgrad(num, v, AKN, out, g, AQN, att_fwd, &c);
+    cr_assert_lt(tu_rel_err_f32(dv, num, AKN), 2e-2, "dv %g", tu_rel_err_f32(dv, num, AKN));
+}
+
+/* ---- SwiGLU ---- */
+typedef struct { const float *gate, *up; int wrt_up; size_t n; } sw_ctx;
+static void sw_fwd(float *out, const float *x, void *p) {
+    sw_ctx *c = p;
+    swiglu_forward(out, c->wrt_up ? c->gate : x, c->wrt_up ? x : c->up, c->n);
+}
+
+Test(kernels, swiglu_backward_matches_finite_differences) {
+    lc_rng r;
+    lc_rng_seed(&r, 5);
+    enum { n = 40 };
+    float gt[n], up[n], g[n], out[n], dg[n], du[n], num[n];
+    randn(gt, n, 2, &r);
+    randn(up, n, 1, &r);
+    randn(g, n, 1, &r);
+    swiglu_backward(dg, du, g, gt, up, n);
+    sw_ctx c = {gt, up, 0, n};
+    numgrad(num, gt, n, out, g, n, sw_fwd, &c);
+    cr_assert_lt(tu_rel_err_f32(dg, num, n), 2e-2);
+    c.wrt_up = 1;
+    numgrad(num, up, n, out, g, n, sw_fwd, &c);
+    cr_assert_lt(tu_rel_err_f32(du, num, n), 2e-2);
+}
