@@ -1,0 +1,284 @@
+/* model_io.c: base models from/to Hugging Face folders (config.json +
+ * safetensors, single or sharded) and the project's HDF5 layout, and the
+ * model_load dispatcher. The llama2.c format lives in llama2c.c.
+ *
+ * Tensors are read by their HF names (model_for_each_tensor) with the exact
+ * shape implied by config.json; dtype conversion is tensor_file's job. */
+#include "loaders.h"
+#include "tensor_file.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define H5_MODEL_FORMAT "lcmt-model"
+#define H5_MODEL_VERSION "1"
+
+static const unsigned char HDF5_SIGNATURE[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+
+/* ---- small file helpers ----------------------------------------------- */
+
+/* mkdir -p */
+static int make_dirs(const char *dir, lc_err *err) {
+    char buf[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof buf) return lc_errf(err, "%s: invalid directory name", dir);
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char c = buf[i];
+        buf[i] = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return lc_errf(err, "%s: cannot create directory: %s", buf, strerror(errno));
+        buf[i] = c;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return lc_errf(err, "%s: exists and is not a directory", dir);
+    return LC_OK;
+}
+
+/* Writes text to path through a temporary file and rename(). */
+static int write_text_atomic(const char *path, const char *text, lc_err *err) {
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return lc_errf(err, "%s: path too long", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return lc_errf(err, "%s: cannot create: %s", tmp, strerror(errno));
+    size_t n = strlen(text);
+    int ok = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok) {
+        unlink(tmp);
+        return lc_errf(err, "%s: write failed", path);
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return lc_errf(err, "%s: cannot rename %s onto it: %s", path, tmp, strerror(e));
+    }
+    return LC_OK;
+}
+
+static void format_shape(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t o = 0;
+    o += snprintf(buf + o, n - o, "[");
+    for (int i = 0; i < ndim && o < n; i++)
+        o += snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (o < n) snprintf(buf + o, n - o, "]");
+}
+
+static int cmp_str_ptr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* ---- reading the tensors of a model ----------------------------------- */
+
+typedef struct {
+    tensor_file *tf;
+    const char *cfg_src; /* where the shapes come from, for messages */
+    lc_err *err;
+    char **names; /* expected names read so far */
+    int n_names, cap_names;
+} load_ctx;
+
+static int load_tensor_fn(const char *name, int ndim, const int64_t *shape, float *data,
+                          float *grad, void *vctx) {
+    load_ctx *ctx = vctx;
+    const tensor_info *ti = tensor_file_find(ctx->tf, name);
+    if (!ti) {
+        if (!strcmp(name, "lm_head.weight"))
+            return lc_errf(ctx->err, "%s: tensor '%s': missing (%s has tie_word_embeddings false)",
+                           tensor_file_path(ctx->tf), name, ctx->cfg_src);
+        return lc_errf(ctx->err, "%s: tensor '%s': missing", tensor_file_path(ctx->tf), name);
+    }
+    int same = ti->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = ti->shape[i] == shape[i];
+    if (!same) {
+        char want[128], got[128];
+        format_shape(want, sizeof want, ndim, shape);
+        format_shape(got, sizeof got, ti->ndim, ti->shape);
+        return lc_errf(ctx->err, "%s: tensor '%s': expected shape %s (from %s), found %s",
+                       tensor_file_path_of(ctx->tf, ti), name, want, ctx->cfg_src, got);
+    }
+    if (tensor_file_read_f32(ctx->tf, name, ndim, shape, data, ctx->err)) return LC_FAIL;
+    if (ctx->n_names == ctx->cap_names) {
+        int cap = ctx->cap_names ? ctx->cap_names * 2 : 64;
+        char **nn = realloc(ctx->names, sizeof(char *) * cap);
+        if (!nn) return lc_errf(ctx->err, "out of memory");
+        ctx->names = nn;
+        ctx->cap_names = cap;
+    }
+    if (!(ctx->names[ctx->n_names] = strdup(name))) return lc_errf(ctx->err, "out of memory");
+    ctx->n_names++;
+    return LC_OK;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !memcmp(s + a - b, suffix, b);
+}
+
+/* Reads every parameter of m (already initialised from the config) from tf.
+ * Tensors the model does not use are an error (they would mean the config
+ * does not describe the checkpoint: an o_proj bias, MLP biases, ...), except
+ * RoPE caches and a tied lm_head. */
+static int load_model_tensors(model *m, tensor_file *tf, const char *cfg_src, lc_err *err) {
+    load_ctx ctx = {tf, cfg_src, err, NULL, 0, 0};
+    int rc = model_for_each_tensor(m, load_tensor_fn, &ctx) ? LC_FAIL : LC_OK;
+    if (rc == LC_OK) {
+        qsort(ctx.names, ctx.n_names, sizeof(char *), cmp_str_ptr);
+        for (int i = 0; i < tensor_file_count(tf); i++) {
+            const tensor_info *ti = tensor_file_at(tf, i);
+            const char *key = ti->name;
+            if (bsearch(&key, ctx.names, ctx.n_names, sizeof(char *), cmp_str_ptr)) continue;
+            if (ends_with(key, "rotary_emb.inv_freq")) continue;
+            if (m->cfg.tie_embeddings && !strcmp(key, "lm_head.weight")) continue;
+            rc = lc_errf(err, "%s: tensor '%s': not used by a %s model as described by %s",
+                         tensor_file_path_of(tf, ti), key, m->cfg.arch, cfg_src);
+            break;
+        }
+    }
+    for (int i = 0; i < ctx.n_names; i++) free(ctx.names[i]);
+    free(ctx.names);
+    return rc;
+}
+
+/* ---- Hugging Face folder ---------------------------------------------- */
+
+int model_load_hf(model *m, const char *dir, lc_err *err) {
+    memset(m, 0, sizeof *m);
+    char path[4200];
+    if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
+        return lc_errf(err, "%s: path too long", dir);
+    char *text = lc_read_file(path, NULL, err);
+    if (!text) return LC_FAIL;
+    model_config cfg;
+    int rc = hf_config_parse(text, path, &cfg, err);
+    free(text);
+    if (rc) return LC_FAIL;
+    if (model_init(m, &cfg, err)) return lc_err_prefix(err, "%s: ", path);
+    tensor_file *tf = NULL;
+    if (tensor_file_open(&tf, dir, err) || load_model_tensors(m, tf, path, err)) {
+        tensor_file_free(tf);
+        model_free(m);
+        return LC_FAIL;
+    }
+    tensor_file_free(tf);
+    return LC_OK;
+}
+
+typedef struct {
+    tensor_writer *w;
+    lc_err *err;
+} save_ctx;
+
+static int save_tensor_fn(const char *name, int ndim, const int64_t *shape, float *data,
+                          float *grad, void *vctx) {
+    save_ctx *ctx = vctx;
+    return tensor_writer_add_f32(ctx->w, name, ndim, shape, data, DT_F32, ctx->err) ? LC_FAIL
+                                                                                    : LC_OK;
+}
+
+/* Writes all parameters of m with tensor_writer, plus metadata pairs. */
+static int save_model_tensors(const model *m, const char *path, tensor_writer_format fmt,
+                              const char *const *meta, int n_meta, lc_err *err) {
+    tensor_writer *w = NULL;
+    if (tensor_writer_open(&w, path, fmt, err)) return LC_FAIL;
+    for (int i = 0; i < n_meta; i++)
+        if (tensor_writer_meta(w, meta[2 * i], meta[2 * i + 1], err)) {
+            tensor_writer_abort(w);
+            return LC_FAIL;
+        }
+    save_ctx ctx = {w, err};
+    /* model_for_each_tensor only reads m here */
+    if (model_for_each_tensor((model *)m, save_tensor_fn, &ctx)) {
+        tensor_writer_abort(w);
+        return LC_FAIL;
+    }
+    return tensor_writer_close(w, err);
+}
+
+int model_save_hf(const model *m, const char *dir, lc_err *err) {
+    if (make_dirs(dir, err)) return LC_FAIL;
+    char path[4200];
+    if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
+        return lc_errf(err, "%s: path too long", dir);
+    const char *meta[] = {"format", "pt"};
+    if (save_model_tensors(m, path, TW_SAFETENSORS, meta, 1, err)) return LC_FAIL;
+    if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
+        return lc_errf(err, "%s: path too long", dir);
+    char *json = hf_config_to_json(&m->cfg);
+    if (!json) return lc_errf(err, "%s: out of memory writing config.json", dir);
+    int rc = write_text_atomic(path, json, err);
+    free(json);
+    return rc;
+}
+
+/* ---- project HDF5 layout ---------------------------------------------- */
+
+int model_load_h5(model *m, const char *path, lc_err *err) {
+    memset(m, 0, sizeof *m);
+    tensor_file *tf = NULL;
+    if (tensor_file_open(&tf, path, err)) return LC_FAIL;
+    int rc = LC_FAIL;
+    const char *fmt = tensor_file_meta(tf, "format");
+    const char *ver = tensor_file_meta(tf, "version");
+    const char *json = tensor_file_meta(tf, "config");
+    char src[4200];
+    snprintf(src, sizeof src, "%s: attribute 'config'", path);
+    model_config cfg;
+    if (!fmt || strcmp(fmt, H5_MODEL_FORMAT)) {
+        lc_errf(err, "%s: attribute 'format': expected '%s', found %s%s%s", path, H5_MODEL_FORMAT,
+                fmt ? "'" : "", fmt ? fmt : "none", fmt ? "'" : "");
+    } else if (!ver || strcmp(ver, H5_MODEL_VERSION)) {
+        lc_errf(err, "%s: attribute 'version': expected '%s', found %s%s%s", path,
+                H5_MODEL_VERSION, ver ? "'" : "", ver ? ver : "none", ver ? "'" : "");
+    } else if (!json) {
+        lc_errf(err, "%s: attribute 'config': missing", path);
+    } else if (!hf_config_parse(json, src, &cfg, err)) {
+        if (model_init(m, &cfg, err)) lc_err_prefix(err, "%s: ", src);
+        else if (load_model_tensors(m, tf, src, err)) model_free(m);
+        else rc = LC_OK;
+    }
+    tensor_file_free(tf);
+    return rc;
+}
+
+int model_save_h5(const model *m, const char *path, lc_err *err) {
+    char *json = hf_config_to_json(&m->cfg);
+    if (!json) return lc_errf(err, "%s: out of memory", path);
+    const char *meta[] = {"format", H5_MODEL_FORMAT, "version", H5_MODEL_VERSION, "config", json};
+    int rc = save_model_tensors(m, path, TW_HDF5, meta, 3, err);
+    free(json);
+    return rc;
+}
+
+/* ---- dispatch --------------------------------------------------------- */
+
+int model_load(model *m, const char *path, lc_err *err) {
+    memset(m, 0, sizeof *m);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return lc_errf(err, "%s: cannot open model: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        char cfg[4200];
+        if (snprintf(cfg, sizeof cfg, "%s/config.json", path) >= (int)sizeof cfg)
+            return lc_errf(err, "%s: path too long", path);
+        if (access(cfg, F_OK) != 0)
+            return lc_errf(err, "%s: directory without config.json (expected a Hugging Face "
+                           "model folder)", path);
+        return model_load_hf(m, path, err);
+    }
+    unsigned char sig[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return lc_errf(err, "%s: cannot open model: %s", path, strerror(errno));
+    size_t n = fread(sig, 1, sizeof sig, f);
+    fclose(f);
+    if (n == sizeof sig && !memcmp(sig, HDF5_SIGNATURE, sizeof sig))
+        return model_load_h5(m, path, err);
+    return model_load_llama2c(m, path, err);
+}
