@@ -462,7 +462,7 @@ CASES = [
                   theta=500000.0,
                   rope_scaling={"rope_type": "llama3", "factor": 8.0,
                                 "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                "original_max_position_embeddings": 16}),
+                                "original_max_position_embeddings": 64}),
          loras=[dict(r=4, alpha=16.0, rslora=False, modules=["o", "gate", "up"],
                      layers=None, weight=1.0),
                 dict(r=2, alpha=4.0, rslora=True, modules=["o", "gate", "up"],

@@ -12,7 +12,7 @@
 
 #include "model.h"
 #include "ops.h"
-#include "test_util.h"
+#include "testutil.h"
 
 static void randn(float *p, size_t n, float std, lc_rng *r) {
     for (size_t i = 0; i < n; i++) p[i] = std * lc_rng_normal(r);

@@ -15,7 +15,7 @@
 
 #include "loaders.h"
 #include "tensor_file.h"
-#include "test_util.h"
+#include "testutil.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "model.h"
-#include "test_util.h"
+#include "testutil.h"
 
 static model_config tiny_config(int qwen) {
     model_config c = {0};

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "tensor_file.h"
-#include "test_util.h"
+#include "testutil.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 

@@ -1,4 +1,4 @@
-#include "test_util.h"
+#include "testutil.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* Helpers shared by the Criterion tests. */
-#ifndef TEST_UTIL_H
-#define TEST_UTIL_H
+#ifndef TESTUTIL_H
+#define TESTUTIL_H
 
 #include <stddef.h>
 
