@@ -1,4 +1,4 @@
-/* hf_config.c: Hugging Face config.json <-> model_config, and lc_read_file.
+/* hf_config.c: Hugging Face config.json <-> model_config.
  *
  * Keys read (see loaders.h); every error names the source and the key path:
  *   "<src>: key 'hidden_size': missing"
@@ -14,56 +14,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* ---- files ------------------------------------------------------------ */
-
-char *lc_read_file(const char *path, size_t *len, lc_err *err) {
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        lc_errf(err, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        lc_errf(err, "%s: is a directory, expected a file", path);
-        return NULL;
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        lc_errf(err, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, n = 0;
-    char *buf = lc_malloc(cap, err);
-    if (!buf) {
-        fclose(f);
-        return NULL;
-    }
-    for (;;) { /* read to EOF: the size may change or be unknown (pipes) */
-        if (cap - n < 2) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                lc_errf(err, "%s: out of memory reading the file", path);
-                return NULL;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        lc_errf(err, "%s: read error", path);
-        return NULL;
-    }
-    buf[n] = 0;
-    if (len) *len = n;
-    return buf;
-}
 
 /* ---- JSON helpers ----------------------------------------------------- */
 

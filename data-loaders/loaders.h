@@ -23,6 +23,11 @@ char *hf_config_to_json(const model_config *c);
 
 /* Reads a whole small file into a NUL-terminated buffer (caller frees). */
 char *lc_read_file(const char *path, size_t *len, lc_err *err);
+/* mkdir -p */
+int lc_make_dirs(const char *dir, lc_err *err);
+/* Writes text (plus a final newline) to path through a temporary file and
+ * rename(), so readers never see a half-written file. */
+int lc_write_text_atomic(const char *path, const char *text, lc_err *err);
 
 /* ---- models ----------------------------------------------------------- */
 

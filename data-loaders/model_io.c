@@ -21,48 +21,6 @@ static const unsigned char HDF5_SIGNATURE[8] = {0x89, 'H', 'D', 'F', '\r', '\n',
 
 /* ---- small file helpers ----------------------------------------------- */
 
-/* mkdir -p */
-static int make_dirs(const char *dir, lc_err *err) {
-    char buf[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof buf) return lc_errf(err, "%s: invalid directory name", dir);
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != 0) continue;
-        char c = buf[i];
-        buf[i] = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return lc_errf(err, "%s: cannot create directory: %s", buf, strerror(errno));
-        buf[i] = c;
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return lc_errf(err, "%s: exists and is not a directory", dir);
-    return LC_OK;
-}
-
-/* Writes text to path through a temporary file and rename(). */
-static int write_text_atomic(const char *path, const char *text, lc_err *err) {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return lc_errf(err, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return lc_errf(err, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    int ok = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok) {
-        unlink(tmp);
-        return lc_errf(err, "%s: write failed", path);
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return lc_errf(err, "%s: cannot rename %s onto it: %s", path, tmp, strerror(e));
-    }
-    return LC_OK;
-}
-
 static void format_shape(char *buf, size_t n, int ndim, const int64_t *shape) {
     size_t o = 0;
     o += snprintf(buf + o, n - o, "[");
@@ -203,7 +161,7 @@ static int save_model_tensors(const model *m, const char *path, tensor_writer_fo
 }
 
 int model_save_hf(const model *m, const char *dir, lc_err *err) {
-    if (make_dirs(dir, err)) return LC_FAIL;
+    if (lc_make_dirs(dir, err)) return LC_FAIL;
     char path[4200];
     if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
         return lc_errf(err, "%s: path too long", dir);
@@ -213,7 +171,7 @@ int model_save_hf(const model *m, const char *dir, lc_err *err) {
         return lc_errf(err, "%s: path too long", dir);
     char *json = hf_config_to_json(&m->cfg);
     if (!json) return lc_errf(err, "%s: out of memory writing config.json", dir);
-    int rc = write_text_atomic(path, json, err);
+    int rc = lc_write_text_atomic(path, json, err);
     free(json);
     return rc;
 }

@@ -1,0 +1,101 @@
+/* fsutil.c: small file helpers shared by the loaders and writers. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "loaders.h"
+
+char *lc_read_file(const char *path, size_t *len, lc_err *err) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        lc_errf(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        lc_errf(err, "%s: is a directory, expected a file", path);
+        return NULL;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        lc_errf(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, n = 0;
+    char *buf = lc_malloc(cap, err);
+    if (!buf) {
+        fclose(f);
+        return NULL;
+    }
+    for (;;) { /* read to EOF: the size may change or be unknown (pipes) */
+        if (cap - n < 2) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                lc_errf(err, "%s: out of memory reading the file", path);
+                return NULL;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        lc_errf(err, "%s: read error", path);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+/* mkdir -p */
+int lc_make_dirs(const char *dir, lc_err *err) {
+    char buf[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof buf) return lc_errf(err, "%s: invalid directory name", dir);
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char c = buf[i];
+        buf[i] = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return lc_errf(err, "%s: cannot create directory: %s", buf, strerror(errno));
+        buf[i] = c;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return lc_errf(err, "%s: exists and is not a directory", dir);
+    return LC_OK;
+}
+
+/* Writes text to path through a temporary file and rename(). */
+int lc_write_text_atomic(const char *path, const char *text, lc_err *err) {
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return lc_errf(err, "%s: path too long", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return lc_errf(err, "%s: cannot create: %s", tmp, strerror(errno));
+    size_t n = strlen(text);
+    int ok = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok) {
+        unlink(tmp);
+        return lc_errf(err, "%s: write failed", path);
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return lc_errf(err, "%s: cannot rename %s onto it: %s", path, tmp, strerror(e));
+    }
+    return LC_OK;
+}
+
