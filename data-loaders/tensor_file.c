@@ -1186,9 +1186,10 @@ static int open_dispatch(tensor_file *tf, const char *path, lc_err *err) {
             char *p = path_join(path, names[i]);
             if (!p) return lc_errf(err, "out of memory");
             if (is_regular_file(p)) {
-                int rc = i == 0 ? open_index(tf, p, err) : open_single(tf, p, err);
-                free(p);
-                return rc;
+                /* messages name the file actually read, not the folder */
+                free(tf->path);
+                tf->path = p;
+                return i == 0 ? open_index(tf, p, err) : open_single(tf, p, err);
             }
             free(p);
         }

@@ -55,7 +55,8 @@ const char *tensor_dtype_name(tensor_dtype dt);
 int tensor_file_open(tensor_file **out, const char *path, lc_err *err);
 void tensor_file_free(tensor_file *tf);
 
-/* The path given to tensor_file_open (for messages). */
+/* The file read (for messages): the path given, or for a directory the
+ * index or safetensors file found in it. */
 const char *tensor_file_path(const tensor_file *tf);
 /* The actual file holding a tensor (the shard for sharded files). */
 const char *tensor_file_path_of(const tensor_file *tf, const tensor_info *ti);

@@ -758,7 +758,9 @@ Test(sharded, directory_prefers_index) {
     write_simple(p, TW_SAFETENSORS, DT_F32);
     tensor_file *tf = open_ok(d.dir);
     check_sharded(tf, &d);
-    cr_assert_str_eq(tensor_file_path(tf), d.dir);
+    char idx[512];
+    in_dir(idx, sizeof idx, &d, "model.safetensors.index.json");
+    cr_assert_str_eq(tensor_file_path(tf), idx, "messages name the file read, not the folder");
     tensor_file_free(tf);
 }
 
