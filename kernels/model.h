@@ -209,6 +209,12 @@ size_t model_acts_bytes(const model_acts *a);
  * never be held. Returns LC_FAIL (err says why) on non-finite loss. */
 int model_forward(const model *m, model_acts *a, const int *tokens, const int *targets, int B, int T,
                   float *loss, lc_err *err);
+/* LoRA dropout (PEFT's lora_dropout: on the LoRA's input, x -> A(drop(x))).
+ * seed != 0 turns it on for the following forward/backward pairs (training;
+ * change the seed every step); 0 turns it off (evaluation). The mask is a
+ * pure function of (seed, layer, module, adapter, element), so backward
+ * regenerates it instead of storing it, and a resumed run is bit-exact. */
+void model_acts_set_dropout(model_acts *a, uint64_t seed);
 /* (B*T, V) logits of the last forward; NULL without ACTS_KEEP_LOGITS. */
 const float *model_acts_logits(const model_acts *a);
 /* Backward of the last forward. Accumulates (+=) into every enabled grad

@@ -47,6 +47,8 @@ struct model_acts {
     float *xn, *h;
     float *dres, *dxn, *dh, *dgate, *dup, *datt, *dq, *dk, *dv, *dS, *dlow;
     int max_low; /* largest LoRA / LC++ rank */
+    uint64_t drop_seed; /* 0: no LoRA dropout */
+    float *xdrop, *xdrop2; /* (N, max in) scratch for LoRA dropout */
     void **allocs;
     int n_allocs, cap_allocs;
     size_t bytes;
@@ -87,6 +89,34 @@ void model_acts_free(model_acts *a) {
 size_t model_acts_bytes(const model_acts *a) { return a->bytes; }
 const float *model_acts_logits(const model_acts *a) { return a->logits; }
 const float *model_acts_demb(const model_acts *a) { return a->dres; }
+void model_acts_set_dropout(model_acts *a, uint64_t seed) { a->drop_seed = seed; }
+
+/* ---- LoRA dropout ------------------------------------------------------- */
+
+static inline uint64_t splitmix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* xd (N, in) = x * keep / (1 - p), keep ~ Bernoulli(1 - p) drawn from
+ * (seed, layer, module, adapter, element). */
+static void lora_dropout(float *xd, const float *x, size_t n, float p, uint64_t seed, int l, int mo,
+                         int i) {
+    const uint64_t stream = seed ^ ((uint64_t)((l * MOD_COUNT + mo) * ADAPTER_MAX + i) << 40);
+    const float scale = 1.0f / (1.0f - p);
+    const uint32_t thresh = (uint32_t)(p * 4294967296.0);
+#pragma omp parallel for simd schedule(static) if (n >= (1u << 16))
+    for (size_t k = 0; k < n; k++) {
+        uint32_t u = (uint32_t)(splitmix64(stream + k) >> 32);
+        xd[k] = u >= thresh ? x[k] * scale : 0.0f;
+    }
+}
+
+static int lora_uses_dropout(const model_acts *a, const lora *lr) {
+    return a->drop_seed != 0 && lr->dropout > 0.0f && a->xdrop != NULL;
+}
 
 int model_acts_init(model_acts **out, const model *m, const adapter_set *ad, int B, int T,
                     int flags, lc_err *err) {
@@ -168,6 +198,14 @@ int model_acts_init(model_acts **out, const model *m, const adapter_set *ad, int
         ALLOC(a->dv, N * KD);
         ALLOC(a->dS, (size_t)T * T);
         ALLOC(a->dlow, N * (a->max_low > 0 ? a->max_low : 1));
+        int any_drop = 0;
+        for (int i = 0; i < a->ad.n_loras; i++) any_drop |= a->ad.loras[i]->dropout > 0.0f;
+        if (any_drop) {
+            size_t wide = F > D ? F : D;
+            if (QD > wide) wide = QD;
+            ALLOC(a->xdrop, N * wide);
+            ALLOC(a->xdrop2, N * wide);
+        }
     }
 #undef ALLOC
     *out = a;
@@ -190,8 +228,9 @@ static float *module_bias_grad(layer_weights *lw, int mo) {
 }
 
 // y (N, out) [+]= x (N, in) W^T + b + sum_i ws_i (x A_i^T) B_i^T + p + (x P1^T) P2^T
-static void adapted_forward(const model *m, const adapter_set *ad, layer_acts *la, int l, int mo,
-                            float *y, const float *x, int N, int accumulate) {
+static void adapted_forward(const model *m, model_acts *a, layer_acts *la, int l, int mo, float *y,
+                            const float *x, int N, int accumulate) {
+    const adapter_set *ad = &a->ad;
     const model_config *c = &m->cfg;
     const int in = module_in_dim(c, mo), out = module_out_dim(c, mo);
     const layer_weights *lw = &m->w.layers[l];
@@ -202,8 +241,13 @@ static void adapted_forward(const model *m, const adapter_set *ad, layer_acts *l
         if (!lr->A[s]) continue;
         float *ax = la->ax[mo][i];
         const int r = lr->rank;
-        // ax (N, r) = ws * x (N, in) · A (r, in)^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, lr->weight * lr->scale, x,
+        const float *xin = x;
+        if (lora_uses_dropout(a, lr)) {
+            lora_dropout(a->xdrop, x, (size_t)N * in, lr->dropout, a->drop_seed, l, mo, i);
+            xin = a->xdrop;
+        }
+        // ax (N, r) = ws * drop(x) (N, in) · A (r, in)^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, lr->weight * lr->scale, xin,
                     in, lr->A[s], in, 0.0f, ax, r);
         // y (N, out) += ax (N, r) · B (out, r)^T
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, r, 1.0f, ax, r, lr->B[s], r,
@@ -229,8 +273,10 @@ static void adapted_forward(const model *m, const adapter_set *ad, layer_acts *l
 
 /* dx (N, in) += dy W + sum_i ws_i (dy B_i) A_i + (dy P2) P1; weight grads
  * (+=) only for tensors with a grad block. */
-static void adapted_backward(model *m, const adapter_set *ad, layer_acts *la, float *dlow, int l,
-                             int mo, float *dx, const float *dy, const float *x, int N) {
+static void adapted_backward(model *m, model_acts *a, layer_acts *la, int l, int mo, float *dx,
+                             const float *dy, const float *x, int N) {
+    const adapter_set *ad = &a->ad;
+    float *dlow = a->dlow;
     const model_config *c = &m->cfg;
     const int in = module_in_dim(c, mo), out = module_out_dim(c, mo);
     const layer_weights *lw = &m->w.layers[l];
@@ -248,6 +294,23 @@ static void adapted_backward(model *m, const adapter_set *ad, layer_acts *la, fl
         // dlow (N, r) = ws * dy (N, out) · B (out, r)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, out, ws, dy, out, lr->B[s], r,
                     0.0f, dlow, r);
+        if (lora_uses_dropout(a, lr)) {
+            /* ax = ws drop(x) A^T: dA += dlow^T drop(x); dx += drop'(dlow A) */
+            float *xd = a->xdrop, *g = a->xdrop2;
+            lora_dropout(xd, x, (size_t)N * in, lr->dropout, a->drop_seed, l, mo, i);
+            if (lr->grad) {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, N, 1.0f, dy, out,
+                            la->ax[mo][i], r, 1.0f, lr->gB[s], r);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, N, 1.0f, dlow, r, xd, in,
+                            1.0f, lr->gA[s], in);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, 1.0f, dlow, r, lr->A[s],
+                        in, 0.0f, g, in);
+            /* the same mask applied to the gradient: drop(g) */
+            lora_dropout(g, g, (size_t)N * in, lr->dropout, a->drop_seed, l, mo, i);
+            axpy(dx, g, 1.0f, (size_t)N * in);
+            continue;
+        }
         if (lr->grad) {
             // dB (out, r) += dy^T · ax   (ax already carries ws)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, N, 1.0f, dy, out,
@@ -341,7 +404,6 @@ int model_forward(const model *m, model_acts *a, const int *tokens, const int *t
         return lc_errf(err, "batch %d x %d does not fit the workspace (%d x %d)", B, T, a->B, a->T);
     const int N = B * T, D = c->dim, L = c->n_layers, V = c->vocab_size;
     const int H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim, F = c->hidden_dim;
-    const adapter_set *ad = &a->ad;
     int count = 0;
     for (int n = 0; n < N; n++) {
         if (tokens[n] < 0 || tokens[n] >= V)
@@ -366,21 +428,21 @@ int model_forward(const model *m, model_acts *a, const int *tokens, const int *t
         layer_acts *la = &a->layers[l];
         const layer_weights *lw = &m->w.layers[l];
         rmsnorm_forward(a->xn, la->rstd1, la->x_in, lw->attn_norm, N, D, c->norm_eps);
-        adapted_forward(m, ad, la, l, MOD_Q, la->q, a->xn, N, 0);
-        adapted_forward(m, ad, la, l, MOD_K, la->k, a->xn, N, 0);
-        adapted_forward(m, ad, la, l, MOD_V, la->v, a->xn, N, 0);
+        adapted_forward(m, a, la, l, MOD_Q, la->q, a->xn, N, 0);
+        adapted_forward(m, a, la, l, MOD_K, la->k, a->xn, N, 0);
+        adapted_forward(m, a, la, l, MOD_V, la->v, a->xn, N, 0);
         rope_apply(la->q, a->cos_t, a->sin_t, B, T, H, hd, 0);
         rope_apply(la->k, a->cos_t, a->sin_t, B, T, Hkv, hd, 0);
         attention_forward(la->att, la->probs, la->q, la->k, la->v, B, T, H, Hkv, hd);
         memcpy(la->x_mid, la->x_in, sizeof(float) * (size_t)N * D);
-        adapted_forward(m, ad, la, l, MOD_O, la->x_mid, la->att, N, 1);
+        adapted_forward(m, a, la, l, MOD_O, la->x_mid, la->att, N, 1);
         rmsnorm_forward(a->xn, la->rstd2, la->x_mid, lw->ffn_norm, N, D, c->norm_eps);
-        adapted_forward(m, ad, la, l, MOD_GATE, la->gate, a->xn, N, 0);
-        adapted_forward(m, ad, la, l, MOD_UP, la->up, a->xn, N, 0);
+        adapted_forward(m, a, la, l, MOD_GATE, la->gate, a->xn, N, 0);
+        adapted_forward(m, a, la, l, MOD_UP, la->up, a->xn, N, 0);
         swiglu_forward(a->h, la->gate, la->up, (size_t)N * F);
         float *next = l == L - 1 ? a->x_final : a->layers[l + 1].x_in;
         memcpy(next, la->x_mid, sizeof(float) * (size_t)N * D);
-        adapted_forward(m, ad, la, l, MOD_DOWN, next, a->h, N, 1);
+        adapted_forward(m, a, la, l, MOD_DOWN, next, a->h, N, 1);
     }
     rmsnorm_forward(a->xf, a->rstd_f, a->x_final, m->w.final_norm, N, D, c->norm_eps);
 
@@ -403,7 +465,6 @@ int model_forward(const model *m, model_acts *a, const int *tokens, const int *t
 
 void model_backward(model *m, model_acts *a, float grad_scale) {
     const model_config *c = &m->cfg;
-    const adapter_set *ad = &a->ad;
     const int B = a->cur_B, T = a->cur_T, N = B * T;
     const int D = c->dim, L = c->n_layers, H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim;
     const int F = c->hidden_dim, QD = H * hd;
@@ -425,26 +486,26 @@ void model_backward(model *m, model_acts *a, float grad_scale) {
         /* MLP: x_out = x_mid + down(silu(gate) * up) */
         swiglu_forward(a->h, la->gate, la->up, (size_t)N * F);
         memset(a->dh, 0, sizeof(float) * (size_t)N * F);
-        adapted_backward(m, ad, la, a->dlow, l, MOD_DOWN, a->dh, a->dres, a->h, N);
+        adapted_backward(m, a, la, l, MOD_DOWN, a->dh, a->dres, a->h, N);
         swiglu_backward(a->dgate, a->dup, a->dh, la->gate, la->up, (size_t)N * F);
         rmsnorm_forward(a->xn, NULL, la->x_mid, lw->ffn_norm, N, D, c->norm_eps);
         memset(a->dxn, 0, sizeof(float) * (size_t)N * D);
-        adapted_backward(m, ad, la, a->dlow, l, MOD_GATE, a->dxn, a->dgate, a->xn, N);
-        adapted_backward(m, ad, la, a->dlow, l, MOD_UP, a->dxn, a->dup, a->xn, N);
+        adapted_backward(m, a, la, l, MOD_GATE, a->dxn, a->dgate, a->xn, N);
+        adapted_backward(m, a, la, l, MOD_UP, a->dxn, a->dup, a->xn, N);
         rmsnorm_backward(a->dres, gw ? gw->ffn_norm : NULL, a->dxn, la->x_mid, lw->ffn_norm,
                          la->rstd2, N, D);
         /* attention: x_mid = x_in + o(att) */
         memset(a->datt, 0, sizeof(float) * (size_t)N * QD);
-        adapted_backward(m, ad, la, a->dlow, l, MOD_O, a->datt, a->dres, la->att, N);
+        adapted_backward(m, a, la, l, MOD_O, a->datt, a->dres, la->att, N);
         attention_backward(a->dq, a->dk, a->dv, a->datt, la->probs, la->q, la->k, la->v, a->dS, B,
                            T, H, Hkv, hd);
         rope_apply(a->dq, a->cos_t, a->sin_t, B, T, H, hd, 1);
         rope_apply(a->dk, a->cos_t, a->sin_t, B, T, Hkv, hd, 1);
         rmsnorm_forward(a->xn, NULL, la->x_in, lw->attn_norm, N, D, c->norm_eps);
         memset(a->dxn, 0, sizeof(float) * (size_t)N * D);
-        adapted_backward(m, ad, la, a->dlow, l, MOD_Q, a->dxn, a->dq, a->xn, N);
-        adapted_backward(m, ad, la, a->dlow, l, MOD_K, a->dxn, a->dk, a->xn, N);
-        adapted_backward(m, ad, la, a->dlow, l, MOD_V, a->dxn, a->dv, a->xn, N);
+        adapted_backward(m, a, la, l, MOD_Q, a->dxn, a->dq, a->xn, N);
+        adapted_backward(m, a, la, l, MOD_K, a->dxn, a->dk, a->xn, N);
+        adapted_backward(m, a, la, l, MOD_V, a->dxn, a->dv, a->xn, N);
         rmsnorm_backward(a->dres, gw ? gw->attn_norm : NULL, a->dxn, la->x_in, lw->attn_norm,
                          la->rstd1, N, D);
     }

@@ -246,3 +246,31 @@ Test(model, lora_and_calib_reject_bad_shapes) {
     cr_assert_eq(calib_init(&cb, &c, CALIB_LOWRANK, 9, 0, 1u << MOD_K, &err), LC_FAIL);
     cr_assert_not_null(strstr(err.msg, "k_proj"), "%s", err.msg);
 }
+
+Test(model, lora_dropout_gradients_match_finite_differences) {
+    fixture f;
+    lc_err err;
+    fixture_init(&f, 0, 0);
+    f.l0.dropout = 0.3f;
+    cr_assert_eq(lora_enable_grad(&f.l0, &err), LC_OK);
+    cr_assert_eq(model_enable_grad(&f.m, &err), LC_OK); /* checks dx through the dropped path */
+    cr_assert_eq(model_acts_init(&f.a, &f.m, &f.ad, 2, 7, ACTS_BACKWARD, &err), LC_OK);
+    double no_drop = loss_of(&f);
+    model_acts_set_dropout(f.a, 1234);
+    double with_drop = loss_of(&f);
+    cr_assert_neq(no_drop, with_drop, "dropout changed nothing");
+    cr_assert_eq(loss_of(&f), with_drop, "the mask must be a function of the seed");
+    model_backward(&f.m, f.a, 1.0f);
+    const model_config *c = &f.m.cfg;
+    for (int mo = 0; mo < MOD_COUNT; mo++) {
+        int s = MOD_COUNT + mo; /* layer 1 */
+        fd_check(&f, "dropout lora0.A", f.l0.A[s], f.l0.gA[s], (size_t)3 * module_in_dim(c, mo));
+        fd_check(&f, "dropout lora0.B", f.l0.B[s], f.l0.gB[s], (size_t)3 * module_out_dim(c, mo));
+        fd_check(&f, "dropout W[0]", f.m.w.layers[0].w[mo], f.m.g.layers[0].w[mo],
+                 (size_t)module_in_dim(c, mo) * module_out_dim(c, mo));
+    }
+    fd_check(&f, "dropout tok_emb", f.m.w.tok_emb, f.m.g.tok_emb, (size_t)c->vocab_size * c->dim);
+    model_acts_set_dropout(f.a, 0);
+    cr_assert_eq(loss_of(&f), no_drop, "seed 0 turns dropout off");
+    fixture_free(&f);
+}
