@@ -99,3 +99,30 @@ int lc_write_text_atomic(const char *path, const char *text, lc_err *err) {
     return LC_OK;
 }
 
+
+static int is_regular(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int model_tokenizer_path(const char *model_path, int vocab_size, char *out, size_t n,
+                         lc_err *err) {
+    struct stat st;
+    if (stat(model_path, &st) != 0)
+        return lc_errf(err, "%s: cannot open: %s", model_path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(out, n, "%s/tokenizer.json", model_path);
+        if (is_regular(out)) return LC_OK;
+        return lc_errf(err, "%s: no tokenizer.json in the model folder; name one with 'tokenizer'",
+                       model_path);
+    }
+    const char *slash = strrchr(model_path, '/');
+    int dlen = slash ? (int)(slash - model_path) : 1;
+    const char *dir = slash ? model_path : ".";
+    snprintf(out, n, "%.*s/tokenizer.bin", dlen, dir);
+    if (is_regular(out)) return LC_OK;
+    snprintf(out, n, "%.*s/tok%d.bin", dlen, dir, vocab_size);
+    if (is_regular(out)) return LC_OK;
+    return lc_errf(err, "%s: no tokenizer.bin or tok%d.bin beside the model; name one with "
+                   "'tokenizer'", model_path, vocab_size);
+}

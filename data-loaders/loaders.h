@@ -29,6 +29,13 @@ int lc_make_dirs(const char *dir, lc_err *err);
  * rename(), so readers never see a half-written file. */
 int lc_write_text_atomic(const char *path, const char *text, lc_err *err);
 
+/* The tokenizer that comes with a model: <dir>/tokenizer.json for a
+ * Hugging Face folder; tokenizer.bin or tok<vocab>.bin beside a llama2.c
+ * checkpoint or HDF5 file. Returns LC_FAIL (err says where it looked) when
+ * there is none. */
+int model_tokenizer_path(const char *model_path, int vocab_size, char *out, size_t n,
+                         lc_err *err);
+
 /* ---- models ----------------------------------------------------------- */
 
 /* Dispatches on what `path` is:

@@ -43,6 +43,7 @@ struct model_acts {
     float *lchunk;  /* (LOGIT_CHUNK, V) */
     float *cx;      /* (LOGIT_CHUNK, D) gathered rows */
     int *rows, *tokens, *targets;
+    double row_loss[LOGIT_CHUNK];
     float *cos_t, *sin_t;
     float *xn, *h;
     float *dres, *dxn, *dh, *dgate, *dup, *datt, *dq, *dk, *dv, *dS, *dlow;
@@ -365,12 +366,13 @@ static double classifier_forward(model_acts *a, int n_rows, int count) {
         float *lg = a->logits ? a->logits + (size_t)r0 * V : a->lchunk;
         matmul_forward(lg, a->cx, m->w.lm_head, NULL, ch, D, V, 0);
         float *dl = a->lchunk; /* the gradient may overwrite the logits when not kept */
-        double chunk_loss = 0.0;
-#pragma omp parallel for reduction(+ : chunk_loss) schedule(static)
+        double *row_loss = a->row_loss;
+#pragma omp parallel for schedule(static)
         for (int i = 0; i < ch; i++) {
             const int tgt = a->targets[rows[i]];
             const float *z = lg + (size_t)i * V;
             float *d = dl + (size_t)i * V;
+            row_loss[i] = 0.0;
             if (tgt < 0) {
                 if (bw) memset(d, 0, sizeof(float) * V);
                 continue;
@@ -380,13 +382,14 @@ static double classifier_forward(model_acts *a, int n_rows, int count) {
             double sum = 0.0;
             for (int j = 0; j < V; j++) sum += expf(z[j] - mx);
             const double lse = mx + log(sum);
-            chunk_loss += lse - z[tgt];
+            row_loss[i] = lse - z[tgt];
             if (bw) {
                 for (int j = 0; j < V; j++) d[j] = (float)exp(z[j] - lse) * inv_count;
                 d[tgt] -= inv_count;
             }
         }
-        loss += chunk_loss;
+        /* summed in row order so the loss is bit-reproducible across runs */
+        for (int i = 0; i < ch; i++) loss += row_loss[i];
         if (!bw) continue;
         // dcx (ch, D) = dl (ch, V) · lm_head (V, D), scattered back to the rows
         float *dcx = a->xn; /* free scratch at this point: (N, D) >= (ch, D) */
