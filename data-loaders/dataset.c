@@ -1,0 +1,798 @@
+/* dataset.c: JSONL/CSV datasets -> tokenised examples with a loss mask,
+ * deterministic epoch-wise shuffling and padded (B, T) batches.
+ * Interface: dataset.h; rules: data-loaders/FORMATS.md, "Datasets and
+ * configs".
+ *
+ * Loading, per row: parse the record (JSONL line / CSV record), render the
+ * prompt and target templates, tokenise both separately (add_special = 0;
+ * BOS before the prompt, EOS after the target are added here), then fit
+ * into max_len by cutting the prompt from the left. Anything wrong with a
+ * row is a "bad row": an error "<file>:<line>: <what>" or, with
+ * BAD_ROW_SKIP, skipped and counted. Anything wrong with the file as a
+ * whole (cannot read, bad CSV header, bad template) is always an error. */
+#include "dataset.h"
+
+#include <cjson/cJSON.h>
+#include <csv.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "loaders.h" /* lc_read_file */
+#include "model.h"   /* lc_rng */
+
+#define N_BAD_SHOWN 5
+
+/* ---- small helpers ---------------------------------------------------- */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} sbuf;
+
+static int sbuf_add(sbuf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) return LC_FAIL;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+    return LC_OK;
+}
+
+/* Offset of the first byte that is not valid UTF-8 (overlong forms,
+ * surrogates and code points past U+10FFFF included) or is NUL, or -1. */
+static long utf8_bad_at(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        if (c == 0) return (long)i;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k;
+        unsigned cp, min;
+        if (c >= 0xC2 && c <= 0xDF) {
+            k = 1, cp = c & 0x1F, min = 0x80;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            k = 2, cp = c & 0x0F, min = 0x800;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            k = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return (long)i;
+        }
+        for (size_t j = 1; j <= k; j++) {
+            if (i + j >= n || (s[i + j] & 0xC0) != 0x80) return (long)i;
+            cp = (cp << 6) | (s[i + j] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return (long)i;
+        i += k + 1;
+    }
+    return -1;
+}
+
+/* JSON numbers as text: integers without a decimal point ("3", not
+ * "3.0"), others in the shortest form that reads back exactly. */
+static void number_text(double v, char *buf, size_t cap) {
+    if (v == floor(v) && fabs(v) < 1e15) {
+        snprintf(buf, cap, "%.0f", v == 0 ? 0.0 : v);
+        return;
+    }
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
+static const char *json_type_name(const cJSON *j) {
+    if (cJSON_IsNull(j)) return "null";
+    if (cJSON_IsArray(j)) return "an array";
+    if (cJSON_IsObject(j)) return "an object";
+    if (cJSON_IsBool(j)) return "a boolean";
+    if (cJSON_IsNumber(j)) return "a number";
+    if (cJSON_IsString(j)) return "a string";
+    return "a raw value";
+}
+
+/* ---- templates ---------------------------------------------------------- */
+
+typedef struct {
+    int is_field; /* 1: s is a field name; 0: s is literal text */
+    char *s;
+    size_t len;
+} tseg;
+
+typedef struct {
+    tseg *seg;
+    int n;
+} tmpl;
+
+static void tmpl_free(tmpl *t) {
+    for (int i = 0; i < t->n; i++) free(t->seg[i].s);
+    free(t->seg);
+    t->seg = NULL;
+    t->n = 0;
+}
+
+static int tmpl_push(tmpl *t, int is_field, const char *s, size_t len, lc_err *err) {
+    tseg *ns = realloc(t->seg, (size_t)(t->n + 1) * sizeof *ns);
+    if (!ns) return lc_errf(err, "out of memory");
+    t->seg = ns;
+    char *c = malloc(len + 1);
+    if (!c) return lc_errf(err, "out of memory");
+    memcpy(c, s, len);
+    c[len] = 0;
+    t->seg[t->n++] = (tseg){is_field, c, len};
+    return LC_OK;
+}
+
+/* "{field}" placeholders; "{{" and "}}" are literal braces; a lone "}",
+ * an unclosed "{", "{}" and a "{" inside a placeholder are errors. */
+static int tmpl_parse(tmpl *t, const char *src, const char *which, lc_err *err) {
+    memset(t, 0, sizeof *t);
+    if (!src) return lc_errf(err, "%s: missing (NULL)", which);
+    sbuf lit = {0};
+    size_t i = 0, n = strlen(src);
+    const char *why = NULL, *hint = "";
+    size_t at = 0;
+    while (i < n && !why) {
+        char c = src[i];
+        if (c == '{' && src[i + 1] == '{') {
+            if (sbuf_add(&lit, "{", 1)) goto oom;
+            i += 2;
+        } else if (c == '}' && src[i + 1] == '}') {
+            if (sbuf_add(&lit, "}", 1)) goto oom;
+            i += 2;
+        } else if (c == '}') {
+            why = "unmatched '}'";
+            hint = " (write '}}' for a literal brace)";
+            at = i;
+        } else if (c == '{') {
+            size_t j = i + 1;
+            while (j < n && src[j] != '}' && src[j] != '{') j++;
+            if (j >= n || src[j] == '{') {
+                why = "unclosed '{'";
+                hint = " (write '{{' for a literal brace)";
+                at = i;
+            } else if (j == i + 1) {
+                why = "empty placeholder '{}'";
+                at = i;
+            } else {
+                if (lit.n && tmpl_push(t, 0, lit.p, lit.n, err)) goto fail;
+                lit.n = 0;
+                if (tmpl_push(t, 1, src + i + 1, j - i - 1, err)) goto fail;
+                i = j + 1;
+            }
+        } else {
+            if (sbuf_add(&lit, &src[i], 1)) goto oom;
+            i++;
+        }
+    }
+    if (why) {
+        lc_errf(err, "%s \"%s\": %s at byte %zu%s", which, src, why, at, hint);
+        goto fail;
+    }
+    if (lit.n && tmpl_push(t, 0, lit.p, lit.n, err)) goto fail;
+    free(lit.p);
+    return LC_OK;
+oom:
+    lc_errf(err, "out of memory");
+fail:
+    free(lit.p);
+    tmpl_free(t);
+    return LC_FAIL;
+}
+
+/* ---- records ---------------------------------------------------------- */
+
+typedef struct {
+    const cJSON *obj;   /* JSONL */
+    char *const *names; /* CSV header */
+    char *const *vals;  /* CSV fields */
+    int nf;
+} record;
+
+/* 0 and the value's text; 1 (bad row, why filled); LC_FAIL never. */
+static int record_get(const record *r, const char *name, char *num, size_t numcap,
+                      const char **s, size_t *len, char *why, size_t whycap) {
+    if (r->obj) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->obj, name);
+        if (!v) {
+            snprintf(why, whycap, "missing field '%s'", name);
+            return 1;
+        }
+        if (cJSON_IsString(v)) {
+            *s = v->valuestring;
+            *len = strlen(v->valuestring);
+        } else if (cJSON_IsNumber(v)) {
+            number_text(v->valuedouble, num, numcap);
+            *s = num;
+            *len = strlen(num);
+        } else if (cJSON_IsBool(v)) {
+            *s = cJSON_IsTrue(v) ? "true" : "false";
+            *len = strlen(*s);
+        } else {
+            snprintf(why, whycap, "field '%s' is %s, expected a string or a number", name,
+                     json_type_name(v));
+            return 1;
+        }
+        return 0;
+    }
+    for (int i = 0; i < r->nf; i++)
+        if (strcmp(r->names[i], name) == 0) {
+            *s = r->vals[i];
+            *len = strlen(r->vals[i]);
+            return 0;
+        }
+    snprintf(why, whycap, "missing field '%s'", name);
+    return 1;
+}
+
+/* Renders t into out (reset first). 0 ok, 1 bad row (why), LC_FAIL OOM. */
+static int render(const tmpl *t, const record *r, sbuf *out, char *why, size_t whycap) {
+    out->n = 0;
+    if (sbuf_add(out, "", 0)) return LC_FAIL;
+    char num[64];
+    for (int i = 0; i < t->n; i++) {
+        const char *s = t->seg[i].s;
+        size_t len = t->seg[i].len;
+        if (t->seg[i].is_field) {
+            int rc = record_get(r, t->seg[i].s, num, sizeof num, &s, &len, why, whycap);
+            if (rc) return rc;
+        }
+        if (sbuf_add(out, s, len)) return LC_FAIL;
+    }
+    return 0;
+}
+
+/* ---- the loader ------------------------------------------------------------- */
+
+typedef struct {
+    const dataset_spec *spec;
+    const tokenizer *tok;
+    dataset *d;
+    lc_err *err;
+    tmpl prompt, target;
+    int bos, eos; /* ids to add, -1 for none */
+    int cap;      /* allocated d->ex */
+    int done;     /* max_examples reached */
+    sbuf ptext, ttext;
+    char shown[N_BAD_SHOWN][1024];
+} loader;
+
+/* A bad row: an error, or (skip) counted and remembered for the summary. */
+static int bad_row(loader *L, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int bad_row(loader *L, int line, const char *fmt, ...) {
+    char what[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (L->spec->on_bad_row != BAD_ROW_SKIP)
+        return lc_errf(L->err, "%s:%d: %s", L->spec->path, line, what);
+    if (L->d->n_skipped < N_BAD_SHOWN)
+        snprintf(L->shown[L->d->n_skipped], sizeof L->shown[0], "%s:%d: %s", L->spec->path,
+                 line, what);
+    L->d->n_skipped++;
+    return LC_OK;
+}
+
+static int encode(loader *L, const sbuf *text, int **ids, int *n, char *why, size_t whycap) {
+    *ids = NULL;
+    *n = 0;
+    if (text->n == 0) return 0;
+    lc_err e;
+    if (tokenizer_encode(L->tok, text->p, text->n, 0, ids, n, &e) != LC_OK) {
+        snprintf(why, whycap, "tokenizer: %.400s", e.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* One record -> one example (or a bad row). */
+static int add_record(loader *L, const record *r, int line) {
+    dataset *d = L->d;
+    char why[512];
+    int rc = render(&L->prompt, r, &L->ptext, why, sizeof why);
+    if (rc == 0) rc = render(&L->target, r, &L->ttext, why, sizeof why);
+    if (rc < 0) return lc_errf(L->err, "%s:%d: out of memory", L->spec->path, line);
+    if (rc > 0) return bad_row(L, line, "%s", why);
+    /* the record was checked already, but a number or a template literal
+     * cannot break UTF-8 either: this guards the tokenizer's contract */
+    long bad = utf8_bad_at((const unsigned char *)L->ttext.p, L->ttext.n);
+    if (bad < 0) bad = utf8_bad_at((const unsigned char *)L->ptext.p, L->ptext.n);
+    if (bad >= 0) return bad_row(L, line, "invalid UTF-8 in the rendered text");
+
+    int *pids = NULL, *tids = NULL, np = 0, nt = 0;
+    if (encode(L, &L->ptext, &pids, &np, why, sizeof why) ||
+        encode(L, &L->ttext, &tids, &nt, why, sizeof why)) {
+        free(pids);
+        free(tids);
+        return bad_row(L, line, "%s", why);
+    }
+    int nbos = L->bos >= 0, neos = L->eos >= 0;
+    int ntarget = nt + neos, max_len = L->spec->max_len;
+    if (ntarget == 0) {
+        free(pids);
+        free(tids);
+        return bad_row(L, line, "empty target (no tokens to learn from)");
+    }
+    if (ntarget + nbos > max_len) {
+        free(pids);
+        free(tids);
+        return bad_row(L, line, "target of %d tokens%s does not fit max_len %d%s", ntarget,
+                       neos ? " (EOS included)" : "", max_len, nbos ? " with BOS" : "");
+    }
+    int keep = np; /* prompt tokens kept: the END of the prompt */
+    if (nbos + np + ntarget > max_len) {
+        keep = max_len - nbos - ntarget;
+        d->n_truncated++;
+    }
+    ds_example ex = {0};
+    ex.n_ids = nbos + keep + ntarget;
+    ex.n_prompt = nbos + keep;
+    ex.line = line;
+    ex.ids = malloc((size_t)ex.n_ids * sizeof *ex.ids);
+    ex.prompt = strdup(L->ptext.p);
+    ex.target = strdup(L->ttext.p);
+    if (d->n == L->cap) {
+        int cap = L->cap ? 2 * L->cap : 64;
+        ds_example *ne = realloc(d->ex, (size_t)cap * sizeof *ne);
+        if (ne) {
+            d->ex = ne;
+            L->cap = cap;
+        }
+    }
+    if (!ex.ids || !ex.prompt || !ex.target || d->n == L->cap) {
+        free(ex.ids);
+        free(ex.prompt);
+        free(ex.target);
+        free(pids);
+        free(tids);
+        return lc_errf(L->err, "%s:%d: out of memory", L->spec->path, line);
+    }
+    int k = 0;
+    if (nbos) ex.ids[k++] = L->bos;
+    if (keep) memcpy(ex.ids + k, pids + (np - keep), (size_t)keep * sizeof(int));
+    k += keep;
+    if (nt) memcpy(ex.ids + k, tids, (size_t)nt * sizeof(int));
+    k += nt;
+    if (neos) ex.ids[k++] = L->eos;
+    free(pids);
+    free(tids);
+    d->ex[d->n++] = ex;
+    if (L->spec->max_examples > 0 && d->n >= L->spec->max_examples) L->done = 1;
+    return LC_OK;
+}
+
+/* ---- JSONL ---------------------------------------------------------------- */
+
+static int load_jsonl(loader *L, char *buf, size_t len) {
+    size_t pos = 0;
+    int line = 0;
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) pos = 3; /* BOM */
+    while (pos < len && !L->done) {
+        line++;
+        char *s = buf + pos;
+        char *nl = memchr(s, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - s) : len - pos;
+        pos += n + (nl ? 1 : 0);
+        if (n && s[n - 1] == '\r') n--;
+        s[n] = 0;
+        size_t k = 0;
+        while (k < n && (s[k] == ' ' || s[k] == '\t')) k++;
+        if (k == n) continue; /* blank line */
+        L->d->n_rows++;
+        long bad = utf8_bad_at((const unsigned char *)s, n);
+        if (bad >= 0) {
+            if (s[bad] == 0) {
+                if (bad_row(L, line, "NUL byte at column %ld", bad + 1)) return LC_FAIL;
+            } else if (bad_row(L, line, "invalid UTF-8 at column %ld", bad + 1)) {
+                return LC_FAIL;
+            }
+            continue;
+        }
+        const char *end = NULL;
+        cJSON *j = cJSON_ParseWithOpts(s, &end, 1);
+        if (!j) {
+            size_t col = end && end >= s ? (size_t)(end - s) + 1 : 1;
+            if (bad_row(L, line, "invalid JSON near column %zu", col)) return LC_FAIL;
+            continue;
+        }
+        if (!cJSON_IsObject(j)) {
+            int rc = bad_row(L, line, "expected a JSON object, found %s", json_type_name(j));
+            cJSON_Delete(j);
+            if (rc) return LC_FAIL;
+            continue;
+        }
+        record r = {.obj = j};
+        int rc = add_record(L, &r, line);
+        cJSON_Delete(j);
+        if (rc) return LC_FAIL;
+    }
+    return LC_OK;
+}
+
+/* ---- CSV ---------------------------------------------------------------------- */
+
+typedef struct {
+    loader *L;
+    char **f;    /* fields of the record being read */
+    size_t *fl;  /* their lengths (a NUL byte shows as strlen < length) */
+    int nf, capf;
+    char **names; /* header */
+    int n_names;
+    int in_record, rec_line, cur_line;
+    int failed; /* fatal error in a callback (L->err filled) */
+    int oom;
+} csv_ctx;
+
+static void csv_drop_fields(csv_ctx *c) {
+    for (int i = 0; i < c->nf; i++) free(c->f[i]);
+    c->nf = 0;
+}
+
+static void csv_field_cb(void *s, size_t len, void *data) {
+    csv_ctx *c = data;
+    if (c->failed || c->L->done) return;
+    if (!c->in_record) { /* a record starting mid-line (after a bare CR) */
+        c->in_record = 1;
+        c->rec_line = c->cur_line;
+    }
+    if (c->nf == c->capf) {
+        int cap = c->capf ? 2 * c->capf : 16;
+        char **nf = realloc(c->f, (size_t)cap * sizeof *nf);
+        size_t *nl = nf ? realloc(c->fl, (size_t)cap * sizeof *nl) : NULL;
+        if (nf) c->f = nf;
+        if (!nf || !nl) {
+            c->failed = c->oom = 1;
+            return;
+        }
+        c->fl = nl;
+        c->capf = cap;
+    }
+    char *v = malloc(len + 1);
+    if (!v) {
+        c->failed = c->oom = 1;
+        return;
+    }
+    if (len) memcpy(v, s, len);
+    v[len] = 0;
+    c->f[c->nf] = v;
+    c->fl[c->nf++] = len;
+}
+
+static int csv_header(csv_ctx *c) {
+    loader *L = c->L;
+    const char *path = L->spec->path;
+    int line = c->rec_line;
+    for (int i = 0; i < c->nf; i++) {
+        char *name = c->f[i];
+        if (i == 0 && c->fl[0] >= 3 && memcmp(name, "\xEF\xBB\xBF", 3) == 0) { /* BOM */
+            memmove(name, name + 3, c->fl[0] - 3 + 1);
+            c->fl[0] -= 3;
+        }
+        if (utf8_bad_at((const unsigned char *)name, c->fl[i]) >= 0)
+            return lc_errf(L->err, "%s:%d: header: invalid UTF-8 in column %d", path, line,
+                           i + 1);
+        if (!name[0]) return lc_errf(L->err, "%s:%d: header: column %d has no name", path, line, i + 1);
+        for (int k = 0; k < i; k++)
+            if (strcmp(c->f[k], name) == 0)
+                return lc_errf(L->err, "%s:%d: header: duplicate column '%s'", path, line,
+                               name);
+    }
+    /* every placeholder must be a column: otherwise every row would be bad */
+    const tmpl *ts[2] = {&L->prompt, &L->target};
+    for (int t = 0; t < 2; t++)
+        for (int s = 0; s < ts[t]->n; s++) {
+            if (!ts[t]->seg[s].is_field) continue;
+            int found = 0;
+            for (int i = 0; i < c->nf && !found; i++) found = !strcmp(c->f[i], ts[t]->seg[s].s);
+            if (!found) {
+                char cols[400];
+                size_t cl = 0;
+                cols[0] = 0;
+                for (int i = 0; i < c->nf && cl < sizeof cols; i++) {
+                    int w = snprintf(cols + cl, sizeof cols - cl, "%s%s", i ? ", " : "", c->f[i]);
+                    if (w < 0) break;
+                    cl += (size_t)w;
+                }
+                return lc_errf(L->err, "%s: %s field '%s' is not a column (columns: %s)", path,
+                               t ? "target_template" : "prompt_template", ts[t]->seg[s].s, cols);
+            }
+        }
+    c->names = c->f;
+    c->n_names = c->nf;
+    c->f = NULL;
+    free(c->fl);
+    c->fl = NULL;
+    c->nf = c->capf = 0;
+    return LC_OK;
+}
+
+static int csv_row(csv_ctx *c) {
+    loader *L = c->L;
+    int line = c->rec_line;
+    L->d->n_rows++;
+    if (c->nf != c->n_names)
+        return bad_row(L, line, "expected %d fields (as in the header), found %d", c->n_names,
+                       c->nf);
+    for (int i = 0; i < c->nf; i++) {
+        long bad = utf8_bad_at((const unsigned char *)c->f[i], c->fl[i]);
+        if (bad >= 0)
+            return bad_row(L, line, "%s in field '%s' at byte %ld",
+                           c->f[i][bad] ? "invalid UTF-8" : "NUL byte", c->names[i], bad);
+    }
+    record r = {.names = c->names, .vals = c->f, .nf = c->nf};
+    return add_record(L, &r, line);
+}
+
+static void csv_record_cb(int term, void *data) {
+    csv_ctx *c = data;
+    (void)term;
+    if (c->failed || c->L->done) {
+        csv_drop_fields(c);
+        c->in_record = 0;
+        return;
+    }
+    int rc = c->names ? csv_row(c) : csv_header(c);
+    csv_drop_fields(c);
+    c->in_record = 0;
+    if (rc) c->failed = 1;
+}
+
+static int no_space(unsigned char ch) {
+    (void)ch;
+    return 0; /* RFC 4180: spaces belong to the field */
+}
+
+static int load_csv(loader *L, const char *buf, size_t len) {
+    struct csv_parser p;
+    if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL))
+        return lc_errf(L->err, "%s: cannot initialise the CSV parser", L->spec->path);
+    csv_set_space_func(&p, no_space);
+    csv_ctx c = {.L = L};
+    int rc = LC_OK;
+    size_t pos = 0;
+    /* fed one physical line at a time so that rows know their line */
+    while (pos < len && !c.failed && !L->done) {
+        c.cur_line++;
+        const char *s = buf + pos;
+        const char *nl = memchr(s, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - s) + 1 : len - pos;
+        pos += n;
+        if (!c.in_record) {
+            size_t k = 0;
+            while (k < n && (s[k] == '\r' || s[k] == '\n')) k++;
+            if (k == n) continue; /* blank line */
+            c.in_record = 1;
+            c.rec_line = c.cur_line;
+        }
+        size_t used = csv_parse(&p, s, n, csv_field_cb, csv_record_cb, &c);
+        if (c.failed) break;
+        if (used < n) {
+            int e = csv_error(&p);
+            if (e != CSV_EPARSE) {
+                rc = lc_errf(L->err, "%s:%d: CSV: %s", L->spec->path, c.cur_line,
+                             csv_strerror(e));
+                break;
+            }
+            if (!c.names) {
+                rc = lc_errf(L->err, "%s:%d: header: bad CSV quoting (RFC 4180: a quote "
+                             "inside a field must be doubled and the field quoted)",
+                             L->spec->path, c.rec_line);
+                break;
+            }
+            L->d->n_rows++;
+            if (bad_row(L, c.rec_line, "bad CSV quoting at line %d (RFC 4180: a quote "
+                        "inside a field must be doubled and the field quoted)", c.cur_line)) {
+                rc = LC_FAIL;
+                break;
+            }
+            /* resynchronise at the next line */
+            csv_fini(&p, NULL, NULL, NULL);
+            csv_drop_fields(&c);
+            c.in_record = 0;
+        }
+    }
+    if (!rc && !c.failed && !L->done) {
+        if (csv_fini(&p, csv_field_cb, csv_record_cb, &c) != 0 && !c.failed) {
+            csv_drop_fields(&c);
+            if (!c.names) {
+                rc = lc_errf(L->err, "%s:%d: header: unterminated quoted field",
+                             L->spec->path, c.rec_line);
+            } else {
+                L->d->n_rows++;
+                if (bad_row(L, c.rec_line, "unterminated quoted field")) rc = LC_FAIL;
+            }
+        }
+    }
+    if (c.oom && !rc) rc = lc_errf(L->err, "%s: out of memory", L->spec->path);
+    if (c.failed) rc = LC_FAIL;
+    if (!rc && !c.names) rc = lc_errf(L->err, "%s: empty CSV file (no header row)", L->spec->path);
+    csv_free(&p);
+    csv_drop_fields(&c);
+    free(c.f);
+    free(c.fl);
+    for (int i = 0; i < c.n_names; i++) free(c.names[i]);
+    free(c.names);
+    return rc;
+}
+
+/* ---- dataset_load / free ------------------------------------------------- */
+
+static int has_ext(const char *path, const char *ext) {
+    size_t lp = strlen(path), le = strlen(ext);
+    return lp >= le && strcasecmp(path + lp - le, ext) == 0;
+}
+
+void dataset_free(dataset *d) {
+    if (!d) return;
+    for (int i = 0; i < d->n; i++) {
+        free(d->ex[i].ids);
+        free(d->ex[i].prompt);
+        free(d->ex[i].target);
+    }
+    free(d->ex);
+    memset(d, 0, sizeof *d);
+}
+
+int dataset_load(dataset *d, const dataset_spec *spec, const tokenizer *tok, lc_err *err) {
+    memset(d, 0, sizeof *d);
+    if (!spec || !spec->path) return lc_errf(err, "dataset: no path");
+    const char *path = spec->path;
+    snprintf(d->path, sizeof d->path, "%s", path);
+    if (!tok) return lc_errf(err, "%s: no tokenizer", path);
+    int is_csv = has_ext(path, ".csv");
+    if (!is_csv && !has_ext(path, ".jsonl") && !has_ext(path, ".ndjson"))
+        return lc_errf(err, "%s: unknown dataset format: expected a .jsonl or .csv file", path);
+    if (spec->max_len <= 0)
+        return lc_errf(err, "%s: max_len must be positive, found %d", path, spec->max_len);
+    if (spec->max_examples < 0)
+        return lc_errf(err, "%s: max_examples must be >= 0, found %d", path,
+                       spec->max_examples);
+    loader L = {.spec = spec, .tok = tok, .d = d, .err = err, .bos = -1, .eos = -1};
+    if (spec->add_bos && (L.bos = tokenizer_bos(tok)) < 0)
+        return lc_errf(err, "%s: add_bos is set but the tokenizer has no BOS token", path);
+    if (spec->add_eos && (L.eos = tokenizer_eos(tok)) < 0)
+        return lc_errf(err, "%s: add_eos is set but the tokenizer has no EOS token", path);
+    if (tmpl_parse(&L.prompt, spec->prompt_template, "prompt_template", err) ||
+        tmpl_parse(&L.target, spec->target_template, "target_template", err)) {
+        lc_err_prefix(err, "%s: ", path);
+        tmpl_free(&L.prompt);
+        return LC_FAIL;
+    }
+    size_t len = 0;
+    char *buf = lc_read_file(path, &len, err);
+    int rc = LC_FAIL;
+    if (buf) rc = is_csv ? load_csv(&L, buf, len) : load_jsonl(&L, buf, len);
+    free(buf);
+    free(L.ptext.p);
+    free(L.ttext.p);
+    tmpl_free(&L.prompt);
+    tmpl_free(&L.target);
+    if (rc == LC_OK && d->n == 0) {
+        if (d->n_skipped)
+            rc = lc_errf(err, "%s: no usable rows (%d rows read, all bad; first: %s)", path,
+                         d->n_rows, L.shown[0]);
+        else
+            rc = lc_errf(err, "%s: no rows", path);
+    }
+    if (rc == LC_OK && d->n_skipped) {
+        int shown = d->n_skipped < N_BAD_SHOWN ? d->n_skipped : N_BAD_SHOWN;
+        for (int i = 0; i < shown; i++) fprintf(stderr, "dataset: skipped %s\n", L.shown[i]);
+        fprintf(stderr, "dataset: %s: skipped %d bad row%s of %d (%s)\n", path, d->n_skipped,
+                d->n_skipped == 1 ? "" : "s", d->n_rows,
+                d->n_skipped > shown ? "the first 5 shown above" : "shown above");
+    }
+    if (rc != LC_OK) {
+        int nr = d->n_rows, ns = d->n_skipped;
+        dataset_free(d);
+        snprintf(d->path, sizeof d->path, "%s", path);
+        d->n_rows = nr;
+        d->n_skipped = ns;
+    }
+    return rc;
+}
+
+/* ---- batches -------------------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* order = the permutation of `epoch`: a function of (seed, epoch) only. */
+static void make_order(batch_iter *it) {
+    for (int i = 0; i < it->n; i++) it->order[i] = i;
+    if (!it->shuffle) return;
+    lc_rng r;
+    lc_rng_seed(&r, splitmix64(it->seed ^ splitmix64((uint64_t)(uint32_t)it->epoch)));
+    for (int i = it->n - 1; i > 0; i--) { /* Fisher-Yates, unbiased draws */
+        uint64_t bound = (uint64_t)i + 1, lim = (1ull << 32) - ((1ull << 32) % bound), x;
+        do x = lc_rng_u32(&r);
+        while (x >= lim);
+        int j = (int)(x % bound), t = it->order[i];
+        it->order[i] = it->order[j];
+        it->order[j] = t;
+    }
+}
+
+int batch_iter_init(batch_iter *it, int n, uint64_t seed, int shuffle, lc_err *err) {
+    memset(it, 0, sizeof *it);
+    if (n <= 0) return lc_errf(err, "batch_iter: no examples (n = %d)", n);
+    it->order = lc_malloc((size_t)n * sizeof *it->order, err);
+    if (!it->order) return LC_FAIL;
+    it->n = n;
+    it->seed = seed;
+    it->shuffle = shuffle ? 1 : 0;
+    make_order(it);
+    return LC_OK;
+}
+
+void batch_iter_seek(batch_iter *it, int epoch, int pos) {
+    if (!it->order || it->n <= 0) return;
+    if (epoch < 0) epoch = 0;
+    if (pos < 0) pos = 0;
+    epoch += pos / it->n;
+    pos %= it->n;
+    if (epoch != it->epoch) {
+        it->epoch = epoch;
+        make_order(it);
+    }
+    it->pos = pos;
+}
+
+void batch_iter_free(batch_iter *it) {
+    if (!it) return;
+    free(it->order);
+    memset(it, 0, sizeof *it);
+}
+
+int batch_next(batch_iter *it, const dataset *d, int B, int T, int pad_id, int *tokens,
+               int *targets, int *n_loss, lc_err *err) {
+    if (n_loss) *n_loss = 0;
+    if (!it->order) return lc_errf(err, "batch_next: iterator not initialised");
+    if (it->n != d->n)
+        return lc_errf(err, "batch_next: the iterator was made for %d examples, %s has %d",
+                       it->n, d->path, d->n);
+    if (B <= 0 || T <= 0) return lc_errf(err, "batch_next: bad batch shape (%d, %d)", B, T);
+    int epoch0 = it->epoch, pos0 = it->pos, loss = 0;
+    for (int b = 0; b < B; b++) {
+        if (it->pos >= it->n) {
+            it->epoch++;
+            it->pos = 0;
+            make_order(it);
+        }
+        const ds_example *ex = &d->ex[it->order[it->pos]];
+        if (ex->n_ids > T + 1) {
+            lc_errf(err, "%s:%d: example of %d tokens does not fit T = %d (load with max_len "
+                    "<= T + 1)", d->path, ex->line, ex->n_ids, T);
+            batch_iter_seek(it, epoch0, pos0); /* leave the iterator as it was */
+            return LC_FAIL;
+        }
+        it->pos++;
+        int *tk = tokens + (size_t)b * T, *tg = targets + (size_t)b * T;
+        for (int t = 0; t < T; t++) {
+            tk[t] = t < ex->n_ids ? ex->ids[t] : pad_id;
+            int in_span = t + 1 >= ex->n_prompt && t + 1 < ex->n_ids;
+            tg[t] = in_span ? ex->ids[t + 1] : -1;
+            loss += in_span;
+        }
+    }
+    if (n_loss) *n_loss = loss;
+    return LC_OK;
+}
