@@ -600,8 +600,13 @@ static int load_csv(loader *L, const char *buf, size_t len) {
                 rc = LC_FAIL;
                 break;
             }
-            /* resynchronise at the next line */
-            csv_fini(&p, NULL, NULL, NULL);
+            /* resynchronise at the next line with a fresh parser */
+            csv_free(&p);
+            if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL)) {
+                rc = lc_errf(L->err, "%s: cannot initialise the CSV parser", L->spec->path);
+                break;
+            }
+            csv_set_space_func(&p, no_space);
             csv_drop_fields(&c);
             c.in_record = 0;
         }
