@@ -436,6 +436,99 @@ static int byte_token(const l2c_tokenizer *t, unsigned char b) {
     return b + 3 < t->vocab_size ? b + 3 : 0; /* <0xNN> pieces start at id 3 */
 }
 
+typedef struct {
+    float score;
+    int left, right; /* node indices */
+    int id;          /* merged token */
+    unsigned vl, vr; /* node versions when pushed */
+} l2c_pair;
+
+static int pair_before(const l2c_pair *a, const l2c_pair *b) {
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+static void heap_push(l2c_pair *h, int *n, l2c_pair x) {
+    int i = (*n)++;
+    while (i > 0) {
+        int p = (i - 1) / 2;
+        if (!pair_before(&x, &h[p])) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = x;
+}
+
+static l2c_pair heap_pop(l2c_pair *h, int *n) {
+    l2c_pair top = h[0], x = h[--(*n)];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && pair_before(&h[c + 1], &h[c])) c++;
+        if (!pair_before(&h[c], &x)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n > 0) h[i] = x;
+    return top;
+}
+
+/* Merges ids[0..m) in place; returns the new length. Falls back to the
+ * quadratic scan only if memory runs out. */
+static int merge_pairs(const l2c_tokenizer *t, int *ids, int m) {
+    int *next = malloc(sizeof(int) * m), *prev = malloc(sizeof(int) * m);
+    unsigned *ver = calloc(m, sizeof(unsigned));
+    l2c_pair *heap = malloc(sizeof(l2c_pair) * (size_t)(3 * m + 1));
+    int hn = 0;
+    if (!next || !prev || !ver || !heap) {
+        free(next); free(prev); free(ver); free(heap);
+        for (;;) {
+            float best = 0;
+            int best_i = -1, best_id = -1;
+            for (int i = 0; i + 1 < m; i++) {
+                int id = lookup_concat(t, t->vocab[ids[i]], t->lens[ids[i]], t->vocab[ids[i + 1]],
+                                       t->lens[ids[i + 1]]);
+                if (id >= 0 && (best_i < 0 || t->scores[id] > best)) {
+                    best = t->scores[id];
+                    best_i = i;
+                    best_id = id;
+                }
+            }
+            if (best_i < 0) return m;
+            ids[best_i] = best_id;
+            memmove(ids + best_i + 1, ids + best_i + 2, sizeof(int) * (size_t)(m - best_i - 2));
+            m--;
+        }
+    }
+    for (int i = 0; i < m; i++) next[i] = i + 1 < m ? i + 1 : -1, prev[i] = i - 1;
+#define PUSH(a, b)                                                                              \
+    do {                                                                                        \
+        int id_ = lookup_concat(t, t->vocab[ids[a]], t->lens[ids[a]], t->vocab[ids[b]],         \
+                                t->lens[ids[b]]);                                               \
+        if (id_ >= 0) heap_push(heap, &hn, (l2c_pair){t->scores[id_], a, b, id_, ver[a], ver[b]}); \
+    } while (0)
+    for (int i = 0; i + 1 < m; i++) PUSH(i, i + 1);
+    while (hn > 0) {
+        l2c_pair p = heap_pop(heap, &hn);
+        if (ver[p.left] != p.vl || ver[p.right] != p.vr || next[p.left] != p.right) continue;
+        /* merge right into left */
+        ids[p.left] = p.id;
+        ver[p.left]++;
+        ver[p.right] = ~0u; /* dead */
+        int r = next[p.right];
+        next[p.left] = r;
+        if (r >= 0) prev[r] = p.left;
+        if (hn + 2 > 3 * m) break; /* cannot happen: at most m-1 merges, 2 pushes each */
+        if (prev[p.left] >= 0) PUSH(prev[p.left], p.left);
+        if (r >= 0) PUSH(p.left, r);
+    }
+#undef PUSH
+    int n = 0;
+    for (int i = 0; i >= 0; i = next[i]) ids[n++] = ids[i];
+    free(next); free(prev); free(ver); free(heap);
+    return n;
+}
+
 int l2c_encode(const l2c_tokenizer *t, const char *text, int bos, int eos, int *ids) {
     int n = 0;
     if (bos && t->bos_id >= 0) ids[n++] = t->bos_id;
@@ -455,24 +548,14 @@ int l2c_encode(const l2c_tokenizer *t, const char *text, int bos, int eos, int *
         }
         p += clen;
     }
-    /* merge the best-scoring adjacent pair (leftmost on ties) until none */
-    for (;;) {
-        float best = 0;
-        int best_i = -1, best_id = -1;
-        for (int i = 0; i + 1 < n; i++) {
-            int id = lookup_concat(t, t->vocab[ids[i]], t->lens[ids[i]], t->vocab[ids[i + 1]],
-                                   t->lens[ids[i + 1]]);
-            if (id >= 0 && (best_i < 0 || t->scores[id] > best)) {
-                best = t->scores[id];
-                best_i = i;
-                best_id = id;
-            }
-        }
-        if (best_i < 0) break;
-        ids[best_i] = best_id;
-        memmove(ids + best_i + 1, ids + best_i + 2, sizeof(int) * (size_t)(n - best_i - 2));
-        n--;
-    }
+    /* Merge the best-scoring adjacent pair (leftmost on ties) until none is
+     * in the vocabulary, as llama2.c does, but in O(n log n): the symbols are
+     * a linked list and candidate pairs sit in a max-heap keyed by (score,
+     * -position); a popped pair whose nodes changed since it was pushed is
+     * stale and skipped. */
+    int first = bos && t->bos_id >= 0 ? 1 : 0; /* BOS never merges */
+    int m = n - first;
+    if (m >= 2) n = first + merge_pairs(t, ids + first, m);
     if (eos && t->eos_id >= 0) ids[n++] = t->eos_id;
     return n;
 }

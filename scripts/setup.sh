@@ -5,8 +5,8 @@ set -euo pipefail
 
 pkgs=(
   build-essential cmake pkg-config
-  libopenblas-dev libhdf5-dev libcjson-dev libcsv-dev libcriterion-dev zlib1g-dev
-  hdf5-tools python3-h5py python3-numpy python3-torch
+  libopenblas-dev libopenblas-openmp-dev libhdf5-dev libcjson-dev libcsv-dev libcriterion-dev zlib1g-dev
+  hdf5-tools python3-h5py python3-numpy python3-torch python3-nltk
 )
 
 missing=()

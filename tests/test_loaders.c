@@ -969,3 +969,63 @@ Test(stories260k, load_checkpoint_and_tokenizer) {
     l2c_tokenizer_free(&t);
     model_free(&m);
 }
+
+/* The heap-based merge in l2c_encode against llama2.c's quadratic scan,
+ * written out here, on real dialogue text. */
+static int ref_lookup(const l2c_tokenizer *t, const char *s, int n) {
+    for (int i = 0; i < t->vocab_size; i++)
+        if (t->lens[i] == n && !memcmp(t->vocab[i], s, n)) return i;
+    return -1;
+}
+
+Test(loaders, l2c_encode_matches_quadratic_reference) {
+    TU_REQUIRE_SHARED();
+    char tp[1024], dp[1024];
+    snprintf(tp, sizeof tp, "%s/stories260K/tok512.bin", tu_shared_assets());
+    snprintf(dp, sizeof dp, "%s/dialogsum/dev.jsonl", tu_shared_assets());
+    l2c_tokenizer t;
+    lc_err err;
+    cr_assert_eq(l2c_tokenizer_load(&t, tp, 512, &err), LC_OK, "%s", err.msg);
+    size_t len;
+    char *text = lc_read_file(dp, &len, &err);
+    cr_assert_not_null(text);
+    text[3000] = 0;
+    int *fast = malloc(sizeof(int) * 3010), *ref = malloc(sizeof(int) * 3010);
+    int nf = l2c_encode(&t, text, 1, 1, fast);
+    /* reference: characters (or bytes), then repeated best-pair merges */
+    int n = 0;
+    ref[n++] = 1;
+    ref[n++] = ref_lookup(&t, " ", 1);
+    for (const char *p = text; *p;) {
+        int cl = 1;
+        while (cl < 4 && ((unsigned char)p[cl] & 0xC0) == 0x80) cl++;
+        int id = ref_lookup(&t, p, cl);
+        if (id >= 0) ref[n++] = id;
+        else for (int k = 0; k < cl; k++) ref[n++] = (unsigned char)p[k] + 3;
+        p += cl;
+    }
+    char buf[256];
+    for (;;) {
+        float best = -1e30f;
+        int bi = -1, bid = -1;
+        for (int i = 1; i + 1 < n; i++) {
+            int la = t.lens[ref[i]], lb = t.lens[ref[i + 1]];
+            if (la + lb >= (int)sizeof buf) continue;
+            memcpy(buf, t.vocab[ref[i]], la);
+            memcpy(buf + la, t.vocab[ref[i + 1]], lb);
+            int id = ref_lookup(&t, buf, la + lb);
+            if (id >= 0 && t.scores[id] > best) best = t.scores[id], bi = i, bid = id;
+        }
+        if (bi < 0) break;
+        ref[bi] = bid;
+        memmove(ref + bi + 1, ref + bi + 2, sizeof(int) * (n - bi - 2));
+        n--;
+    }
+    ref[n++] = 2;
+    cr_assert_eq(nf, n, "fast %d tokens, reference %d", nf, n);
+    for (int i = 0; i < n; i++) cr_assert_eq(fast[i], ref[i], "token %d differs", i);
+    free(fast);
+    free(ref);
+    free(text);
+    l2c_tokenizer_free(&t);
+}
