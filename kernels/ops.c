@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 /* ---- matrix multiply ---------------------------------------------------- */
@@ -164,76 +165,100 @@ void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, 
 
 /* ---- attention ------------------------------------------------------------ */
 
-/* The scores and products go through sgemm with strides that pick one head
- * out of the (B, T, H, hd) layout; the causal mask is applied in the softmax
- * (the upper triangle is computed and discarded: simpler, and BLAS-fast). */
+/* Causal attention, one (batch, head) per OpenMP task, in blocks of ATT_BLOCK
+ * query rows: block rows r0..r0+n attend to keys 0..r0+n only, so the
+ * masked upper triangle beyond each block is never multiplied. Inside a
+ * parallel region the OpenMP build of OpenBLAS runs each sgemm on the
+ * calling thread. */
+#define ATT_BLOCK 64
+
 void attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
                        int B, int T, int H, int Hkv, int hd) {
     const int group = H / Hkv;
     const float scale = 1.0f / sqrtf((float)hd);
     const int qs = H * hd, ks = Hkv * hd;
+#pragma omp parallel for collapse(2) schedule(dynamic)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             const float *qb = q + (size_t)b * T * qs + (size_t)h * hd;
             const float *kb = k + (size_t)b * T * ks + (size_t)(h / group) * hd;
             const float *vb = v + (size_t)b * T * ks + (size_t)(h / group) * hd;
+            float *ob = out + (size_t)b * T * qs + (size_t)h * hd;
             float *P = probs + ((size_t)b * H + h) * T * T;
-            // P (T, T) = scale * Q (T, hd) · K (T, hd)^T
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, qb, qs, kb, ks,
-                        0.0f, P, T);
-            for (int t = 0; t < T; t++) {
-                float *row = P + (size_t)t * T;
-                float mx = row[0];
-                for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
-                float sum = 0.0f;
-                for (int j = 0; j <= t; j++) sum += (row[j] = expf(row[j] - mx));
-                float inv = 1.0f / sum;
-                for (int j = 0; j <= t; j++) row[j] *= inv;
-                for (int j = t + 1; j < T; j++) row[j] = 0.0f;
+            for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+                const int n = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK, cols = r0 + n;
+                float *Pb = P + (size_t)r0 * T;
+                // P[r0:r0+n, :cols] = scale * Q[r0:r0+n] · K[:cols]^T
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, cols, hd, scale,
+                            qb + (size_t)r0 * qs, qs, kb, ks, 0.0f, Pb, T);
+                for (int i = 0; i < n; i++) {
+                    const int t = r0 + i;
+                    float *row = Pb + (size_t)i * T;
+                    float mx = row[0];
+                    for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
+                    float sum = 0.0f;
+                    for (int j = 0; j <= t; j++) sum += (row[j] = expf(row[j] - mx));
+                    float inv = 1.0f / sum;
+                    for (int j = 0; j <= t; j++) row[j] *= inv;
+                    memset(row + t + 1, 0, sizeof(float) * (size_t)(T - t - 1));
+                }
+                // O[r0:r0+n] = P[r0:r0+n, :cols] · V[:cols]
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, cols, 1.0f, Pb, T, vb,
+                            ks, 0.0f, ob + (size_t)r0 * qs, qs);
             }
-            // out (T, hd) = P (T, T) · V (T, hd)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, vb, ks,
-                        0.0f, out + (size_t)b * T * qs + (size_t)h * hd, qs);
         }
 }
 
-// dP = dO V^T; dS = P * (dP - rowsum(P * dP)); dQ = scale dS K; dK += scale dS^T Q; dV += P^T dO
+/* dP = dO V^T; dS = P * (dP - rowsum(P * dP)); dQ = scale dS K;
+ * dK += scale dS^T Q; dV += P^T dO. One (batch, kv head) per task so the
+ * heads of a group, which add into the same dK and dV, stay on one thread. */
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
-                        const float *q, const float *k, const float *v, float *scratch, int B,
-                        int T, int H, int Hkv, int hd) {
+                        const float *q, const float *k, const float *v, float *scratch,
+                        int n_scratch, int B, int T, int H, int Hkv, int hd) {
     const int group = H / Hkv;
     const float scale = 1.0f / sqrtf((float)hd);
     const int qs = H * hd, ks = Hkv * hd;
     memset(dk, 0, sizeof(float) * (size_t)B * T * ks);
     memset(dv, 0, sizeof(float) * (size_t)B * T * ks);
-    float *dS = scratch;
+    const int nt = n_scratch < 1 ? 1 : n_scratch;
+#pragma omp parallel for collapse(2) schedule(dynamic) num_threads(nt)
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            size_t qo = (size_t)b * T * qs + (size_t)h * hd;
-            size_t ko = (size_t)b * T * ks + (size_t)(h / group) * hd;
-            const float *P = probs + ((size_t)b * H + h) * T * T;
-            // dS (T, T) = dO (T, hd) · V (T, hd)^T
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dout + qo, qs,
-                        v + ko, ks, 0.0f, dS, T);
-            for (int t = 0; t < T; t++) {
-                const float *p = P + (size_t)t * T;
-                float *d = dS + (size_t)t * T;
-                float dot = 0.0f;
-                for (int j = 0; j <= t; j++) dot += p[j] * d[j];
-                for (int j = 0; j <= t; j++) d[j] = p[j] * (d[j] - dot);
-                for (int j = t + 1; j < T; j++) d[j] = 0.0f;
+        for (int kh = 0; kh < Hkv; kh++) {
+            float *dS = scratch + (size_t)omp_get_thread_num() * ATT_BLOCK * T;
+            const size_t ko = (size_t)b * T * ks + (size_t)kh * hd;
+            for (int h = kh * group; h < (kh + 1) * group; h++) {
+                const size_t qo = (size_t)b * T * qs + (size_t)h * hd;
+                const float *P = probs + ((size_t)b * H + h) * T * T;
+                for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+                    const int n = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK, cols = r0 + n;
+                    const float *Pb = P + (size_t)r0 * T;
+                    // dS (n, cols) = dO[r0:r0+n] · V[:cols]^T
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, cols, hd, 1.0f,
+                                dout + qo + (size_t)r0 * qs, qs, v + ko, ks, 0.0f, dS, T);
+                    for (int i = 0; i < n; i++) {
+                        const int t = r0 + i;
+                        const float *p = Pb + (size_t)i * T;
+                        float *d = dS + (size_t)i * T;
+                        float dot = 0.0f;
+                        for (int j = 0; j <= t; j++) dot += p[j] * d[j];
+                        for (int j = 0; j <= t; j++) d[j] = p[j] * (d[j] - dot);
+                        for (int j = t + 1; j < cols; j++) d[j] = 0.0f;
+                    }
+                    // dQ[r0:r0+n] = scale dS · K[:cols]
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, cols, scale, dS, T,
+                                k + ko, ks, 0.0f, dq + qo + (size_t)r0 * qs, qs);
+                    // dK[:cols] += scale dS^T · Q[r0:r0+n]
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, hd, n, scale, dS, T,
+                                q + qo + (size_t)r0 * qs, qs, 1.0f, dk + ko, ks);
+                    // dV[:cols] += P[r0:r0+n, :cols]^T · dO[r0:r0+n]
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, hd, n, 1.0f, Pb, T,
+                                dout + qo + (size_t)r0 * qs, qs, 1.0f, dv + ko, ks);
+                }
             }
-            // dQ (T, hd) = scale dS · K
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dS, T, k + ko,
-                        ks, 0.0f, dq + qo, qs);
-            // dK (T, hd) += scale dS^T · Q
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dS, T, q + qo, qs,
-                        1.0f, dk + ko, ks);
-            // dV (T, hd) += P^T · dO
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, dout + qo,
-                        qs, 1.0f, dv + ko, ks);
         }
 }
+
+size_t attention_scratch_floats(int T) { return (size_t)ATT_BLOCK * T; }
 
 /* ---- SwiGLU ---------------------------------------------------------------- */
 

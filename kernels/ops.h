@@ -58,10 +58,14 @@ void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, 
  * probs (B, H, T, T) saved softmax (upper triangle zero). */
 void attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
                        int B, int T, int H, int Hkv, int hd);
-/* dq (B,T,H,hd), dk, dv (B,T,Hkv,hd) are OVERWRITTEN. scratch: T*T floats. */
+/* dq (B,T,H,hd), dk, dv (B,T,Hkv,hd) are OVERWRITTEN. scratch holds
+ * n_scratch blocks of attention_scratch_floats(T) floats, one per thread
+ * used (at most n_scratch threads run). */
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
-                        const float *q, const float *k, const float *v, float *scratch, int B,
-                        int T, int H, int Hkv, int hd);
+                        const float *q, const float *k, const float *v, float *scratch,
+                        int n_scratch, int B, int T, int H, int Hkv, int hd);
+/* Scratch floats one thread of attention_backward needs. */
+size_t attention_scratch_floats(int T);
 
 /* ---- SwiGLU ------------------------------------------------------------ */
 

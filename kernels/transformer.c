@@ -18,6 +18,7 @@
  * plus one (N, F) buffer per layer). */
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,7 @@ struct model_acts {
     float *xn, *h;
     float *dres, *dxn, *dh, *dgate, *dup, *datt, *dq, *dk, *dv, *dS, *dlow;
     int max_low; /* largest LoRA / LC++ rank */
+    int n_scratch; /* attention scratch blocks (threads) */
     uint64_t drop_seed; /* 0: no LoRA dropout */
     float *xdrop, *xdrop2; /* (N, max in) scratch for LoRA dropout */
     void **allocs;
@@ -197,7 +199,8 @@ int model_acts_init(model_acts **out, const model *m, const adapter_set *ad, int
         ALLOC(a->dq, N * QD);
         ALLOC(a->dk, N * KD);
         ALLOC(a->dv, N * KD);
-        ALLOC(a->dS, (size_t)T * T);
+        a->n_scratch = omp_get_max_threads();
+        ALLOC(a->dS, attention_scratch_floats(T) * a->n_scratch);
         ALLOC(a->dlow, N * (a->max_low > 0 ? a->max_low : 1));
         int any_drop = 0;
         for (int i = 0; i < a->ad.n_loras; i++) any_drop |= a->ad.loras[i]->dropout > 0.0f;
@@ -500,8 +503,8 @@ void model_backward(model *m, model_acts *a, float grad_scale) {
         /* attention: x_mid = x_in + o(att) */
         memset(a->datt, 0, sizeof(float) * (size_t)N * QD);
         adapted_backward(m, a, la, l, MOD_O, a->datt, a->dres, la->att, N);
-        attention_backward(a->dq, a->dk, a->dv, a->datt, la->probs, la->q, la->k, la->v, a->dS, B,
-                           T, H, Hkv, hd);
+        attention_backward(a->dq, a->dk, a->dv, a->datt, la->probs, la->q, la->k, la->v, a->dS,
+                           a->n_scratch, B, T, H, Hkv, hd);
         rope_apply(a->dq, a->cos_t, a->sin_t, B, T, H, hd, 1);
         rope_apply(a->dk, a->cos_t, a->sin_t, B, T, Hkv, hd, 1);
         rmsnorm_forward(a->xn, NULL, la->x_in, lw->attn_norm, N, D, c->norm_eps);

@@ -141,7 +141,7 @@ Test(kernels, attention_backward_matches_finite_differences) {
     lc_rng r;
     lc_rng_seed(&r, 4);
     float q[AQN], k[AKN], v[AKN], g[AQN], out[AQN], probs[AB * AH * AT * AT];
-    float dq[AQN], dk[AKN], dv[AKN], scratch[AT * AT], num[AQN];
+    float dq[AQN], dk[AKN], dv[AKN], scratch[4 * 64 * AT], num[AQN];
     randn(q, AQN, 1, &r);
     randn(k, AKN, 1, &r);
     randn(v, AKN, 1, &r);
@@ -156,7 +156,7 @@ Test(kernels, attention_backward_matches_finite_differences) {
         }
         cr_assert_float_eq(s, 1.0, 1e-5);
     }
-    attention_backward(dq, dk, dv, g, probs, q, k, v, scratch, AB, AT, AH, AHKV, AHD);
+    attention_backward(dq, dk, dv, g, probs, q, k, v, scratch, 4, AB, AT, AH, AHKV, AHD);
     att_ctx c = {q, k, v, 0};
     numgrad(num, q, AQN, out, g, AQN, att_fwd, &c);
     cr_assert_lt(tu_rel_err_f32(dq, num, AQN), 2e-2, "dq %g", tu_rel_err_f32(dq, num, AQN));
@@ -190,4 +190,66 @@ Test(kernels, swiglu_backward_matches_finite_differences) {
     c.wrt_up = 1;
     numgrad(num, up, n, out, g, n, sw_fwd, &c);
     cr_assert_lt(tu_rel_err_f32(du, num, n), 2e-2);
+}
+
+/* Several 64-row blocks (T = 150): the blocked kernel against a plain
+ * triple loop, and its backward against finite differences on samples. */
+enum { LB = 1, LT = 150, LH = 2, LHKV = 1, LHD = 4 };
+enum { LQN = LB * LT * LH * LHD, LKN = LB * LT * LHKV * LHD };
+static void naive_attention(float *out, const float *q, const float *k, const float *v) {
+    for (int h = 0; h < LH; h++)
+        for (int t = 0; t < LT; t++) {
+            double s[LT], mx = -1e30, sum = 0;
+            for (int j = 0; j <= t; j++) {
+                double d = 0;
+                for (int i = 0; i < LHD; i++) d += (double)q[(t * LH + h) * LHD + i] * k[j * LHD + i];
+                s[j] = d / 2.0; /* 1/sqrt(4) */
+                if (s[j] > mx) mx = s[j];
+            }
+            for (int j = 0; j <= t; j++) sum += (s[j] = exp(s[j] - mx));
+            for (int i = 0; i < LHD; i++) {
+                double o = 0;
+                for (int j = 0; j <= t; j++) o += s[j] / sum * v[j * LHD + i];
+                out[(t * LH + h) * LHD + i] = (float)o;
+            }
+        }
+}
+
+static float g_long[LQN];
+static double long_objective(const float *q, const float *k, const float *v) {
+    static float out[LQN], probs[LB * LH * LT * LT];
+    attention_forward(out, probs, q, k, v, LB, LT, LH, LHKV, LHD);
+    return dot(out, g_long, LQN);
+}
+
+Test(kernels, attention_blocked_matches_naive_over_several_blocks) {
+    lc_rng r;
+    lc_rng_seed(&r, 6);
+    static float q[LQN], k[LKN], v[LKN], out[LQN], ref[LQN], probs[LB * LH * LT * LT];
+    static float dq[LQN], dk[LKN], dv[LKN], scratch[2 * 64 * LT];
+    randn(q, LQN, 1, &r);
+    randn(k, LKN, 1, &r);
+    randn(v, LKN, 1, &r);
+    randn(g_long, LQN, 1, &r);
+    attention_forward(out, probs, q, k, v, LB, LT, LH, LHKV, LHD);
+    naive_attention(ref, q, k, v);
+    cr_assert_lt(tu_rel_err_f32(out, ref, LQN), 1e-5, "%g", tu_rel_err_f32(out, ref, LQN));
+    attention_backward(dq, dk, dv, g_long, probs, q, k, v, scratch, 2, LB, LT, LH, LHKV, LHD);
+    const float h = 1e-2f;
+    float *xs[3] = {q, k, v}, *gs[3] = {dq, dk, dv};
+    int ns[3] = {LQN, LKN, LKN};
+    for (int w = 0; w < 3; w++) {
+        double mg = 0;
+        for (int i = 0; i < ns[w]; i++) mg = fmax(mg, fabs(gs[w][i]));
+        for (int i = 7; i < ns[w]; i += ns[w] / 25) {
+            float keep = xs[w][i];
+            xs[w][i] = keep + h;
+            double p = long_objective(q, k, v);
+            xs[w][i] = keep - h;
+            double m = long_objective(q, k, v);
+            xs[w][i] = keep;
+            double num = (p - m) / (2 * h);
+            cr_assert_lt(fabs(num - gs[w][i]), 2e-2 * mg, "tensor %d [%d]: %g vs %g", w, i, gs[w][i], num);
+        }
+    }
 }
