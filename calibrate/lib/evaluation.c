@@ -1,0 +1,213 @@
+/* evaluation.c: see evaluation.h. */
+#include "evaluation.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "loaders.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The first occurrence of any stop string in text, or NULL. */
+static char *find_stop(char *text, const gen_opts *o) {
+    char *first = NULL;
+    for (int i = 0; i < o->n_stop; i++) {
+        if (!o->stop[i] || !o->stop[i][0]) continue;
+        char *p = strstr(text, o->stop[i]);
+        if (p && (!first || p < first)) first = p;
+    }
+    return first;
+}
+
+int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer *tok,
+                  const int *prompt, int n_prompt, const gen_opts *o, lc_rng *rng,
+                  char **text, int *n_new, lc_err *err) {
+    *text = NULL;
+    *n_new = 0;
+    const int V = m->cfg.vocab_size, eos = tokenizer_eos(tok);
+    if (n_prompt <= 0) return lc_errf(err, "empty prompt");
+    if (max_seq < 2) return lc_errf(err, "the decoder has %d positions", max_seq);
+    int budget = o->max_new_tokens < max_seq - 1 ? o->max_new_tokens : max_seq - 1;
+    int *ids = malloc(sizeof(int) * (size_t)(n_prompt + budget + 1));
+    if (!ids) return lc_errf(err, "out of memory");
+    /* keep the first token (BOS) and the end of the prompt */
+    int keep = n_prompt;
+    if (keep + budget > max_seq) keep = max_seq - budget;
+    int n = 0;
+    ids[n++] = prompt[0];
+    for (int i = n_prompt - keep + 1; i < n_prompt; i++) ids[n++] = prompt[i];
+    const int start = n;
+    float *logits = NULL;
+    for (int pos = 0; pos < n; pos++) logits = model_decoder_step(d, ids[pos], pos);
+    char *out = NULL;
+    for (int k = 0; k < budget && logits; k++) {
+        int next = sample_token(logits, V, o->temperature, o->top_p, rng);
+        if (next == eos) break;
+        ids[n++] = next;
+        if (o->n_stop && (k % 4 == 3 || k == budget - 1)) {
+            /* check the stop strings every few tokens on the decoded text */
+            free(out);
+            out = tokenizer_decode(tok, ids + start, n - start, 1);
+            if (out && find_stop(out, o)) break;
+        }
+        if (n >= max_seq) break;
+        logits = model_decoder_step(d, next, n - 1);
+    }
+    free(out);
+    out = tokenizer_decode(tok, ids + start, n - start, 1);
+    *n_new = n - start;
+    free(ids);
+    if (!out) return lc_errf(err, "out of memory decoding");
+    char *cut = find_stop(out, o);
+    if (cut) *cut = 0;
+    /* trim the whitespace a prompt ending in "Summary:" leaves in front */
+    size_t lead = strspn(out, " \t\n");
+    if (lead) memmove(out, out + lead, strlen(out + lead) + 1);
+    *text = out;
+    return LC_OK;
+}
+
+void eval_summary_free(eval_summary *s) { metrics_corpus_free(&s->scores); }
+
+static cJSON *prf_json(prf x) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "precision", x.p);
+    cJSON_AddNumberToObject(o, "recall", x.r);
+    cJSON_AddNumberToObject(o, "f1", x.f);
+    return o;
+}
+
+int evaluate_dataset(const model *m, const adapter_set *ad, const tokenizer *tok,
+                     const dataset *d, const gen_opts *g, const rouge_opts *ro,
+                     const char *out_dir, const char *label, eval_summary *out, lc_err *err) {
+    memset(out, 0, sizeof *out);
+    if (d->n == 0) return lc_errf(err, "%s: no examples to evaluate", d->path);
+    int max_seq = m->cfg.max_seq_len;
+    model_decoder *dec = NULL;
+    char **preds = calloc(d->n, sizeof(char *));
+    const char **refs = calloc(d->n, sizeof(char *));
+    int rc = LC_FAIL;
+    char *lines = NULL;
+    if (!preds || !refs) {
+        lc_errf(err, "out of memory");
+        goto done;
+    }
+    if (lc_make_dirs(out_dir, err) || model_decoder_init(&dec, m, ad, max_seq, err)) goto done;
+    lc_rng rng;
+    lc_rng_seed(&rng, g->seed);
+    double t0 = now_s();
+    for (int i = 0; i < d->n; i++) {
+        const ds_example *e = &d->ex[i];
+        int n_new;
+        if (generate_text(dec, max_seq, m, tok, e->ids, e->n_prompt, g, &rng, &preds[i], &n_new, err)) {
+            lc_err_prefix(err, "%s:%d: ", d->path, e->line);
+            goto done;
+        }
+        refs[i] = e->target;
+        out->new_tokens += n_new;
+        double el = now_s() - t0;
+        fprintf(stderr, "\revaluate %s: %d/%d examples | %.1f tok/s | ETA %.0fs\033[K", label, i + 1,
+                d->n, el > 0 ? out->new_tokens / el : 0.0, el / (i + 1) * (d->n - i - 1));
+    }
+    fputc('\n', stderr);
+    out->seconds = now_s() - t0;
+    if (metrics_corpus_eval((const char *const *)preds, refs, d->n, ro, NULL, &out->scores, err))
+        goto done;
+
+    /* predictions.jsonl */
+    size_t cap = 1 << 16, len = 0;
+    lines = malloc(cap);
+    if (!lines) {
+        lc_errf(err, "out of memory");
+        goto done;
+    }
+    lines[0] = 0;
+    for (int i = 0; i < d->n; i++) {
+        const metrics_example *s = &out->scores.examples[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "line", d->ex[i].line);
+        cJSON_AddStringToObject(o, "prompt", d->ex[i].prompt);
+        cJSON_AddStringToObject(o, "reference", d->ex[i].target);
+        cJSON_AddStringToObject(o, "prediction", preds[i]);
+        cJSON_AddNumberToObject(o, "rouge1", s->rouge.r1.f);
+        cJSON_AddNumberToObject(o, "rouge2", s->rouge.r2.f);
+        cJSON_AddNumberToObject(o, "rougeL", s->rouge.rl.f);
+        cJSON_AddNumberToObject(o, "weighted_rouge", s->rouge.weighted);
+        cJSON_AddNumberToObject(o, "chrf", s->chrf);
+        char *t = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (!t) {
+            lc_errf(err, "out of memory");
+            goto done;
+        }
+        size_t tl = strlen(t);
+        if (len + tl + 2 > cap) {
+            while (len + tl + 2 > cap) cap *= 2;
+            char *nl = realloc(lines, cap);
+            if (!nl) {
+                free(t);
+                lc_errf(err, "out of memory");
+                goto done;
+            }
+            lines = nl;
+        }
+        memcpy(lines + len, t, tl);
+        len += tl;
+        if (i + 1 < d->n) lines[len++] = '\n';
+        lines[len] = 0;
+        free(t);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/predictions.jsonl", out_dir);
+    if (lc_write_text_atomic(path, lines, err)) goto done;
+
+    /* results.json */
+    const metrics_corpus *c = &out->scores;
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "label", label);
+    cJSON_AddStringToObject(r, "dataset", d->path);
+    cJSON_AddNumberToObject(r, "n", (double)c->n);
+    cJSON_AddNumberToObject(r, "inference_passes", 1);
+    cJSON_AddItemToObject(r, "rouge1", prf_json(c->r1));
+    cJSON_AddItemToObject(r, "rouge2", prf_json(c->r2));
+    cJSON_AddItemToObject(r, "rougeL", prf_json(c->rl));
+    cJSON_AddNumberToObject(r, "weighted_rouge", c->weighted);
+    cJSON_AddNumberToObject(r, "chrf_mean", c->chrf_mean);
+    cJSON_AddNumberToObject(r, "chrf_corpus", c->chrf_corpus);
+    cJSON_AddStringToObject(r, "rouge_tokenization",
+                            ro && ro->tok == ROUGE_TOK_LATIN ? "latin" : "rouge-score");
+    cJSON_AddBoolToObject(r, "rouge_stemming", ro && ro->stem);
+    cJSON *gj = cJSON_AddObjectToObject(r, "generation");
+    cJSON_AddNumberToObject(gj, "max_new_tokens", g->max_new_tokens);
+    cJSON_AddNumberToObject(gj, "temperature", g->temperature);
+    cJSON_AddNumberToObject(gj, "top_p", g->top_p);
+    cJSON_AddNumberToObject(gj, "seed", (double)g->seed);
+    cJSON *st = cJSON_AddArrayToObject(gj, "stop");
+    for (int i = 0; i < g->n_stop; i++) cJSON_AddItemToArray(st, cJSON_CreateString(g->stop[i]));
+    cJSON_AddNumberToObject(r, "new_tokens", (double)out->new_tokens);
+    cJSON_AddNumberToObject(r, "seconds", out->seconds);
+    cJSON_AddStringToObject(r, "predictions", "predictions.jsonl");
+    char *txt = cJSON_Print(r);
+    cJSON_Delete(r);
+    snprintf(path, sizeof path, "%s/results.json", out_dir);
+    int w = txt ? lc_write_text_atomic(path, txt, err) : lc_errf(err, "out of memory");
+    free(txt);
+    if (w) goto done;
+    rc = LC_OK;
+done:
+    if (rc != LC_OK) eval_summary_free(out);
+    free(lines);
+    if (preds)
+        for (int i = 0; i < d->n; i++) free(preds[i]);
+    free(preds);
+    free(refs);
+    model_decoder_free(dec);
+    return rc;
+}

@@ -1,0 +1,53 @@
+/* evaluation.h: generation over a dataset and its scores.
+ *
+ * Each example's prompt (tokenised as the dataset did, BOS included) is
+ * continued with the KV-cache decoder; generation stops at EOS, at
+ * max_new_tokens, at the context length, or at the first stop string (the
+ * text is cut before it). Predictions are scored against the rendered
+ * target text with ROUGE-1/2/L, weighted ROUGE and chrF (metrics.h). */
+#ifndef EVALUATION_H
+#define EVALUATION_H
+
+#include <stdint.h>
+
+#include "dataset.h"
+#include "lc_err.h"
+#include "metrics.h"
+#include "model.h"
+#include "tokenizer.h"
+
+#define GEN_MAX_STOP 8
+
+typedef struct {
+    int max_new_tokens;
+    float temperature; /* 0 = greedy */
+    float top_p;
+    uint64_t seed;
+    const char *stop[GEN_MAX_STOP];
+    int n_stop;
+} gen_opts;
+
+/* Continues prompt (n_prompt ids) with decoder d (made for m with enough
+ * positions); *text is the decoded new text (malloc'd), *n_new the number
+ * of new tokens. The prompt is cut from the left (keeping its first token)
+ * if prompt + max_new_tokens exceed the decoder's positions. */
+int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer *tok,
+                  const int *prompt, int n_prompt, const gen_opts *o, lc_rng *rng,
+                  char **text, int *n_new, lc_err *err);
+
+typedef struct {
+    metrics_corpus scores;
+    double seconds;
+    long new_tokens;
+} eval_summary;
+
+/* Generates for every example of d with (m, ad) and scores the outputs.
+ * Writes <out_dir>/predictions.jsonl (one line per example: line, prompt,
+ * reference, prediction, scores) and <out_dir>/results.json (means, n,
+ * settings, `label`); both through a temporary file and rename(). */
+int evaluate_dataset(const model *m, const adapter_set *ad, const tokenizer *tok,
+                     const dataset *d, const gen_opts *g, const rouge_opts *ro,
+                     const char *out_dir, const char *label, eval_summary *out, lc_err *err);
+void eval_summary_free(eval_summary *s);
+
+#endif

@@ -1,0 +1,259 @@
+/* `train` end to end on a tiny self-made model, tokenizer and dataset (no
+ * ../shared needed): bit-exact resume after SIGKILL, NaN stop keeping the
+ * last good checkpoint, strict configs, outputs loadable by `generate`. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loaders.h"
+#include "tensor_file.h"
+#include "model.h"
+#include "testutil.h"
+
+static const char *bin(const char *name) {
+    static char p[1024];
+    const char *b = getenv("LC_BINARY_DIR");
+#ifdef LC_BINARY_DIR
+    if (!b) b = LC_BINARY_DIR;
+#endif
+    snprintf(p, sizeof p, "%s/bin/%s", b ? b : "build", name);
+    return p;
+}
+
+static char dir[512];
+
+/* A llama2.c tokenizer: <unk>, <s>, </s>, 256 byte tokens, then a few
+ * merges. */
+static void write_tokenizer(const char *path, int V) {
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    int32_t maxlen = 8;
+    fwrite(&maxlen, 4, 1, f);
+    const char *merges[] = {" t", "he", " the", " a", "an", " and", "in", " is"};
+    for (int i = 0; i < V; i++) {
+        char piece[16];
+        float score = 0;
+        if (i == 0) strcpy(piece, "<unk>");
+        else if (i == 1) strcpy(piece, "<s>");
+        else if (i == 2) strcpy(piece, "</s>");
+        else if (i < 259) snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
+        else {
+            strcpy(piece, merges[(i - 259) % 8]);
+            score = -(float)(i - 259);
+        }
+        int32_t len = (int32_t)strlen(piece);
+        fwrite(&score, 4, 1, f);
+        fwrite(&len, 4, 1, f);
+        fwrite(piece, 1, len, f);
+    }
+    fclose(f);
+}
+
+static void setup(void) {
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    model_config c = {0};
+    strcpy(c.arch, "llama");
+    c.dim = 32, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 8;
+    c.hidden_dim = 48, c.vocab_size = 267, c.max_seq_len = 128;
+    c.norm_eps = 1e-5f, c.rope_theta = 10000.0f, c.tie_embeddings = 1, c.bos_id = 1, c.eos_id = 2;
+    model m;
+    lc_err err;
+    cr_assert_eq(model_init(&m, &c, &err), LC_OK);
+    model_init_random(&m, 0.1f, 1);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/model.bin", dir);
+    cr_assert_eq(model_save_llama2c(&m, p, &err), LC_OK, "%s", err.msg);
+    model_free(&m);
+    snprintf(p, sizeof p, "%s/tok267.bin", dir);
+    write_tokenizer(p, 267);
+    const char *words[] = {"the cat", "a dog", "and then", "is red", "in the house", "the sun"};
+    for (int split = 0; split < 2; split++) {
+        snprintf(p, sizeof p, "%s/%s.jsonl", dir, split ? "val" : "train");
+        FILE *f = fopen(p, "w");
+        for (int i = 0; i < (split ? 8 : 40); i++)
+            fprintf(f, "{\"q\": \"say %s\", \"a\": \"%s %s\"}\n", words[i % 6], words[i % 6],
+                    words[(i + split) % 6]);
+        fclose(f);
+    }
+}
+
+/* Writes a train config into dir/name.json; extra is spliced into
+ * "training". */
+static void write_config(const char *name, const char *out, int steps, const char *extra_training,
+                         const char *extra_top) {
+    char p[1024], text[4096];
+    snprintf(p, sizeof p, "%s/%s.json", dir, name);
+    snprintf(text, sizeof text,
+             "{\"model\": \"model.bin\", \"output_dir\": \"%s\", \"mode\": \"lora\",%s\n"
+             " \"lora\": {\"rank\": 4, \"alpha\": 8, \"dropout\": 0.1},\n"
+             " \"data\": {\"train\": \"train.jsonl\", \"validation\": \"val.jsonl\",\n"
+             "   \"prompt_template\": \"Q: {q}\\nA:\", \"target_template\": \" {a}\", \"max_len\": 48},\n"
+             " \"training\": {\"batch_size\": 4, \"steps\": %d, \"seed\": 3, \"eval_every\": 5,\n"
+             "   \"checkpoint_every\": 1, \"log_every\": 1%s},\n"
+             " \"optimizer\": {\"lr\": 0.01, \"warmup_steps\": 2, \"schedule\": \"cosine\"}}\n",
+             out, extra_top ? extra_top : "", steps, extra_training ? extra_training : "");
+    cr_assert_eq(tu_write_file(p, text, strlen(text)), 0);
+}
+
+static int run_train(const char *name, const char *flags, char **msg) {
+    char cmd[4096];
+    int st;
+    snprintf(cmd, sizeof cmd, "cd %s && %s --config %s.json %s 2>&1", dir, bin("train"), name,
+             flags ? flags : "");
+    char *out = tu_capture(cmd, &st);
+    if (msg) *msg = out;
+    else free(out);
+    return st;
+}
+
+static char *read_bytes(const char *path, size_t *n) {
+    lc_err err;
+    char *p = lc_read_file(path, n, &err);
+    cr_assert_not_null(p, "%s", err.msg);
+    return p;
+}
+
+static void assert_same_file(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = read_bytes(a, &na), *y = read_bytes(b, &nb);
+    cr_assert_eq(na, nb, "%s and %s differ in size", a, b);
+    cr_assert(memcmp(x, y, na) == 0, "%s and %s differ", a, b);
+    free(x);
+    free(y);
+}
+
+TestSuite(train, .init = setup, .timeout = 300);
+
+Test(train, resume_after_sigkill_is_bit_exact) {
+    const int steps = 300;
+    write_config("full", "run_full", steps, NULL, NULL);
+    char *msg;
+    cr_assert_eq(run_train("full", NULL, &msg), 0, "%s", msg);
+    free(msg);
+
+    write_config("kill", "run_kill", steps, NULL, NULL);
+    char logp[1024], cfgp[1024];
+    snprintf(logp, sizeof logp, "%s/run_kill/metrics.jsonl", dir);
+    snprintf(cfgp, sizeof cfgp, "%s/kill.json", dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (chdir(dir) != 0) _exit(127);
+        freopen("/dev/null", "w", stderr);
+        execl(bin("train"), "train", "--config", cfgp, (char *)NULL);
+        _exit(127);
+    }
+    /* kill it once the log shows a step past 60 */
+    int killed = 0;
+    for (int i = 0; i < 20000 && !killed; i++) {
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+        size_t n;
+        lc_err err;
+        char *t = lc_read_file(logp, &n, &err);
+        if (t) {
+            char *last = strrchr(t, '{');
+            long step = last ? strtol(strstr(last, "\"step\":") + 7, NULL, 10) : 0;
+            free(t);
+            if (step > 60) {
+                kill(pid, SIGKILL);
+                killed = 1;
+            }
+        }
+        int st;
+        if (!killed && waitpid(pid, &st, WNOHANG) == pid) break;
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(killed && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+              "the run was not killed mid-way (it finished first?)");
+    char fin[1024];
+    snprintf(fin, sizeof fin, "%s/run_kill/final", dir);
+    struct stat sb;
+    cr_assert_neq(stat(fin, &sb), 0, "a killed run must not have written final/");
+
+    cr_assert_eq(run_train("kill", "--resume", &msg), 0, "%s", msg);
+    cr_assert_not_null(strstr(msg, "resumed from"), "%s", msg);
+    free(msg);
+    char a[1024], b[1024];
+    snprintf(a, sizeof a, "%s/run_full/final/adapter_model.safetensors", dir);
+    snprintf(b, sizeof b, "%s/run_kill/final/adapter_model.safetensors", dir);
+    assert_same_file(a, b);
+    snprintf(a, sizeof a, "%s/run_full/metrics.jsonl", dir);
+    snprintf(b, sizeof b, "%s/run_kill/metrics.jsonl", dir);
+    /* the resumed log has every step once (timings differ, so count lines) */
+    size_t na, nb;
+    char *x = read_bytes(a, &na), *y = read_bytes(b, &nb);
+    int la = 0, lb = 0;
+    for (size_t i = 0; i < na; i++) la += x[i] == '\n';
+    for (size_t i = 0; i < nb; i++) lb += y[i] == '\n';
+    cr_assert_eq(la, lb, "metrics.jsonl: %d lines uninterrupted, %d after resume", la, lb);
+    free(x);
+    free(y);
+}
+
+Test(train, outputs_load_in_generate) {
+    write_config("gen", "run_gen", 10, NULL, NULL);
+    char *msg;
+    cr_assert_eq(run_train("gen", NULL, &msg), 0, "%s", msg);
+    free(msg);
+    char cmd[4096];
+    int st;
+    for (int h5 = 0; h5 < 2; h5++) {
+        snprintf(cmd, sizeof cmd, "cd %s && %s --model model.bin --lora run_gen/final%s:0.5 "
+                 "--prompt 'Q: say the cat' --max-new-tokens 8 --temperature 0 2>&1 >/dev/null",
+                 dir, bin("generate"), h5 ? "/adapter.h5" : "");
+        char *o = tu_capture(cmd, &st);
+        cr_assert_eq(st, 0, "%s", o);
+        free(o);
+    }
+}
+
+Test(train, nan_loss_stops_and_keeps_last_checkpoint) {
+    write_config("nan", "run_nan", 50, NULL, NULL);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/nan.json", dir);
+    /* an absurd learning rate blows the weights up within a few steps */
+    char *t = read_bytes(p, &(size_t){0});
+    char *lr = strstr(t, "0.01");
+    cr_assert_not_null(lr);
+    char fixed[4096];
+    snprintf(fixed, sizeof fixed, "%.*s1e30%s", (int)(lr - t), t, lr + 4);
+    free(t);
+    tu_write_file(p, fixed, strlen(fixed));
+    char *msg;
+    int st = run_train("nan", NULL, &msg);
+    cr_assert_neq(st, 0, "a NaN run must fail: %s", msg);
+    cr_assert_not_null(strstr(msg, "non-finite"), "%s", msg);
+    free(msg);
+    snprintf(p, sizeof p, "%s/run_nan/checkpoint.h5", dir);
+    struct stat sb;
+    if (stat(p, &sb) == 0) { /* the kept checkpoint is a good one */
+        tensor_file *tf;
+        lc_err err;
+        cr_assert_eq(tensor_file_open(&tf, p, &err), LC_OK, "%s", err.msg);
+        tensor_file_free(tf);
+    }
+}
+
+Test(train, config_errors_name_the_key) {
+    char *msg;
+    write_config("typo", "run_typo", 5, ", \"lerning_rate\": 1", NULL);
+    cr_assert_neq(run_train("typo", NULL, &msg), 0);
+    cr_assert_not_null(strstr(msg, "training.lerning_rate"), "%s", msg);
+    free(msg);
+    write_config("type", "run_type", 5, ", \"batch_size\": \"four\"", NULL);
+    cr_assert_neq(run_train("type", NULL, &msg), 0);
+    cr_assert_not_null(strstr(msg, "training.batch_size"), "%s", msg);
+    free(msg);
+    write_config("mod", "run_mod", 5, NULL, " \"tokenizer\": \"nope.bin\",");
+    cr_assert_neq(run_train("mod", NULL, &msg), 0);
+    cr_assert_not_null(strstr(msg, "nope.bin"), "%s", msg);
+    free(msg);
+}

@@ -1,0 +1,521 @@
+/* trainer.c: trainable-tensor lists, AdamW, schedules, checkpoints and the
+ * training loop shared by `train` and `calibrate` (see trainer.h). */
+#include "trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loaders.h"
+#include "tensor_file.h"
+
+const char *const SCHED_NAMES[] = {"constant", "linear", "cosine", NULL};
+
+/* ---- parameter lists ------------------------------------------------------ */
+
+int param_list_add(param_list *pl, const char *name, float *data, float *grad, size_t n,
+                   int decay, lc_err *err) {
+    if (!grad) return lc_errf(err, "tensor '%s' has no gradient buffer (not trainable)", name);
+    if (pl->n == pl->cap) {
+        int cap = pl->cap ? 2 * pl->cap : 64;
+        param_ref *p = realloc(pl->p, sizeof *p * cap);
+        if (!p) return lc_errf(err, "out of memory");
+        pl->p = p;
+        pl->cap = cap;
+    }
+    param_ref *r = &pl->p[pl->n++];
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->data = data, r->grad = grad, r->n = n, r->decay = decay;
+    pl->total += n;
+    return LC_OK;
+}
+
+int param_list_add_lora(param_list *pl, const lora *l, const model_config *c, lc_err *err) {
+    char name[192];
+    for (int layer = 0; layer < l->n_layers; layer++)
+        for (int mo = 0; mo < MOD_COUNT; mo++) {
+            int s = layer * MOD_COUNT + mo;
+            if (!l->A[s]) continue;
+            if (!l->gA) return lc_errf(err, "LoRA '%s' is not trainable", l->name);
+            lora_tensor_name(name, sizeof name, layer, mo, 0);
+            if (param_list_add(pl, name, l->A[s], l->gA[s], (size_t)l->rank * module_in_dim(c, mo), 1, err))
+                return LC_FAIL;
+            lora_tensor_name(name, sizeof name, layer, mo, 1);
+            if (param_list_add(pl, name, l->B[s], l->gB[s], (size_t)l->rank * module_out_dim(c, mo), 1, err))
+                return LC_FAIL;
+        }
+    return LC_OK;
+}
+
+int param_list_add_calib(param_list *pl, const calib *cb, const model_config *c, lc_err *err) {
+    char name[192];
+    if (!cb->grad) return lc_errf(err, "calibration '%s' is not trainable", cb->name);
+    for (int mo = 0; mo < MOD_COUNT; mo++) {
+        if (!(cb->module_mask >> mo & 1)) continue;
+        size_t in = module_in_dim(c, mo), out = module_out_dim(c, mo), S = cb->n_slots;
+        /* slot 0 starts the contiguous (n_slots, ...) block of each tensor */
+        if (cb->kind == CALIB_BIAS) {
+            calib_tensor_name(name, sizeof name, mo, "bias");
+            if (param_list_add(pl, name, cb->p[mo], cb->gp[mo], S * out, 0, err)) return LC_FAIL;
+        } else {
+            calib_tensor_name(name, sizeof name, mo, "P1");
+            if (param_list_add(pl, name, cb->P1[mo], cb->gP1[mo], S * cb->rank * in, 1, err)) return LC_FAIL;
+            calib_tensor_name(name, sizeof name, mo, "P2");
+            if (param_list_add(pl, name, cb->P2[mo], cb->gP2[mo], S * cb->rank * out, 1, err)) return LC_FAIL;
+        }
+    }
+    return LC_OK;
+}
+
+typedef struct {
+    param_list *pl;
+    lc_err *err;
+} model_add_ctx;
+
+static int model_add_fn(const char *name, int ndim, const int64_t *shape, float *data, float *grad,
+                        void *ctx) {
+    model_add_ctx *a = ctx;
+    size_t n = (size_t)shape[0] * (ndim == 2 ? (size_t)shape[1] : 1);
+    return param_list_add(a->pl, name, data, grad, n, ndim == 2, a->err);
+}
+
+int param_list_add_model(param_list *pl, model *m, lc_err *err) {
+    if (!m->grad) return lc_errf(err, "the base model is not trainable (model_enable_grad)");
+    model_add_ctx a = {pl, err};
+    return model_for_each_tensor(m, model_add_fn, &a) ? LC_FAIL : LC_OK;
+}
+
+void param_list_free(param_list *pl) {
+    free(pl->p);
+    memset(pl, 0, sizeof *pl);
+}
+
+void param_list_zero_grad(param_list *pl) {
+    for (int i = 0; i < pl->n; i++) memset(pl->p[i].grad, 0, sizeof(float) * pl->p[i].n);
+}
+
+double param_list_grad_norm(const param_list *pl) {
+    double s = 0;
+    for (int i = 0; i < pl->n; i++) {
+        const float *g = pl->p[i].grad;
+        for (size_t k = 0; k < pl->p[i].n; k++) s += (double)g[k] * g[k];
+    }
+    return sqrt(s);
+}
+
+void param_list_scale_grad(param_list *pl, float sc) {
+    for (int i = 0; i < pl->n; i++)
+        for (size_t k = 0; k < pl->p[i].n; k++) pl->p[i].grad[k] *= sc;
+}
+
+/* ---- AdamW ---------------------------------------------------------------- */
+
+int adamw_init(adamw *o, const param_list *pl, double beta1, double beta2, double eps,
+               double weight_decay, lc_err *err) {
+    memset(o, 0, sizeof *o);
+    o->beta1 = beta1, o->beta2 = beta2, o->eps = eps, o->weight_decay = weight_decay;
+    o->pl = pl;
+    o->m = lc_calloc(pl->total, sizeof(float), err);
+    o->v = lc_calloc(pl->total, sizeof(float), err);
+    if (!o->m || !o->v) {
+        adamw_free(o);
+        return LC_FAIL;
+    }
+    return LC_OK;
+}
+
+void adamw_free(adamw *o) {
+    free(o->m);
+    free(o->v);
+    o->m = o->v = NULL;
+}
+
+void adamw_step(adamw *o, double lr) {
+    o->step++;
+    const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
+    const float bc1 = (float)(1.0 - pow(o->beta1, (double)o->step));
+    const float bc2 = (float)(1.0 - pow(o->beta2, (double)o->step));
+    const float flr = (float)lr, decay = (float)(1.0 - lr * o->weight_decay);
+    size_t off = 0;
+    for (int i = 0; i < o->pl->n; i++) {
+        const param_ref *r = &o->pl->p[i];
+        float *p = r->data, *m = o->m + off, *v = o->v + off;
+        const float *g = r->grad;
+        const float dk = r->decay ? decay : 1.0f;
+        for (size_t k = 0; k < r->n; k++) {
+            m[k] = b1 * m[k] + (1.0f - b1) * g[k];
+            v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];
+            float mhat = m[k] / bc1, vhat = v[k] / bc2;
+            p[k] = p[k] * dk - flr * mhat / (sqrtf(vhat) + eps);
+        }
+        off += r->n;
+    }
+}
+
+/* ---- schedule ------------------------------------------------------------- */
+
+double lr_schedule(sched_kind k, double base, long step, long total, long warmup,
+                   double min_ratio) {
+    if (warmup > 0 && step < warmup) return base * (double)(step + 1) / (double)warmup;
+    if (k == SCHED_CONSTANT || total <= warmup) return base;
+    double t = (double)(step - warmup) / (double)(total - warmup);
+    if (t > 1) t = 1;
+    double lo = base * min_ratio;
+    if (k == SCHED_LINEAR) return lo + (base - lo) * (1.0 - t);
+    return lo + (base - lo) * 0.5 * (1.0 + cos(M_PI * t));
+}
+
+/* ---- checkpoints ------------------------------------------------------------ */
+
+typedef struct {
+    long step;
+    int epoch, pos;
+    double best_val;
+    long tokens;
+    double seconds;
+} ckpt_state;
+
+static int ckpt_save(const char *path, const param_list *pl, const adamw *o, const ckpt_state *s,
+                     const char *what, lc_err *err) {
+    tensor_writer *w;
+    if (tensor_writer_open(&w, path, TW_HDF5, err)) return LC_FAIL;
+    char buf[64], name[256];
+    int rc = LC_OK;
+#define META(k, fmt, v)                                                  \
+    do {                                                                 \
+        snprintf(buf, sizeof buf, fmt, v);                               \
+        if (rc == LC_OK) rc = tensor_writer_meta(w, k, buf, err);       \
+    } while (0)
+    META("format", "%s", "lcmt-checkpoint");
+    META("version", "%d", 1);
+    META("program", "%s", what);
+    META("step", "%ld", s->step);
+    META("adam_step", "%ld", o->step);
+    META("epoch", "%d", s->epoch);
+    META("pos", "%d", s->pos);
+    META("best_val", "%.17g", s->best_val);
+    META("tokens", "%ld", s->tokens);
+    META("seconds", "%.17g", s->seconds);
+#undef META
+    size_t off = 0;
+    for (int i = 0; i < pl->n && rc == LC_OK; i++) {
+        const param_ref *r = &pl->p[i];
+        int64_t shape[1] = {(int64_t)r->n};
+        snprintf(name, sizeof name, "param.%s", r->name);
+        rc = tensor_writer_add_f32(w, name, 1, shape, r->data, DT_F32, err);
+        snprintf(name, sizeof name, "adam_m.%s", r->name);
+        if (rc == LC_OK) rc = tensor_writer_add_f32(w, name, 1, shape, o->m + off, DT_F32, err);
+        snprintf(name, sizeof name, "adam_v.%s", r->name);
+        if (rc == LC_OK) rc = tensor_writer_add_f32(w, name, 1, shape, o->v + off, DT_F32, err);
+        off += r->n;
+    }
+    if (rc != LC_OK) {
+        tensor_writer_abort(w);
+        return LC_FAIL;
+    }
+    return tensor_writer_close(w, err);
+}
+
+static int meta_long(tensor_file *tf, const char *key, long *out, lc_err *err) {
+    const char *v = tensor_file_meta(tf, key);
+    char *end;
+    if (!v) return lc_errf(err, "%s: attribute '%s': missing", tensor_file_path(tf), key);
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v)
+        return lc_errf(err, "%s: attribute '%s': expected an integer, found '%s'", tensor_file_path(tf), key, v);
+    *out = x;
+    return LC_OK;
+}
+
+static int ckpt_load(const char *path, param_list *pl, adamw *o, ckpt_state *s, lc_err *err) {
+    tensor_file *tf;
+    if (tensor_file_open(&tf, path, err)) return LC_FAIL;
+    int rc = LC_FAIL;
+    const char *fmt = tensor_file_meta(tf, "format");
+    if (!fmt || strcmp(fmt, "lcmt-checkpoint")) {
+        lc_errf(err, "%s: not a checkpoint (attribute 'format' is %s)", path, fmt ? fmt : "missing");
+        goto done;
+    }
+    long v, epoch, pos, tokens;
+    if (meta_long(tf, "version", &v, err) || meta_long(tf, "step", &s->step, err) ||
+        meta_long(tf, "adam_step", &o->step, err) || meta_long(tf, "epoch", &epoch, err) ||
+        meta_long(tf, "pos", &pos, err) || meta_long(tf, "tokens", &tokens, err))
+        goto done;
+    if (v != 1) {
+        lc_errf(err, "%s: checkpoint version %ld, this build reads 1", path, v);
+        goto done;
+    }
+    s->epoch = (int)epoch, s->pos = (int)pos, s->tokens = tokens;
+    const char *bv = tensor_file_meta(tf, "best_val"), *sec = tensor_file_meta(tf, "seconds");
+    s->best_val = bv ? strtod(bv, NULL) : INFINITY;
+    s->seconds = sec ? strtod(sec, NULL) : 0;
+    char name[256];
+    size_t off = 0;
+    for (int i = 0; i < pl->n; i++) {
+        param_ref *r = &pl->p[i];
+        int64_t shape[1] = {(int64_t)r->n};
+        snprintf(name, sizeof name, "param.%s", r->name);
+        if (tensor_file_read_f32(tf, name, 1, shape, r->data, err)) goto done;
+        snprintf(name, sizeof name, "adam_m.%s", r->name);
+        if (tensor_file_read_f32(tf, name, 1, shape, o->m + off, err)) goto done;
+        snprintf(name, sizeof name, "adam_v.%s", r->name);
+        if (tensor_file_read_f32(tf, name, 1, shape, o->v + off, err)) goto done;
+        off += r->n;
+    }
+    if (tensor_file_count(tf) != 3 * pl->n) {
+        lc_errf(err, "%s: checkpoint has %d tensors, this run trains %d (different configuration?)",
+                path, tensor_file_count(tf) / 3, pl->n);
+        goto done;
+    }
+    rc = LC_OK;
+done:
+    tensor_file_free(tf);
+    return rc;
+}
+
+/* ---- evaluation ------------------------------------------------------------- */
+
+int eval_loss(model *m, const adapter_set *ad, const dataset *d, int B, int T, int pad_id,
+              int max_batches, double *loss, lc_err *err) {
+    model_acts *a = NULL;
+    batch_iter it = {0};
+    int *tok = malloc(sizeof(int) * B * T), *tgt = malloc(sizeof(int) * B * T);
+    int rc = LC_FAIL;
+    if (!tok || !tgt) {
+        lc_errf(err, "out of memory");
+        goto done;
+    }
+    if (model_acts_init(&a, m, ad, B, T, 0, err) || batch_iter_init(&it, d->n, 0, 0, err)) goto done;
+    double sum = 0;
+    long count = 0;
+    int nb = 0;
+    for (int start = 0; start < d->n && (max_batches <= 0 || nb < max_batches); start += B, nb++) {
+        int b = d->n - start < B ? d->n - start : B, n_loss;
+        float l;
+        if (batch_next(&it, d, b, T, pad_id, tok, tgt, &n_loss, err)) goto done;
+        if (n_loss == 0) continue;
+        if (model_forward(m, a, tok, tgt, b, T, &l, err)) goto done;
+        sum += (double)l * n_loss;
+        count += n_loss;
+    }
+    *loss = count ? sum / count : NAN;
+    rc = LC_OK;
+done:
+    free(tok);
+    free(tgt);
+    batch_iter_free(&it);
+    model_acts_free(a);
+    return rc;
+}
+
+/* ---- the loop --------------------------------------------------------------- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void fmt_time(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
+    else if (s < 60) snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+/* Keeps only the lines of a JSONL log whose "step" is <= step (resume). */
+static void truncate_log(const char *path, long step) {
+    lc_err err;
+    size_t n;
+    char *text = lc_read_file(path, &n, &err);
+    if (!text) return;
+    size_t cap = n + 2, o = 0;
+    char *out = malloc(cap);
+    if (!out) {
+        free(text);
+        return;
+    }
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        const char *sp = strstr(line, "\"step\":");
+        long s = sp && sp < line + len ? strtol(sp + 7, NULL, 10) : 0;
+        if (s <= step && len) {
+            memcpy(out + o, line, len);
+            o += len;
+            out[o++] = '\n';
+        }
+        line += len + (nl ? 1 : 0);
+    }
+    out[o ? o - 1 : 0] = 0; /* lc_write_text_atomic adds the final newline */
+    if (o) lc_write_text_atomic(path, out, &err);
+    else unlink(path);
+    free(out);
+    free(text);
+}
+
+static uint64_t mix_seed(uint64_t seed, long step, int micro) {
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull ^ ((uint64_t)step << 16) ^ (uint64_t)micro;
+    x = (x ^ (x >> 31)) * 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    return x ? x : 1;
+}
+
+int train_run(model *m, const adapter_set *ad, param_list *pl, const dataset *train,
+              const dataset *val, int pad_id, const train_opts *o, int resume,
+              adapter_save_fn save, void *save_ctx, train_result *res, lc_err *err) {
+    const int B = o->batch_size, T = o->seq_len;
+    const char *what = o->what ? o->what : "train";
+    char ckpt[4096], logp[4096], dir[4096];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", o->out_dir);
+    snprintf(logp, sizeof logp, "%s/metrics.jsonl", o->out_dir);
+    if (lc_make_dirs(o->out_dir, err)) return LC_FAIL;
+    if (train->n == 0) return lc_errf(err, "%s: the training set is empty", train->path);
+
+    adamw opt = {0};
+    model_acts *a = NULL;
+    batch_iter it = {0};
+    FILE *log = NULL;
+    int *tok = malloc(sizeof(int) * B * T), *tgt = malloc(sizeof(int) * B * T);
+    int rc = LC_FAIL;
+    if (!tok || !tgt) {
+        lc_errf(err, "out of memory");
+        goto done;
+    }
+    if (adamw_init(&opt, pl, o->beta1, o->beta2, o->eps, o->weight_decay, err)) goto done;
+    if (model_acts_init(&a, m, ad, B, T, ACTS_BACKWARD, err)) goto done;
+    if (batch_iter_init(&it, train->n, o->seed, o->shuffle, err)) goto done;
+
+    ckpt_state st = {0, 0, 0, INFINITY, 0, 0};
+    struct stat sb;
+    if (resume && stat(ckpt, &sb) == 0) {
+        if (ckpt_load(ckpt, pl, &opt, &st, err)) goto done;
+        batch_iter_seek(&it, st.epoch, st.pos);
+        truncate_log(logp, st.step);
+        fprintf(stderr, "%s: resumed from %s at step %ld\n", what, ckpt, st.step);
+    } else if (resume) {
+        fprintf(stderr, "%s: --resume: no checkpoint at %s, starting from step 0\n", what, ckpt);
+    } else {
+        unlink(logp);
+    }
+    log = fopen(logp, "a");
+    if (!log) {
+        lc_errf(err, "%s: cannot open for writing: %s", logp, strerror(errno));
+        goto done;
+    }
+
+    const int tty = isatty(2);
+    const double t_start = now_s() - st.seconds;
+    double t_last = now_s();
+    long tok_last = st.tokens;
+    double loss_acc = 0, last_val = NAN, last_loss = NAN;
+    int loss_n = 0;
+    for (long step = st.step; step < o->steps; step++) {
+        param_list_zero_grad(pl);
+        double step_loss = 0;
+        long step_tokens = 0;
+        for (int micro = 0; micro < o->grad_accum; micro++) {
+            int n_loss;
+            float l;
+            if (batch_next(&it, train, B, T, pad_id, tok, tgt, &n_loss, err)) goto done;
+            model_acts_set_dropout(a, mix_seed(o->seed, step, micro));
+            if (model_forward(m, a, tok, tgt, B, T, &l, err)) {
+                lc_err_prefix(err, "%s: step %ld: ", what, step + 1);
+                goto done;
+            }
+            model_backward(m, a, 1.0f / o->grad_accum);
+            step_loss += l / o->grad_accum;
+            step_tokens += (long)B * T;
+        }
+        double gnorm = param_list_grad_norm(pl);
+        if (!isfinite(gnorm)) {
+            lc_errf(err, "%s: step %ld: non-finite gradient norm (%g); stopped, the last good "
+                    "checkpoint is %s", what, step + 1, gnorm, ckpt);
+            goto done;
+        }
+        if (o->grad_clip > 0 && gnorm > o->grad_clip) param_list_scale_grad(pl, (float)(o->grad_clip / gnorm));
+        double lr = lr_schedule(o->schedule, o->lr, step, o->steps, o->warmup, o->min_lr_ratio);
+        adamw_step(&opt, lr);
+        st.step = step + 1;
+        st.tokens += step_tokens;
+        st.epoch = it.epoch, st.pos = it.pos;
+        loss_acc += step_loss;
+        last_loss = step_loss;
+        loss_n++;
+
+        int last = st.step == o->steps;
+        if (st.step % o->log_every == 0 || last || tty) {
+            double now = now_s(), dt = now - t_last;
+            double tps = dt > 0 ? (st.tokens - tok_last) / dt : 0;
+            double elapsed = now - t_start;
+            double eta = elapsed / (st.step) * (o->steps - st.step);
+            char eta_s[32];
+            fmt_time(eta_s, sizeof eta_s, eta);
+            if (tty)
+                fprintf(stderr, "\r%s: step %ld/%ld | loss %.4f | lr %.2e | %.0f tok/s | ETA %s\033[K",
+                        what, st.step, o->steps, step_loss, lr, tps, eta_s);
+            if (st.step % o->log_every == 0 || last) {
+                if (!tty)
+                    fprintf(stderr, "%s: step %ld/%ld | loss %.4f | lr %.2e | %.0f tok/s | ETA %s\n",
+                            what, st.step, o->steps, loss_acc / loss_n, lr, tps, eta_s);
+                fprintf(log, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
+                        "\"tokens\": %ld, \"tok_per_s\": %.1f, \"seconds\": %.3f}\n",
+                        st.step, loss_acc / loss_n, lr, gnorm, st.tokens, tps, elapsed);
+                fflush(log);
+                loss_acc = 0, loss_n = 0;
+                t_last = now, tok_last = st.tokens;
+            }
+        }
+        if (val && o->eval_every > 0 && (st.step % o->eval_every == 0 || last)) {
+            if (eval_loss(m, ad, val, B, T, pad_id, o->eval_batches, &last_val, err)) goto done;
+            int better = last_val < st.best_val;
+            if (better) st.best_val = last_val;
+            if (tty) fputc('\n', stderr);
+            fprintf(stderr, "%s: step %ld: validation loss %.4f%s\n", what, st.step, last_val,
+                    better ? " (best)" : "");
+            fprintf(log, "{\"step\": %ld, \"val_loss\": %.6f, \"best_val\": %.6f}\n", st.step,
+                    last_val, st.best_val);
+            fflush(log);
+            if (better && o->keep_best && save) {
+                snprintf(dir, sizeof dir, "%s/best", o->out_dir);
+                if (save(save_ctx, dir, err)) goto done;
+            }
+        }
+        if ((o->checkpoint_every > 0 && st.step % o->checkpoint_every == 0) || last) {
+            st.seconds = now_s() - t_start;
+            if (ckpt_save(ckpt, pl, &opt, &st, what, err)) goto done;
+        }
+        if (o->stop_after > 0 && st.step >= o->stop_after && !last) {
+            lc_errf(err, "%s: stopped after step %ld as asked (stop_after)", what, st.step);
+            goto done;
+        }
+    }
+    if (tty) fputc('\n', stderr);
+    if (save) {
+        snprintf(dir, sizeof dir, "%s/final", o->out_dir);
+        if (save(save_ctx, dir, err)) goto done;
+    }
+    if (res) {
+        res->steps_done = st.step;
+        res->last_loss = last_loss;
+        res->best_val = st.best_val;
+        res->last_val = last_val;
+        res->seconds = now_s() - t_start;
+        res->tokens = st.tokens;
+    }
+    rc = LC_OK;
+done:
+    if (log) fclose(log);
+    free(tok);
+    free(tgt);
+    batch_iter_free(&it);
+    model_acts_free(a);
+    adamw_free(&opt);
+    return rc;
+}

@@ -1,0 +1,115 @@
+/* trainer.h: what `train` and `calibrate` share: the list of trainable
+ * tensors, AdamW, learning-rate schedules, HDF5 checkpoints and the
+ * training loop (gradient accumulation, clipping, validation, keep-best,
+ * progress line, metrics log, bit-exact resume, NaN/Inf stop). */
+#ifndef TRAINER_H
+#define TRAINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataset.h"
+#include "lc_err.h"
+#include "model.h"
+
+/* ---- trainable tensors -------------------------------------------------- */
+
+typedef struct {
+    char name[192];
+    float *data, *grad;
+    size_t n;
+    int decay; /* weight decay applies */
+} param_ref;
+
+typedef struct {
+    param_ref *p;
+    int n, cap;
+    size_t total;
+} param_list;
+
+int param_list_add(param_list *pl, const char *name, float *data, float *grad, size_t n,
+                   int decay, lc_err *err);
+/* Every A and B of a LoRA (PEFT names), after lora_enable_grad. */
+int param_list_add_lora(param_list *pl, const lora *l, const model_config *c, lc_err *err);
+/* Every tensor of a calibration, after calib_enable_grad. */
+int param_list_add_calib(param_list *pl, const calib *cb, const model_config *c, lc_err *err);
+/* Every base weight (full training), after model_enable_grad; weight decay
+ * on matrices only, not on norms and biases. */
+int param_list_add_model(param_list *pl, model *m, lc_err *err);
+void param_list_free(param_list *pl);
+void param_list_zero_grad(param_list *pl);
+/* sqrt(sum of squared gradients); NaN/Inf if any gradient is not finite. */
+double param_list_grad_norm(const param_list *pl);
+void param_list_scale_grad(param_list *pl, float s);
+
+/* ---- AdamW (PyTorch's torch.optim.AdamW) -------------------------------- */
+
+typedef struct {
+    double beta1, beta2, eps, weight_decay;
+    float *m, *v; /* first and second moments, param_list layout */
+    long step;
+    const param_list *pl;
+} adamw;
+
+int adamw_init(adamw *o, const param_list *pl, double beta1, double beta2, double eps,
+               double weight_decay, lc_err *err);
+void adamw_free(adamw *o);
+/* p -= lr*wd*p; m,v update; p -= lr * mhat / (sqrt(vhat) + eps) */
+void adamw_step(adamw *o, double lr);
+
+/* ---- schedules ---------------------------------------------------------- */
+
+typedef enum { SCHED_CONSTANT = 0, SCHED_LINEAR, SCHED_COSINE } sched_kind;
+extern const char *const SCHED_NAMES[]; /* "constant", "linear", "cosine", NULL */
+
+/* Linear warmup from 0 over `warmup` steps, then constant / linear decay /
+ * cosine decay to base*min_ratio at step `total`. step is 0-based. */
+double lr_schedule(sched_kind k, double base, long step, long total, long warmup,
+                   double min_ratio);
+
+/* ---- the loop ------------------------------------------------------------ */
+
+typedef struct {
+    int batch_size, seq_len, grad_accum;
+    long steps;
+    uint64_t seed;
+    int shuffle;
+    int eval_every, eval_batches; /* eval_batches 0 = the whole validation set */
+    int checkpoint_every, log_every, keep_best;
+    double lr, beta1, beta2, eps, weight_decay, grad_clip, min_lr_ratio;
+    long warmup;
+    sched_kind schedule;
+    const char *out_dir;
+    const char *what; /* "train" or "calibrate", for messages */
+    long stop_after;  /* testing aid: stop (as if killed) after this step; 0 = off */
+} train_opts;
+
+/* Writes the trainable adapter to a folder (e.g. PEFT + HDF5 for a LoRA,
+ * HDF5 for a calibration). */
+typedef int (*adapter_save_fn)(void *ctx, const char *dir, lc_err *err);
+
+typedef struct {
+    long steps_done;
+    double last_loss, best_val, last_val;
+    double seconds;
+    long tokens;
+} train_result;
+
+/* Trains the tensors in pl (which must be the grads enabled on the model /
+ * adapters in ad) on `train`, validating on `val` (may be NULL).
+ * Files in o->out_dir: checkpoint.h5 (every checkpoint_every steps and at
+ * the end; temp + rename), metrics.jsonl (one line per logged step and per
+ * validation), final/ and best/ (keep_best) via save(). With resume = 1
+ * and a checkpoint present, continues bit-exactly where it stopped. A
+ * non-finite loss or gradient stops with an error naming the step; the last
+ * good checkpoint stays. */
+int train_run(model *m, const adapter_set *ad, param_list *pl, const dataset *train,
+              const dataset *val, int pad_id, const train_opts *o, int resume,
+              adapter_save_fn save, void *save_ctx, train_result *res, lc_err *err);
+
+/* Mean token loss of `d` (first max_batches batches of size B x T; 0 = all)
+ * in file order. */
+int eval_loss(model *m, const adapter_set *ad, const dataset *d, int B, int T, int pad_id,
+              int max_batches, double *loss, lc_err *err);
+
+#endif

@@ -1,0 +1,274 @@
+/* train: single-task LoRA training (or full-parameter training) from a JSON
+ * config. See configs/README.md for the schema; `train --help` for flags. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "dataset.h"
+#include "loaders.h"
+#include "model.h"
+#include "tokenizer.h"
+#include "trainer.h"
+
+static void usage(FILE *f) {
+    fputs("usage: train --config FILE.json [--resume]\n"
+          "\n"
+          "Trains a LoRA (mode \"lora\") on a frozen base model, or every weight of\n"
+          "the model (mode \"full\"), on a JSONL/CSV dataset, as the config says\n"
+          "(schema: configs/README.md). Progress goes to stderr; the run folder\n"
+          "(output_dir) receives metrics.jsonl, checkpoint.h5, final/ and best/.\n"
+          "\n"
+          "  --config FILE   the job (required)\n"
+          "  --resume        continue from output_dir/checkpoint.h5, bit-exactly\n"
+          "  --help          this text\n",
+          f);
+}
+
+typedef struct {
+    int full;
+    lora *l;
+    model *m;
+    int peft, hdf5;
+} save_ctx;
+
+static int save_adapter(void *p, const char *dir, lc_err *err) {
+    save_ctx *s = p;
+    char path[4096];
+    if (lc_make_dirs(dir, err)) return LC_FAIL;
+    if (s->full) {
+        snprintf(path, sizeof path, "%s/model.h5", dir);
+        if (s->hdf5 && model_save_h5(s->m, path, err)) return LC_FAIL;
+        if (s->peft && model_save_hf(s->m, dir, err)) return LC_FAIL; /* HF folder */
+        return LC_OK;
+    }
+    if (s->peft && lora_save_peft(s->l, dir, err)) return LC_FAIL;
+    snprintf(path, sizeof path, "%s/adapter.h5", dir);
+    if (s->hdf5 && lora_save_h5(s->l, path, err)) return LC_FAIL;
+    return LC_OK;
+}
+
+static const char *const MODE_NAMES[] = {"lora", "full", NULL};
+static const char *const BAD_ROW_NAMES[] = {"error", "skip", NULL};
+
+int main(int argc, char **argv) {
+    const char *cfg_path = NULL;
+    int resume = 0;
+    long stop_after = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+            cfg_path = argv[++i];
+        } else if (!strcmp(argv[i], "--resume")) {
+            resume = 1;
+        } else if (!strcmp(argv[i], "--stop-after") && i + 1 < argc) {
+            stop_after = strtol(argv[++i], NULL, 10); /* testing aid: simulate a crash */
+        } else {
+            fprintf(stderr, "train: unknown or incomplete argument '%s' (see --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!cfg_path) {
+        fprintf(stderr, "train: --config is required (see --help)\n");
+        return 2;
+    }
+
+    lc_err err = {{0}};
+    cfg *c = NULL;
+    model m = {0};
+    lora l = {0};
+    tokenizer *tok = NULL;
+    dataset dtrain = {0}, dval = {0};
+    param_list pl = {0};
+    char *model_path = NULL, *tok_path = NULL, *out_dir = NULL, *train_path = NULL, *val_path = NULL;
+    const char **mods = NULL;
+    int *layers = NULL;
+    int rc = 1, have_val = 0;
+
+    if (cfg_load(&c, cfg_path, &err)) goto fail;
+    const char *s_model, *s_tok, *s_out, *s_train, *s_val, *ptpl, *ttpl;
+    int mode;
+    if (cfg_string(c, "model", 1, NULL, &s_model, &err) ||
+        cfg_string(c, "tokenizer", 0, NULL, &s_tok, &err) ||
+        cfg_string(c, "output_dir", 1, NULL, &s_out, &err) ||
+        cfg_enum(c, "mode", 0, 0, MODE_NAMES, &mode, &err))
+        goto fail;
+    /* data */
+    int max_len, add_bos, add_eos, bad_row, max_train, max_val;
+    if (cfg_string(c, "data.train", 1, NULL, &s_train, &err) ||
+        cfg_string(c, "data.validation", 0, NULL, &s_val, &err) ||
+        cfg_string(c, "data.prompt_template", 1, NULL, &ptpl, &err) ||
+        cfg_string(c, "data.target_template", 1, NULL, &ttpl, &err) ||
+        cfg_int(c, "data.max_len", 0, 256, &max_len, &err) ||
+        cfg_bool(c, "data.add_bos", 0, 1, &add_bos, &err) ||
+        cfg_bool(c, "data.add_eos", 0, 1, &add_eos, &err) ||
+        cfg_enum(c, "data.on_bad_row", 0, 0, BAD_ROW_NAMES, &bad_row, &err) ||
+        cfg_int(c, "data.max_train_examples", 0, 0, &max_train, &err) ||
+        cfg_int(c, "data.max_val_examples", 0, 0, &max_val, &err))
+        goto fail;
+    /* training + optimizer */
+    train_opts o = {0};
+    int sched, steps;
+    long long seed;
+    if (cfg_int(c, "training.batch_size", 0, 8, &o.batch_size, &err) ||
+        cfg_int(c, "training.seq_len", 0, max_len - 1, &o.seq_len, &err) ||
+        cfg_int(c, "training.grad_accum", 0, 1, &o.grad_accum, &err) ||
+        cfg_int(c, "training.steps", 1, 0, &steps, &err) ||
+        cfg_i64(c, "training.seed", 0, 1, &seed, &err) ||
+        cfg_bool(c, "training.shuffle", 0, 1, &o.shuffle, &err) ||
+        cfg_int(c, "training.eval_every", 0, 100, &o.eval_every, &err) ||
+        cfg_int(c, "training.eval_batches", 0, 0, &o.eval_batches, &err) ||
+        cfg_int(c, "training.checkpoint_every", 0, 100, &o.checkpoint_every, &err) ||
+        cfg_int(c, "training.log_every", 0, 10, &o.log_every, &err) ||
+        cfg_bool(c, "training.keep_best", 0, 1, &o.keep_best, &err) ||
+        cfg_float(c, "optimizer.lr", 0, 1e-3, &o.lr, &err) ||
+        cfg_float(c, "optimizer.beta1", 0, 0.9, &o.beta1, &err) ||
+        cfg_float(c, "optimizer.beta2", 0, 0.999, &o.beta2, &err) ||
+        cfg_float(c, "optimizer.eps", 0, 1e-8, &o.eps, &err) ||
+        cfg_float(c, "optimizer.weight_decay", 0, 0.0, &o.weight_decay, &err) ||
+        cfg_float(c, "optimizer.grad_clip", 0, 1.0, &o.grad_clip, &err) ||
+        cfg_enum(c, "optimizer.schedule", 0, SCHED_COSINE, SCHED_NAMES, &sched, &err) ||
+        cfg_i64(c, "optimizer.warmup_steps", 0, 0, (long long *)&o.warmup, &err) ||
+        cfg_float(c, "optimizer.min_lr_ratio", 0, 0.0, &o.min_lr_ratio, &err))
+        goto fail;
+    o.steps = steps, o.seed = (uint64_t)seed, o.schedule = sched, o.stop_after = stop_after;
+    o.what = "train";
+    /* lora + output */
+    int rank, rslora, init_seed, n_mods = 0, n_layers = 0, out_peft, out_h5;
+    double alpha, dropout;
+    if (mode == 0) {
+        if (cfg_int(c, "lora.rank", 0, 8, &rank, &err) ||
+            cfg_float(c, "lora.alpha", 0, 2.0 * rank, &alpha, &err) ||
+            cfg_bool(c, "lora.rslora", 0, 0, &rslora, &err) ||
+            cfg_float(c, "lora.dropout", 0, 0.0, &dropout, &err) ||
+            cfg_int(c, "lora.init_seed", 0, 0, &init_seed, &err) ||
+            cfg_string_list(c, "lora.target_modules", 0, &mods, &n_mods, &err) ||
+            cfg_int_list(c, "lora.layers", 0, &layers, &n_layers, &err))
+            goto fail;
+    }
+    if (cfg_bool(c, "output.peft", 0, 1, &out_peft, &err) ||
+        cfg_bool(c, "output.hdf5", 0, 1, &out_h5, &err) || cfg_finish(c, &err))
+        goto fail;
+    /* value checks */
+    if (o.batch_size <= 0 || o.seq_len <= 0 || o.grad_accum <= 0 || steps <= 0 || max_len < 2 ||
+        o.log_every <= 0) {
+        lc_errf(&err, "%s: training.batch_size, seq_len, grad_accum, steps, log_every must be "
+                "positive and data.max_len >= 2", cfg_path);
+        goto fail;
+    }
+    if (max_len > o.seq_len + 1) {
+        lc_errf(&err, "%s: data.max_len (%d) must be <= training.seq_len + 1 (%d)", cfg_path,
+                max_len, o.seq_len + 1);
+        goto fail;
+    }
+    if (!(o.lr > 0) || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) ||
+        !(o.eps > 0) || o.weight_decay < 0 || o.min_lr_ratio < 0 || o.min_lr_ratio > 1) {
+        lc_errf(&err, "%s: optimizer values out of range (lr > 0, 0 <= betas < 1, eps > 0, "
+                "weight_decay >= 0, 0 <= min_lr_ratio <= 1)", cfg_path);
+        goto fail;
+    }
+    if (mode == 0 && (rank <= 0 || !(dropout >= 0 && dropout < 1))) {
+        lc_errf(&err, "%s: lora.rank must be positive and 0 <= lora.dropout < 1", cfg_path);
+        goto fail;
+    }
+
+    model_path = cfg_resolve_path(c, s_model);
+    out_dir = cfg_resolve_path(c, s_out);
+    train_path = cfg_resolve_path(c, s_train);
+    if (s_val) val_path = cfg_resolve_path(c, s_val);
+    o.out_dir = out_dir;
+
+    if (model_load(&m, model_path, &err)) goto fail;
+    if (s_tok) {
+        tok_path = cfg_resolve_path(c, s_tok);
+    } else {
+        char buf[4096];
+        if (model_tokenizer_path(model_path, m.cfg.vocab_size, buf, sizeof buf, &err)) goto fail;
+        tok_path = strdup(buf);
+    }
+    if (tokenizer_load(&tok, tok_path, m.cfg.vocab_size, &err)) goto fail;
+
+    dataset_spec spec = {train_path, ptpl, ttpl, max_len, add_bos, add_eos, bad_row, max_train};
+    if (dataset_load(&dtrain, &spec, tok, &err)) goto fail;
+    if (val_path) {
+        spec.path = val_path;
+        spec.max_examples = max_val;
+        if (dataset_load(&dval, &spec, tok, &err)) goto fail;
+        have_val = 1;
+    }
+    fprintf(stderr, "train: %s: %d training examples (%d skipped, %d truncated)%s\n", train_path,
+            dtrain.n, dtrain.n_skipped, dtrain.n_truncated, have_val ? "" : "; no validation set");
+
+    adapter_set ad = {0};
+    save_ctx sc = {mode == 1, &l, &m, out_peft, out_h5};
+    if (mode == 0) {
+        unsigned mask = 0;
+        for (int i = 0; i < n_mods; i++) {
+            int mo = module_parse(mods[i]);
+            if (mo < 0) {
+                lc_errf(&err, "%s: key 'lora.target_modules[%d]': unknown module '%s' (q, k, v, o, "
+                        "gate, up, down)", cfg_path, i, mods[i]);
+                goto fail;
+            }
+            mask |= 1u << mo;
+        }
+        if (!n_mods) mask = MOD_MASK_ALL;
+        unsigned char *on = NULL;
+        if (n_layers) {
+            on = calloc(m.cfg.n_layers, 1);
+            for (int i = 0; on && i < n_layers; i++) {
+                if (layers[i] < 0 || layers[i] >= m.cfg.n_layers) {
+                    free(on);
+                    lc_errf(&err, "%s: key 'lora.layers[%d]': layer %d is outside the model's 0..%d",
+                            cfg_path, i, layers[i], m.cfg.n_layers - 1);
+                    goto fail;
+                }
+                on[layers[i]] = 1;
+            }
+        }
+        int r = lora_init(&l, &m.cfg, rank, (float)alpha, rslora, mask, on, &err);
+        free(on);
+        if (r) goto fail;
+        lora_init_peft(&l, &m.cfg, (uint64_t)init_seed);
+        l.dropout = (float)dropout;
+        if (lora_enable_grad(&l, &err) || param_list_add_lora(&pl, &l, &m.cfg, &err)) goto fail;
+        ad.loras[ad.n_loras++] = &l;
+        fprintf(stderr, "train: LoRA rank %d, alpha %g%s on %d modules: %zu trainable parameters\n",
+                rank, alpha, rslora ? " (rsLoRA)" : "", __builtin_popcount(mask), l.n_params);
+    } else {
+        if (model_enable_grad(&m, &err) || param_list_add_model(&pl, &m, &err)) goto fail;
+        fprintf(stderr, "train: full-parameter training: %zu trainable parameters\n", m.n_params);
+    }
+    int pad = tokenizer_eos(tok) >= 0 ? tokenizer_eos(tok) : 0;
+    train_result res;
+    if (train_run(&m, &ad, &pl, &dtrain, have_val ? &dval : NULL, pad, &o, resume, save_adapter, &sc,
+                  &res, &err))
+        goto fail;
+    fprintf(stderr, "train: done: %ld steps, %ld tokens in %.1f s; last loss %.4f%s\n",
+            res.steps_done, res.tokens, res.seconds, res.last_loss, have_val ? "" : "");
+    if (have_val) fprintf(stderr, "train: best validation loss %.4f\n", res.best_val);
+    fprintf(stderr, "train: wrote %s/final%s\n", out_dir, o.keep_best && have_val ? " and best/" : "");
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "train: %s\n", err.msg);
+done:
+    param_list_free(&pl);
+    dataset_free(&dtrain);
+    if (have_val) dataset_free(&dval);
+    tokenizer_free(tok);
+    lora_free(&l);
+    model_free(&m);
+    free(mods);
+    free(layers);
+    free(model_path);
+    free(tok_path);
+    free(out_dir);
+    free(train_path);
+    free(val_path);
+    cfg_free(c);
+    return rc;
+}
