@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "loaders.h"
 
@@ -103,6 +104,7 @@ int evaluate_dataset(const model *m, const adapter_set *ad, const tokenizer *tok
     lc_rng rng;
     lc_rng_seed(&rng, g->seed);
     double t0 = now_s();
+    const int tty = isatty(2);
     for (int i = 0; i < d->n; i++) {
         const ds_example *e = &d->ex[i];
         int n_new;
@@ -113,10 +115,13 @@ int evaluate_dataset(const model *m, const adapter_set *ad, const tokenizer *tok
         refs[i] = e->target;
         out->new_tokens += n_new;
         double el = now_s() - t0;
-        fprintf(stderr, "\revaluate %s: %d/%d examples | %.1f tok/s | ETA %.0fs\033[K", label, i + 1,
-                d->n, el > 0 ? out->new_tokens / el : 0.0, el / (i + 1) * (d->n - i - 1));
+        /* redrawn on a terminal; plain lines every 10% otherwise */
+        if (tty || (i + 1) % (d->n / 10 > 0 ? d->n / 10 : 1) == 0 || i + 1 == d->n)
+            fprintf(stderr, "%sevaluate %s: %d/%d examples | %.1f tok/s | ETA %.0fs%s", tty ? "\r" : "",
+                    label, i + 1, d->n, el > 0 ? out->new_tokens / el : 0.0,
+                    el / (i + 1) * (d->n - i - 1), tty ? "\033[K" : "\n");
     }
-    fputc('\n', stderr);
+    if (tty) fputc('\n', stderr);
     out->seconds = now_s() - t0;
     if (metrics_corpus_eval((const char *const *)preds, refs, d->n, ro, NULL, &out->scores, err))
         goto done;
