@@ -91,7 +91,13 @@ int main(int argc, char **argv) {
     if (cfg_load(&c, cfg_path, &err)) goto fail;
     const char *s_model, *s_tok, *s_out, *s_train, *s_val, *ptpl, *ttpl;
     int mode;
-    if (cfg_string(c, "model", 1, NULL, &s_model, &err) ||
+    const char *s_init;
+    double init_std;
+    long long init_seed_model;
+    if (cfg_string(c, "init.config", 0, NULL, &s_init, &err) ||
+        cfg_float(c, "init.std", 0, 0.02, &init_std, &err) ||
+        cfg_i64(c, "init.seed", 0, 1, &init_seed_model, &err) ||
+        cfg_string(c, "model", s_init ? 0 : 1, NULL, &s_model, &err) ||
         cfg_string(c, "tokenizer", 0, NULL, &s_tok, &err) ||
         cfg_string(c, "output_dir", 1, NULL, &s_out, &err) ||
         cfg_enum(c, "mode", 0, 0, MODE_NAMES, &mode, &err))
@@ -175,13 +181,34 @@ int main(int argc, char **argv) {
         goto fail;
     }
 
-    model_path = cfg_resolve_path(c, s_model);
+    if (s_init && s_model) {
+        lc_errf(&err, "%s: give 'model' (a base to fine-tune) or 'init' (a new model), not both", cfg_path);
+        goto fail;
+    }
+    if (s_init && (mode != 1 || !s_tok)) {
+        lc_errf(&err, "%s: 'init' (training from scratch) needs \"mode\": \"full\" and a 'tokenizer'",
+                cfg_path);
+        goto fail;
+    }
+    model_path = cfg_resolve_path(c, s_init ? s_init : s_model);
     out_dir = cfg_resolve_path(c, s_out);
     train_path = cfg_resolve_path(c, s_train);
     if (s_val) val_path = cfg_resolve_path(c, s_val);
     o.out_dir = out_dir;
 
-    if (model_load(&m, model_path, &err)) goto fail;
+    if (s_init) { /* a new model from a Hugging Face config.json, random weights */
+        model_config mc;
+        char *text = lc_read_file(model_path, NULL, &err);
+        if (!text) goto fail;
+        int r = hf_config_parse(text, model_path, &mc, &err);
+        free(text);
+        if (r || model_init(&m, &mc, &err)) goto fail;
+        model_init_random(&m, (float)init_std, (uint64_t)init_seed_model);
+        fprintf(stderr, "train: new %s model from %s: %zu parameters (N(0, %g), seed %lld)\n",
+                mc.arch, model_path, m.n_params, init_std, init_seed_model);
+    } else if (model_load(&m, model_path, &err)) {
+        goto fail;
+    }
     if (s_tok) {
         tok_path = cfg_resolve_path(c, s_tok);
     } else {
