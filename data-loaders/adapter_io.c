@@ -60,13 +60,6 @@ static void name_from_path(char *dst, size_t n, const char *path) {
     dst[blen] = 0;
 }
 
-static void format_shape(char *buf, size_t n, int ndim, const int64_t *shape) {
-    size_t o = 0;
-    o += snprintf(buf + o, n - o, "[");
-    for (int i = 0; i < ndim && o < n; i++)
-        o += snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (o < n) snprintf(buf + o, n - o, "]");
-}
 
 /* "<file>: tensor '<name>': expected shape [a, b], found [c, d]" */
 static int check_shape(const tensor_file *tf, const tensor_info *ti, int ndim,
@@ -75,8 +68,8 @@ static int check_shape(const tensor_file *tf, const tensor_info *ti, int ndim,
     for (int i = 0; same && i < ndim; i++) same = ti->shape[i] == shape[i];
     if (same) return LC_OK;
     char want[128], got[128];
-    format_shape(want, sizeof want, ndim, shape);
-    format_shape(got, sizeof got, ti->ndim, ti->shape);
+    tensor_shape_str(want, sizeof want, ndim, shape);
+    tensor_shape_str(got, sizeof got, ti->ndim, ti->shape);
     return lc_errf(err, "%s: tensor '%s': expected shape %s, found %s", tensor_file_path_of(tf, ti),
                    ti->name, want, got);
 }

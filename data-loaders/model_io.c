@@ -21,13 +21,6 @@ static const unsigned char HDF5_SIGNATURE[8] = {0x89, 'H', 'D', 'F', '\r', '\n',
 
 /* ---- small file helpers ----------------------------------------------- */
 
-static void format_shape(char *buf, size_t n, int ndim, const int64_t *shape) {
-    size_t o = 0;
-    o += snprintf(buf + o, n - o, "[");
-    for (int i = 0; i < ndim && o < n; i++)
-        o += snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (o < n) snprintf(buf + o, n - o, "]");
-}
 
 static int cmp_str_ptr(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -57,8 +50,8 @@ static int load_tensor_fn(const char *name, int ndim, const int64_t *shape, floa
     for (int i = 0; same && i < ndim; i++) same = ti->shape[i] == shape[i];
     if (!same) {
         char want[128], got[128];
-        format_shape(want, sizeof want, ndim, shape);
-        format_shape(got, sizeof got, ti->ndim, ti->shape);
+        tensor_shape_str(want, sizeof want, ndim, shape);
+        tensor_shape_str(got, sizeof got, ti->ndim, ti->shape);
         return lc_errf(ctx->err, "%s: tensor '%s': expected shape %s (from %s), found %s",
                        tensor_file_path_of(ctx->tf, ti), name, want, ctx->cfg_src, got);
     }

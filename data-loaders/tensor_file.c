@@ -302,7 +302,7 @@ static int is_regular_file(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static void format_shape(char *buf, size_t n, int ndim, const int64_t *shape) {
+void tensor_shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
     size_t at = 0;
     int w = snprintf(buf, n, "[");
     at = w > 0 ? (size_t)w : 0;
@@ -552,7 +552,7 @@ static int st_parse_entry(const char *fpath, const char *name, const cJSON *e,
                        fpath, name, end, data_size);
     size_t es = tensor_dtype_size(dt);
     char sh[256];
-    format_shape(sh, sizeof sh, nd, shape);
+    tensor_shape_str(sh, sizeof sh, nd, shape);
     if ((uint64_t)numel > UINT64_MAX / es || (uint64_t)numel * es != end - begin)
         return lc_errf(err,
                        "%s: tensor '%s': data_offsets span %" PRIu64
@@ -1259,10 +1259,10 @@ static int read_prepare(tensor_file *tf, const char *name, int expect_ndim,
         if (!same) {
             char want[256] = "[?]", have[256];
             if (expect_shape)
-                format_shape(want, sizeof want,
+                tensor_shape_str(want, sizeof want,
                              expect_ndim > TENSOR_MAX_DIMS ? TENSOR_MAX_DIMS : expect_ndim,
                              expect_shape);
-            format_shape(have, sizeof have, ti->ndim, ti->shape);
+            tensor_shape_str(have, sizeof have, ti->ndim, ti->shape);
             return lc_errf(err, "%s: tensor '%s': expected shape %s, found %s", fp,
                            name, want, have);
         }

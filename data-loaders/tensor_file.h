@@ -40,6 +40,9 @@ typedef struct {
 
 typedef struct tensor_file tensor_file; /* opaque */
 
+/* Writes a shape as "[2, 3]" (for messages). */
+void tensor_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
+
 /* Bytes per element; 0 for an invalid dtype. */
 size_t tensor_dtype_size(tensor_dtype dt);
 /* "F32", "BF16", ... (safetensors spelling). */

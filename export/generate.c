@@ -12,6 +12,7 @@
 
 #include "loaders.h"
 #include "model.h"
+#include "tokenizer.h"
 
 static void usage(FILE *f) {
     fputs(
@@ -23,9 +24,10 @@ static void usage(FILE *f) {
         "\n"
         "  --model PATH           llama2.c checkpoint (.bin), Hugging Face folder\n"
         "                         (config.json + safetensors) or project HDF5 file\n"
-        "  --tokenizer PATH       llama2.c tokenizer (tokenizer.bin / tok512.bin).\n"
-        "                         Default: tokenizer.bin or tok<vocab>.bin beside a\n"
-        "                         llama2.c checkpoint\n"
+        "  --tokenizer PATH       tokenizer.json (Hugging Face) or llama2.c tokenizer\n"
+        "                         (tokenizer.bin / tok512.bin). Default: the model\n"
+        "                         folder's tokenizer.json, or tokenizer.bin /\n"
+        "                         tok<vocab>.bin beside a checkpoint file\n"
         "  --prompt TEXT          prompt text (default: start from BOS alone)\n"
         "  --prompt-ids LIST      prompt as comma-separated token ids (no tokenizer\n"
         "                         needed; BOS is not added)\n"
@@ -72,25 +74,6 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int is_file(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* tokenizer.bin or tok<V>.bin beside a llama2.c checkpoint */
-static int find_tokenizer(const char *model_path, int V, char *out, size_t n) {
-    struct stat st;
-    if (stat(model_path, &st) != 0 || S_ISDIR(st.st_mode)) return -1;
-    const char *slash = strrchr(model_path, '/');
-    int dlen = slash ? (int)(slash - model_path) : 1;
-    const char *dir = slash ? model_path : ".";
-    snprintf(out, n, "%.*s/tokenizer.bin", dlen, dir);
-    if (is_file(out)) return 0;
-    snprintf(out, n, "%.*s/tok%d.bin", dlen, dir, V);
-    if (is_file(out)) return 0;
-    return -1;
 }
 
 #define MAX_ADAPTERS ADAPTER_MAX
@@ -188,8 +171,8 @@ int main(int argc, char **argv) {
     lora loras[MAX_ADAPTERS];
     calib cals[MAX_ADAPTERS];
     int n_lora_ok = 0, n_calib_ok = 0;
-    l2c_tokenizer tok = {0};
-    int have_tok = 0;
+    tokenizer *tok = NULL;
+    char *text = NULL;
     model_decoder *dec = NULL;
     int *ids = NULL;
     double t0 = now_s();
@@ -232,21 +215,15 @@ int main(int argc, char **argv) {
 
     if (!tok_path && !prompt_ids) {
         static char found[4096];
-        if (find_tokenizer(model_path, c->vocab_size, found, sizeof found) == 0) tok_path = found;
+        lc_err ignored;
+        if (model_tokenizer_path(model_path, c->vocab_size, found, sizeof found, &ignored) == LC_OK)
+            tok_path = found;
     }
     if (tok_path) {
-        size_t tl = strlen(tok_path);
-        if (tl >= 5 && !strcmp(tok_path + tl - 5, ".json")) {
-            fprintf(stderr, "generate: %s: Hugging Face tokenizer.json is not supported yet "
-                            "(the tokenizer issue delivers it); use --prompt-ids and --print-ids\n",
-                    tok_path);
-            goto done;
-        }
-        if (l2c_tokenizer_load(&tok, tok_path, c->vocab_size, &err)) {
+        if (tokenizer_load(&tok, tok_path, c->vocab_size, &err)) {
             fprintf(stderr, "generate: %s\n", err.msg);
             goto done;
         }
-        have_tok = 1;
     } else if (!print_ids || prompt) {
         fprintf(stderr, "generate: no tokenizer found for %s; give --tokenizer, or use "
                         "--prompt-ids with --print-ids\n", model_path);
@@ -254,8 +231,15 @@ int main(int argc, char **argv) {
     }
 
     /* the prompt */
-    int bos = c->bos_id >= 0 ? c->bos_id : 1;
-    size_t cap = (prompt ? strlen(prompt) : 0) + (prompt_ids ? strlen(prompt_ids) : 0) + 8;
+    int bos = tok && tokenizer_bos(tok) >= 0 ? tokenizer_bos(tok) : c->bos_id >= 0 ? c->bos_id : 1;
+    int eos = tok && tokenizer_eos(tok) >= 0 ? tokenizer_eos(tok) : c->eos_id;
+    int *enc = NULL, n_enc = 0;
+    if (prompt && !prompt_ids && tok &&
+        tokenizer_encode(tok, prompt, strlen(prompt), 1, &enc, &n_enc, &err)) {
+        fprintf(stderr, "generate: --prompt: %s\n", err.msg);
+        goto done;
+    }
+    size_t cap = (size_t)n_enc + (prompt_ids ? strlen(prompt_ids) : 0) + (size_t)max_new + 8;
     ids = malloc(sizeof(int) * cap);
     if (!ids) {
         fprintf(stderr, "generate: out of memory\n");
@@ -280,12 +264,13 @@ int main(int argc, char **argv) {
             fprintf(stderr, "generate: --prompt-ids is empty\n");
             goto done;
         }
-    } else if (prompt && have_tok) {
-        n_prompt = l2c_encode(&tok, prompt, 1, 0, ids);
-        if (c->bos_id >= 0) ids[0] = bos;
+    } else if (n_enc > 0) {
+        memcpy(ids, enc, sizeof(int) * n_enc);
+        n_prompt = n_enc;
     } else {
         ids[n_prompt++] = bos;
     }
+    free(enc);
     int max_seq = n_prompt + max_new;
     if (max_seq > c->max_seq_len) max_seq = c->max_seq_len;
     if (n_prompt > max_seq) {
@@ -306,30 +291,39 @@ int main(int argc, char **argv) {
                         "loaded in %.3f s; seed %d\n",
                 model_path, c->n_layers, c->dim, c->vocab_size, n_lora_ok, n_calib_ok, t_load, seed);
 
-    /* prefill the prompt, then sample */
+    /* prefill the prompt, then sample. Text is streamed as the suffix of
+     * decode(prompt + generated) past what was printed, holding back a
+     * trailing U+FFFD (a character whose bytes are not all generated yet). */
     double t1 = now_s();
-    int prev = ids[0], produced = 0;
+    int produced = 0, n_all = n_prompt;
+    size_t printed = 0;
     float *logits = NULL;
-    for (int pos = 0; pos < n_prompt; pos++) {
-        logits = model_decoder_step(dec, ids[pos], pos);
-        prev = ids[pos];
+    for (int pos = 0; pos < n_prompt; pos++) logits = model_decoder_step(dec, ids[pos], pos);
+    if (tok && !print_ids) {
+        text = tokenizer_decode(tok, ids, n_prompt, 1);
+        printed = text ? strlen(text) : 0;
     }
     for (int pos = n_prompt; pos < max_seq + 1 && produced < max_new; pos++) {
         int next = sample_token(logits, c->vocab_size, temperature, top_p, &rng);
         produced++;
-        if (next == c->eos_id || next == bos) break;
+        if (next == eos || next == bos) break;
+        ids[n_all++] = next;
         if (print_ids) {
             printf(produced > 1 ? " %d" : "%d", next);
         } else {
-            char buf[2];
-            int len;
-            const char *piece = l2c_decode(&tok, prev, next, buf, &len);
-            fwrite(piece, 1, len, stdout);
+            free(text);
+            text = tokenizer_decode(tok, ids, n_all, 1);
+            size_t len = text ? strlen(text) : 0;
+            while (len > printed + 2 && !memcmp(text + len - 3, "\xEF\xBF\xBD", 3)) len -= 3;
+            if (len > printed) fwrite(text + printed, 1, len - printed, stdout), printed = len;
         }
         fflush(stdout);
-        prev = next;
         if (pos >= max_seq) break;
         logits = model_decoder_step(dec, next, pos);
+    }
+    if (tok && !print_ids && text) { /* whatever was held back */
+        size_t len = strlen(text);
+        if (len > printed) fwrite(text + printed, 1, len - printed, stdout);
     }
     printf("\n");
     double dt = now_s() - t1;
@@ -340,7 +334,8 @@ int main(int argc, char **argv) {
 done:
     free(ids);
     model_decoder_free(dec);
-    if (have_tok) l2c_tokenizer_free(&tok);
+    free(text);
+    tokenizer_free(tok);
     for (int i = 0; i < n_lora_ok; i++) lora_free(&loras[i]);
     for (int i = 0; i < n_calib_ok; i++) calib_free(&cals[i]);
     model_free(&m);

@@ -200,7 +200,8 @@ void attention_forward(float *out, float *probs, const float *q, const float *k,
                     for (int j = 0; j <= t; j++) sum += (row[j] = expf(row[j] - mx));
                     float inv = 1.0f / sum;
                     for (int j = 0; j <= t; j++) row[j] *= inv;
-                    memset(row + t + 1, 0, sizeof(float) * (size_t)(T - t - 1));
+                    /* zero up to the block's last key; later keys are never read */
+                    memset(row + t + 1, 0, sizeof(float) * (size_t)(cols - t - 1));
                 }
                 // O[r0:r0+n] = P[r0:r0+n, :cols] · V[:cols]
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, cols, 1.0f, Pb, T, vb,

@@ -55,7 +55,8 @@ void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, 
 /* ---- causal grouped-query attention ------------------------------------ */
 
 /* q (B, T, H, hd), k/v (B, T, Hkv, hd) -> out (B, T, H, hd);
- * probs (B, H, T, T) saved softmax (upper triangle zero). */
+ * probs (B, H, T, T) saved softmax: row t holds keys 0..t, zeros up to the
+ * end of its 64-row block, and is not written beyond (never read). */
 void attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
                        int B, int T, int H, int Hkv, int hd);
 /* dq (B,T,H,hd), dk, dv (B,T,Hkv,hd) are OVERWRITTEN. scratch holds

@@ -13,20 +13,11 @@
 #include "model.h"
 #include "testutil.h"
 
-static const char *bin(const char *name) {
-    static char p[1024];
-    const char *b = getenv("LC_BINARY_DIR");
-#ifdef LC_BINARY_DIR
-    if (!b) b = LC_BINARY_DIR;
-#endif
-    snprintf(p, sizeof p, "%s/bin/%s", b ? b : "build", name);
-    return p;
-}
 
 /* Runs `generate ARGS`, returns its exit status and stderr (malloc'd). */
 static char *run_generate(const char *args, int *status) {
     char cmd[16384];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1 >/dev/null", bin("generate"), args);
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1 >/dev/null", tu_bin("generate"), args);
     return tu_capture(cmd, status);
 }
 
@@ -88,7 +79,7 @@ Test(cli, valid_tiny_model_generates_ids) {
     int st;
     char args[1024], cmd[4096];
     snprintf(args, sizeof args, "--model %s --prompt-ids 1,5,7 --print-ids --max-new-tokens 5 --temperature 0", tiny);
-    snprintf(cmd, sizeof cmd, "%s %s 2>/dev/null", bin("generate"), args);
+    snprintf(cmd, sizeof cmd, "%s %s 2>/dev/null", tu_bin("generate"), args);
     char *out = tu_capture(cmd, &st);
     cr_assert_eq(st, 0);
     cr_assert_gt(strlen(out), 1, "no ids printed");
@@ -197,7 +188,7 @@ Test(cli, truncated_llama2c_checkpoint_and_tokenizer) {
     char ck[1024], tok[1024], a[4096];
     snprintf(ck, sizeof ck, "%s/m.bin", dir);
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s --model %s --out %s 2>/dev/null", bin("convert"), tiny, ck);
+    snprintf(cmd, sizeof cmd, "%s --model %s --out %s 2>/dev/null", tu_bin("convert"), tiny, ck);
     cr_assert_eq(tu_system(cmd), 0, "convert failed");
     size_t n;
     char *b = slurp(ck, &n);
@@ -207,7 +198,7 @@ Test(cli, truncated_llama2c_checkpoint_and_tokenizer) {
     expect_failure(a, "m.bin", "truncated");
     /* a tokenizer cut in the middle of a piece */
     snprintf(ck, sizeof ck, "%s/m2.bin", dir);
-    snprintf(cmd, sizeof cmd, "%s --model %s --out %s 2>/dev/null", bin("convert"), tiny, ck);
+    snprintf(cmd, sizeof cmd, "%s --model %s --out %s 2>/dev/null", tu_bin("convert"), tiny, ck);
     cr_assert_eq(tu_system(cmd), 0);
     snprintf(tok, sizeof tok, "%s/tok.bin", dir);
     unsigned char tb[64] = {0};
@@ -240,19 +231,19 @@ Test(cli, sampling_is_reproducible_from_the_seed) {
     char cmd[2048];
     int st;
     snprintf(cmd, sizeof cmd, "%s --model %s --prompt-ids 1 --print-ids --max-new-tokens 30 "
-             "--temperature 1.5 --top-p 1 --seed 7 2>/dev/null", bin("generate"), tiny);
+             "--temperature 1.5 --top-p 1 --seed 7 2>/dev/null", tu_bin("generate"), tiny);
     char *a = tu_capture(cmd, &st), *b = tu_capture(cmd, &st);
     cr_assert_str_eq(a, b, "same seed, different output");
     snprintf(cmd, sizeof cmd, "%s --model %s --prompt-ids 1 --print-ids --max-new-tokens 30 "
-             "--temperature 1.5 --top-p 1 --seed 8 2>/dev/null", bin("generate"), tiny);
+             "--temperature 1.5 --top-p 1 --seed 8 2>/dev/null", tu_bin("generate"), tiny);
     char *c = tu_capture(cmd, &st);
     cr_assert_str_neq(a, c, "different seeds gave the same 30 sampled tokens");
     /* top-p this small keeps only the most likely token: greedy */
     snprintf(cmd, sizeof cmd, "%s --model %s --prompt-ids 1 --print-ids --max-new-tokens 30 "
-             "--temperature 1 --top-p 0.0001 --seed 9 2>/dev/null", bin("generate"), tiny);
+             "--temperature 1 --top-p 0.0001 --seed 9 2>/dev/null", tu_bin("generate"), tiny);
     char *d = tu_capture(cmd, &st);
     snprintf(cmd, sizeof cmd, "%s --model %s --prompt-ids 1 --print-ids --max-new-tokens 30 "
-             "--temperature 0 2>/dev/null", bin("generate"), tiny);
+             "--temperature 0 2>/dev/null", tu_bin("generate"), tiny);
     char *e = tu_capture(cmd, &st);
     cr_assert_str_eq(d, e, "top-p 0.0001 should equal greedy");
     free(a); free(b); free(c); free(d); free(e);

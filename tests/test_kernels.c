@@ -147,7 +147,8 @@ Test(kernels, attention_backward_matches_finite_differences) {
     randn(v, AKN, 1, &r);
     randn(g, AQN, 1, &r);
     attention_forward(out, probs, q, k, v, AB, AT, AH, AHKV, AHD);
-    /* causality: probabilities above the diagonal are zero, rows sum to 1 */
+    /* causality: probabilities above the diagonal are zero, rows sum to 1
+     * (T = 6 is one block, so every row is written in full) */
     for (int t = 0; t < AT; t++) {
         double s = 0;
         for (int j = 0; j < AT; j++) {

@@ -13,15 +13,6 @@
 #include "loaders.h"
 #include "testutil.h"
 
-static const char *bin(const char *name) {
-    static char p[1024];
-    const char *b = getenv("LC_BINARY_DIR");
-#ifdef LC_BINARY_DIR
-    if (!b) b = LC_BINARY_DIR;
-#endif
-    snprintf(p, sizeof p, "%s/bin/%s", b ? b : "build", name);
-    return p;
-}
 
 Test(stories260k, greedy_256_tokens_match_pytorch_reference, .timeout = 300) {
     TU_REQUIRE_SHARED();
@@ -47,7 +38,7 @@ Test(stories260k, greedy_256_tokens_match_pytorch_reference, .timeout = 300) {
 
     int st;
     snprintf(cmd, sizeof cmd, "%s --model %s --temperature 0 --max-new-tokens 256 --print-ids --quiet",
-             bin("generate"), ckpt);
+             tu_bin("generate"), ckpt);
     char *ids = tu_capture(cmd, &st);
     cr_assert_eq(st, 0, "generate failed: %s", cmd);
     /* reference tokens[0] is BOS; the rest are the generated ones */
@@ -65,7 +56,7 @@ Test(stories260k, greedy_256_tokens_match_pytorch_reference, .timeout = 300) {
     free(ids);
 
     snprintf(cmd, sizeof cmd, "%s --model %s --temperature 0 --max-new-tokens 256 --quiet",
-             bin("generate"), ckpt);
+             tu_bin("generate"), ckpt);
     char *text = tu_capture(cmd, &st);
     cr_assert_eq(st, 0);
     const char *expect = "Once upon a time, there was a little girl named Lily. She loved to play "

@@ -17,15 +17,6 @@
 #include "model.h"
 #include "testutil.h"
 
-static const char *bin(const char *name) {
-    static char p[1024];
-    const char *b = getenv("LC_BINARY_DIR");
-#ifdef LC_BINARY_DIR
-    if (!b) b = LC_BINARY_DIR;
-#endif
-    snprintf(p, sizeof p, "%s/bin/%s", b ? b : "build", name);
-    return p;
-}
 
 static char dir[512];
 
@@ -105,7 +96,7 @@ static void write_config(const char *name, const char *out, int steps, const cha
 static int run_train(const char *name, const char *flags, char **msg) {
     char cmd[4096];
     int st;
-    snprintf(cmd, sizeof cmd, "cd %s && %s --config %s.json %s 2>&1", dir, bin("train"), name,
+    snprintf(cmd, sizeof cmd, "cd %s && %s --config %s.json %s 2>&1", dir, tu_bin("train"), name,
              flags ? flags : "");
     char *out = tu_capture(cmd, &st);
     if (msg) *msg = out;
@@ -146,7 +137,7 @@ Test(train, resume_after_sigkill_is_bit_exact) {
     if (pid == 0) {
         if (chdir(dir) != 0) _exit(127);
         freopen("/dev/null", "w", stderr);
-        execl(bin("train"), "train", "--config", cfgp, (char *)NULL);
+        execl(tu_bin("train"), "train", "--config", cfgp, (char *)NULL);
         _exit(127);
     }
     /* kill it once the log shows a step past 60 */
@@ -208,7 +199,7 @@ Test(train, outputs_load_in_generate) {
     for (int h5 = 0; h5 < 2; h5++) {
         snprintf(cmd, sizeof cmd, "cd %s && %s --model model.bin --lora run_gen/final%s:0.5 "
                  "--prompt 'Q: say the cat' --max-new-tokens 8 --temperature 0 2>&1 >/dev/null",
-                 dir, bin("generate"), h5 ? "/adapter.h5" : "");
+                 dir, tu_bin("generate"), h5 ? "/adapter.h5" : "");
         char *o = tu_capture(cmd, &st);
         cr_assert_eq(st, 0, "%s", o);
         free(o);

@@ -28,6 +28,16 @@ const char *tu_shared_assets(void) {
     return path;
 }
 
+const char *tu_bin(const char *name) {
+    static char p[1024];
+    const char *b = getenv("LC_BINARY_DIR");
+#ifdef LC_BINARY_DIR
+    if (!b) b = LC_BINARY_DIR;
+#endif
+    snprintf(p, sizeof p, "%s/bin/%s", b ? b : "build", name);
+    return p;
+}
+
 const char *tu_tmpdir(void) {
     static char dir[256];
     snprintf(dir, sizeof dir, "/tmp/lcmt-test-XXXXXX");

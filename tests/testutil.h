@@ -16,6 +16,9 @@ const char *tu_shared_assets(void);
                          "checkout; this test needs the real assets");        \
     } while (0)
 
+/* Path of a program built to <build>/bin (LC_BINARY_DIR). */
+const char *tu_bin(const char *name);
+
 /* A fresh temporary directory (removed by the OS; tests keep it small). */
 const char *tu_tmpdir(void);
 /* Writes bytes to path; returns 0 on success. */
