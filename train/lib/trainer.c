@@ -457,9 +457,14 @@ int train_run(model *m, const adapter_set *ad, param_list *pl, const dataset *tr
             double eta = elapsed / (st.step) * (o->steps - st.step);
             char eta_s[32];
             fmt_time(eta_s, sizeof eta_s, eta);
-            if (tty)
-                fprintf(stderr, "\r%s: step %ld/%ld | loss %.4f | lr %.2e | %.0f tok/s | ETA %s\033[K",
-                        what, st.step, o->steps, step_loss, lr, tps, eta_s);
+            if (tty) {
+                char bar[25];
+                int fill = (int)(24 * st.step / o->steps);
+                for (int i = 0; i < 24; i++) bar[i] = i < fill ? '#' : '.';
+                bar[24] = 0;
+                fprintf(stderr, "\r%s [%s] step %ld/%ld | loss %.4f | lr %.2e | %.0f tok/s | ETA %s\033[K",
+                        what, bar, st.step, o->steps, step_loss, lr, tps, eta_s);
+            }
             if (st.step % o->log_every == 0 || last) {
                 if (!tty)
                     fprintf(stderr, "%s: step %ld/%ld | loss %.4f | lr %.2e | %.0f tok/s | ETA %s\n",
