@@ -25,7 +25,7 @@
 #include "model.h"
 #include "ops.h"
 
-#define LOGIT_CHUNK 64
+#define LOGIT_CHUNK 256
 
 typedef struct {
     float *x_in, *rstd1, *q, *k, *v, *probs, *att, *x_mid, *rstd2, *gate, *up;
@@ -382,12 +382,21 @@ static double classifier_forward(model_acts *a, int n_rows, int count) {
             }
             float mx = z[0];
             for (int j = 1; j < V; j++) mx = z[j] > mx ? z[j] : mx;
-            double sum = 0.0;
-            for (int j = 0; j < V; j++) sum += expf(z[j] - mx);
-            const double lse = mx + log(sum);
-            row_loss[i] = lse - z[tgt];
+            const float zt = z[tgt];
+            /* one exp per logit: e_j kept in d (which may alias z) */
+            float sum = 0.0f;
             if (bw) {
-                for (int j = 0; j < V; j++) d[j] = (float)exp(z[j] - lse) * inv_count;
+#pragma omp simd reduction(+ : sum)
+                for (int j = 0; j < V; j++) sum += (d[j] = expf(z[j] - mx));
+            } else {
+#pragma omp simd reduction(+ : sum)
+                for (int j = 0; j < V; j++) sum += expf(z[j] - mx);
+            }
+            row_loss[i] = (double)mx + log((double)sum) - zt;
+            if (bw) {
+                const float sc = inv_count / sum;
+#pragma omp simd
+                for (int j = 0; j < V; j++) d[j] *= sc;
                 d[tgt] -= inv_count;
             }
         }
