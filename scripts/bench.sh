@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
     --shapes) SHAPES=$2; shift ;;
     --no-torch) TORCH=0 ;;
     --wait-idle) WAIT_IDLE=$2; shift ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift

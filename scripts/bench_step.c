@@ -151,9 +151,12 @@ static int shape_config(const char *shape, model_config *c, char *src, size_t ns
  *   forward   base  2 N in out        LoRA  2 N r (in + out)   (x A^T, then B)
  *   backward  base  2 N in out (dx only: the base is frozen)
  *             LoRA  4 N r (in + out)  (dy B, dB = dy^T xA, dA = dlow^T x, dlow A)
- *   attention forward 4 B H T^2 hd (Q K^T and P V over the full T x T square,
- *             as ops.c computes it), backward 8 B H T^2 hd (dO V^T, dS K,
- *             dS^T Q, P^T dO)
+ *   attention over the causal triangle, P = T (T + 1) / 2 (query, key)
+ *             pairs per (batch, head): forward 4 B H P hd (Q K^T and P V),
+ *             backward 8 B H P hd (dO V^T, dS K, dS^T Q, P^T dO). Work spent
+ *             on masked pairs is not credited (ops.c skips the masked
+ *             triangle beyond each 64-row block; a full-square kernel would
+ *             do 2T/(T+1) times these FLOPs).
  *   classifier forward 2 N D V, backward 2 N D V (dx only).
  * Element-wise work (norms, RoPE, softmax, SwiGLU, biases) is not counted. */
 typedef struct {
@@ -173,7 +176,8 @@ static step_flops count_flops(const model_config *c, int B, int T, int r) {
         f.base_bwd += 2 * N * in * out;
         f.lora_bwd += 4 * N * r * (in + out);
     }
-    const double L = c->n_layers, sq = (double)B * c->n_heads * T * T * c->head_dim;
+    const double L = c->n_layers;
+    const double sq = (double)B * c->n_heads * (T * (T + 1.0) / 2.0) * c->head_dim;
     f.base_fwd *= L, f.lora_fwd *= L, f.base_bwd *= L, f.lora_bwd *= L;
     f.attn_fwd = 4 * sq * L;
     f.attn_bwd = 8 * sq * L;
