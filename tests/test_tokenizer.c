@@ -423,8 +423,10 @@ static corpus build_corpus(void) {
         }
         free(txt);
     } else {
-        cr_log_warn("../shared/assets not found: the corpus has no DialogSum lines (the "
-                    "generated strings still run)");
+        /* a plain stderr line: Criterion 2.4 turns cr_log_warn into a failing
+         * exit status even when every test passes */
+        fprintf(stderr, "SKIP (partly): ../shared/assets not found: the corpus has no DialogSum "
+                        "lines (the generated strings still run)\n");
     }
     return c;
 }
