@@ -123,6 +123,11 @@ typedef struct {
     float **gA, **gB; /* NULL unless trainable */
     float *grad;
     float dropout; /* applied to x before A in training (issue 3) */
+    /* Optional per-(layer, module) coefficients c (L*MOD_COUNT; NULL = all
+     * 1): the module computes y += c[l*7+m] * weight * scale * B (A x).
+     * gcoef (NULL unless trainable) receives d(loss)/dc: the learned-
+     * coefficient merge (calibrate/MERGING.md). */
+    float *coef, *gcoef;
 } lora;
 
 /* Allocates zeroed A and B for the given modules and layers (layer_on NULL =
@@ -131,6 +136,8 @@ int lora_init(lora *l, const model_config *c, int rank, float alpha, int rslora,
               unsigned module_mask, const unsigned char *layer_on, lc_err *err);
 void lora_free(lora *l);
 int lora_enable_grad(lora *l, lc_err *err);
+/* Allocates coef (filled with `value`) and, if trainable, a zeroed gcoef. */
+int lora_enable_coef(lora *l, float value, int trainable, lc_err *err);
 /* PEFT's default init: A ~ kaiming-uniform(a=sqrt(5)) i.e. U(-1/sqrt(in),
  * 1/sqrt(in)), B = 0. */
 void lora_init_peft(lora *l, const model_config *c, uint64_t seed);
