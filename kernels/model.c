@@ -340,10 +340,18 @@ int lora_enable_grad(lora *l, lc_err *err) {
     return LC_OK;
 }
 
+int lora_enable_coef(lora *l, float value, int trainable, lc_err *err) {
+    size_t slots = (size_t)l->n_layers * MOD_COUNT;
+    if (!l->coef && !(l->coef = lc_calloc(slots, sizeof(float), err))) return LC_FAIL;
+    for (size_t s = 0; s < slots; s++) l->coef[s] = value;
+    if (trainable && !l->gcoef && !(l->gcoef = lc_calloc(slots, sizeof(float), err))) return LC_FAIL;
+    return LC_OK;
+}
+
 void lora_free(lora *l) {
     if (!l) return;
     free(l->layer_on); free(l->A); free(l->B); free(l->data);
-    free(l->gA); free(l->gB); free(l->grad);
+    free(l->gA); free(l->gB); free(l->grad); free(l->coef); free(l->gcoef);
     memset(l, 0, sizeof *l);
 }
 

@@ -117,6 +117,18 @@ static void lora_dropout(float *xd, const float *x, size_t n, float p, uint64_t 
     }
 }
 
+/* The factor of LoRA lr's term in slot s: weight * scale * coef. */
+static inline float lora_ws(const lora *lr, int s) {
+    return lr->weight * lr->scale * (lr->coef ? lr->coef[s] : 1.0f);
+}
+
+/* sum a[k] b[k] in float64 */
+static double dot_f64(const float *a, const float *b, size_t n) {
+    double acc = 0.0;
+    for (size_t k = 0; k < n; k++) acc += (double)a[k] * b[k];
+    return acc;
+}
+
 static int lora_uses_dropout(const model_acts *a, const lora *lr) {
     return a->drop_seed != 0 && lr->dropout > 0.0f && a->xdrop != NULL;
 }
@@ -250,12 +262,12 @@ static void adapted_forward(const model *m, model_acts *a, layer_acts *la, int l
             lora_dropout(a->xdrop, x, (size_t)N * in, lr->dropout, a->drop_seed, l, mo, i);
             xin = a->xdrop;
         }
-        // ax (N, r) = ws * drop(x) (N, in) · A (r, in)^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, lr->weight * lr->scale, xin,
-                    in, lr->A[s], in, 0.0f, ax, r);
-        // y (N, out) += ax (N, r) · B (out, r)^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, r, 1.0f, ax, r, lr->B[s], r,
-                    1.0f, y, out);
+        // ax (N, r) = drop(x) (N, in) · A (r, in)^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, 1.0f, xin, in, lr->A[s], in,
+                    0.0f, ax, r);
+        // y (N, out) += ws * ax (N, r) · B (out, r)^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, r, lora_ws(lr, s), ax, r,
+                    lr->B[s], r, 1.0f, y, out);
     }
     for (int i = 0; i < ad->n_cals; i++) {
         const calib *cb = ad->cals[i];
@@ -294,38 +306,37 @@ static void adapted_backward(model *m, model_acts *a, layer_acts *la, int l, int
         const int s = l * MOD_COUNT + mo;
         if (!lr->A[s]) continue;
         const int r = lr->rank;
-        const float ws = lr->weight * lr->scale;
-        // dlow (N, r) = ws * dy (N, out) · B (out, r)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, out, ws, dy, out, lr->B[s], r,
+        const float ws = lora_ws(lr, s);
+        float *ax = la->ax[mo][i];
+        // dlow (N, r) = dy (N, out) · B (out, r)   (d loss / d(ws * ax))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, out, 1.0f, dy, out, lr->B[s], r,
                     0.0f, dlow, r);
+        // d loss / d coef = weight * scale * <dlow, ax>
+        if (lr->gcoef) lr->gcoef[s] += lr->weight * lr->scale * (float)dot_f64(dlow, ax, (size_t)N * r);
+        const float *xa = x; /* the input A saw */
         if (lora_uses_dropout(a, lr)) {
-            /* ax = ws drop(x) A^T: dA += dlow^T drop(x); dx += drop'(dlow A) */
-            float *xd = a->xdrop, *g = a->xdrop2;
-            lora_dropout(xd, x, (size_t)N * in, lr->dropout, a->drop_seed, l, mo, i);
-            if (lr->grad) {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, N, 1.0f, dy, out,
-                            la->ax[mo][i], r, 1.0f, lr->gB[s], r);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, N, 1.0f, dlow, r, xd, in,
-                            1.0f, lr->gA[s], in);
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, 1.0f, dlow, r, lr->A[s],
-                        in, 0.0f, g, in);
-            /* the same mask applied to the gradient: drop(g) */
-            lora_dropout(g, g, (size_t)N * in, lr->dropout, a->drop_seed, l, mo, i);
-            axpy(dx, g, 1.0f, (size_t)N * in);
-            continue;
+            lora_dropout(a->xdrop, x, (size_t)N * in, lr->dropout, a->drop_seed, l, mo, i);
+            xa = a->xdrop;
         }
         if (lr->grad) {
-            // dB (out, r) += dy^T · ax   (ax already carries ws)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, N, 1.0f, dy, out,
-                        la->ax[mo][i], r, 1.0f, lr->gB[s], r);
-            // dA (r, in) += dlow^T · x
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, N, 1.0f, dlow, r, x, in,
-                        1.0f, lr->gA[s], in);
+            // dB (out, r) += ws * dy^T · ax ;  dA (r, in) += ws * dlow^T · xa
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, N, ws, dy, out, ax, r, 1.0f,
+                        lr->gB[s], r);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, N, ws, dlow, r, xa, in, 1.0f,
+                        lr->gA[s], in);
         }
-        // dx (N, in) += dlow (N, r) · A (r, in)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, 1.0f, dlow, r, lr->A[s],
-                    in, 1.0f, dx, in);
+        if (xa != x) {
+            /* dx += drop'(ws * dlow A): the same mask applied to the gradient */
+            float *g = a->xdrop2;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, ws, dlow, r, lr->A[s],
+                        in, 0.0f, g, in);
+            lora_dropout(g, g, (size_t)N * in, lr->dropout, a->drop_seed, l, mo, i);
+            axpy(dx, g, 1.0f, (size_t)N * in);
+        } else {
+            // dx (N, in) += ws * dlow (N, r) · A (r, in)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, ws, dlow, r, lr->A[s],
+                        in, 1.0f, dx, in);
+        }
     }
     for (int i = 0; i < ad->n_cals; i++) {
         calib *cb = ad->cals[i];
@@ -599,7 +610,7 @@ static void adapted_vec(model_decoder *d, int l, int mo, float *y, const float *
         const int s = l * MOD_COUNT + mo;
         if (!lr->A[s]) continue;
         const int r = lr->rank;
-        const float ws = lr->weight * lr->scale;
+        const float ws = lora_ws(lr, s);
         matvec(d->low, lr->A[s], x, NULL, in, r, 0);
         for (int j = 0; j < r; j++) d->low[j] *= ws;
         matvec(y, lr->B[s], d->low, NULL, r, out, 1);
