@@ -72,6 +72,13 @@ int param_list_add_calib(param_list *pl, const calib *cb, const model_config *c,
     return LC_OK;
 }
 
+int param_list_add_coef(param_list *pl, const lora *l, const char *prefix, lc_err *err) {
+    char name[192];
+    if (!l->gcoef) return lc_errf(err, "LoRA '%s' has no trainable coefficients", l->name);
+    snprintf(name, sizeof name, "%s.coef", prefix);
+    return param_list_add(pl, name, l->coef, l->gcoef, (size_t)l->n_layers * MOD_COUNT, 0, err);
+}
+
 typedef struct {
     param_list *pl;
     lc_err *err;
@@ -172,9 +179,13 @@ double lr_schedule(sched_kind k, double base, long step, long total, long warmup
 
 /* ---- checkpoints ------------------------------------------------------------ */
 
+#define SRC_MAX 32
+
 typedef struct {
     long step;
-    int epoch, pos;
+    int epoch, pos;               /* source 0 */
+    int n_src;
+    int epochs[SRC_MAX], poss[SRC_MAX]; /* sources 1.. (multi-source runs) */
     double best_val;
     long tokens;
     double seconds;
@@ -198,6 +209,13 @@ static int ckpt_save(const char *path, const param_list *pl, const adamw *o, con
     META("adam_step", "%ld", o->step);
     META("epoch", "%d", s->epoch);
     META("pos", "%d", s->pos);
+    for (int k = 1; k < s->n_src; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "epoch.%d", k);
+        META(key, "%d", s->epochs[k]);
+        snprintf(key, sizeof key, "pos.%d", k);
+        META(key, "%d", s->poss[k]);
+    }
     META("best_val", "%.17g", s->best_val);
     META("tokens", "%ld", s->tokens);
     META("seconds", "%.17g", s->seconds);
@@ -252,6 +270,15 @@ static int ckpt_load(const char *path, param_list *pl, adamw *o, ckpt_state *s, 
         goto done;
     }
     s->epoch = (int)epoch, s->pos = (int)pos, s->tokens = tokens;
+    for (int k = 1; k < s->n_src; k++) {
+        char key[32];
+        long e, p;
+        snprintf(key, sizeof key, "epoch.%d", k);
+        if (meta_long(tf, key, &e, err)) goto done;
+        snprintf(key, sizeof key, "pos.%d", k);
+        if (meta_long(tf, key, &p, err)) goto done;
+        s->epochs[k] = (int)e, s->poss[k] = (int)p;
+    }
     const char *bv = tensor_file_meta(tf, "best_val"), *sec = tensor_file_meta(tf, "seconds");
     s->best_val = bv ? strtod(bv, NULL) : INFINITY;
     s->seconds = sec ? strtod(sec, NULL) : 0;
@@ -370,17 +397,46 @@ static uint64_t mix_seed(uint64_t seed, long step, int micro) {
 int train_run(model *m, const adapter_set *ad, param_list *pl, const dataset *train,
               const dataset *val, int pad_id, const train_opts *o, int resume,
               adapter_save_fn save, void *save_ctx, train_result *res, lc_err *err) {
+    train_source src = {m, ad, train, val};
+    return train_run_multi(&src, 1, pl, pad_id, o, resume, save, save_ctx, res, err);
+}
+
+/* Mean of the sources' validation losses (sources without one are left out). */
+static int eval_sources(const train_source *src, int n_src, const train_opts *o, int pad_id,
+                        double *out, lc_err *err) {
+    double sum = 0;
+    int k = 0;
+    for (int i = 0; i < n_src; i++) {
+        if (!src[i].val) continue;
+        double l;
+        if (eval_loss(src[i].m, src[i].ad, src[i].val, o->batch_size, o->seq_len, pad_id,
+                      o->eval_batches, &l, err))
+            return LC_FAIL;
+        sum += l, k++;
+    }
+    *out = k ? sum / k : NAN;
+    return LC_OK;
+}
+
+int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_id,
+                    const train_opts *o, int resume, adapter_save_fn save, void *save_ctx,
+                    train_result *res, lc_err *err) {
     const int B = o->batch_size, T = o->seq_len;
     const char *what = o->what ? o->what : "train";
     char ckpt[4096], logp[4096], dir[4096];
+    if (n_src < 1 || n_src > SRC_MAX) return lc_errf(err, "%s: 1 to %d data sources, found %d", what, SRC_MAX, n_src);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", o->out_dir);
     snprintf(logp, sizeof logp, "%s/metrics.jsonl", o->out_dir);
     if (lc_make_dirs(o->out_dir, err)) return LC_FAIL;
-    if (train->n == 0) return lc_errf(err, "%s: the training set is empty", train->path);
+    int have_val = 0;
+    for (int k = 0; k < n_src; k++) {
+        if (src[k].train->n == 0) return lc_errf(err, "%s: the training set is empty", src[k].train->path);
+        have_val |= src[k].val != NULL;
+    }
 
     adamw opt = {0};
-    model_acts *a = NULL;
-    batch_iter it = {0};
+    model_acts *acts[SRC_MAX] = {0};
+    batch_iter its[SRC_MAX] = {{0}};
     FILE *log = NULL;
     int *tok = malloc(sizeof(int) * B * T), *tgt = malloc(sizeof(int) * B * T);
     int rc = LC_FAIL;
@@ -389,14 +445,22 @@ int train_run(model *m, const adapter_set *ad, param_list *pl, const dataset *tr
         goto done;
     }
     if (adamw_init(&opt, pl, o->beta1, o->beta2, o->eps, o->weight_decay, err)) goto done;
-    if (model_acts_init(&a, m, ad, B, T, ACTS_BACKWARD, err)) goto done;
-    if (batch_iter_init(&it, train->n, o->seed, o->shuffle, err)) goto done;
+    for (int k = 0; k < n_src; k++) {
+        /* source 0 keeps the single-source seed (and checkpoint layout) */
+        if (model_acts_init(&acts[k], src[k].m, src[k].ad, B, T, ACTS_BACKWARD, err) ||
+            batch_iter_init(&its[k], src[k].train->n, o->seed + (uint64_t)k * 0x9E3779B9ull,
+                            o->shuffle, err))
+            goto done;
+    }
 
-    ckpt_state st = {0, 0, 0, INFINITY, 0, 0};
+    ckpt_state st = {0};
+    st.n_src = n_src;
+    st.best_val = INFINITY;
     struct stat sb;
     if (resume && stat(ckpt, &sb) == 0) {
         if (ckpt_load(ckpt, pl, &opt, &st, err)) goto done;
-        batch_iter_seek(&it, st.epoch, st.pos);
+        batch_iter_seek(&its[0], st.epoch, st.pos);
+        for (int k = 1; k < n_src; k++) batch_iter_seek(&its[k], st.epochs[k], st.poss[k]);
         truncate_log(logp, st.step);
         fprintf(stderr, "%s: resumed from %s at step %ld\n", what, ckpt, st.step);
     } else if (resume) {
@@ -423,13 +487,15 @@ int train_run(model *m, const adapter_set *ad, param_list *pl, const dataset *tr
         for (int micro = 0; micro < o->grad_accum; micro++) {
             int n_loss;
             float l;
-            if (batch_next(&it, train, B, T, pad_id, tok, tgt, &n_loss, err)) goto done;
-            model_acts_set_dropout(a, mix_seed(o->seed, step, micro));
-            if (model_forward(m, a, tok, tgt, B, T, &l, err)) {
+            /* sources take turns, one micro-batch each */
+            const int k = (int)((step * o->grad_accum + micro) % n_src);
+            if (batch_next(&its[k], src[k].train, B, T, pad_id, tok, tgt, &n_loss, err)) goto done;
+            model_acts_set_dropout(acts[k], mix_seed(o->seed, step, micro));
+            if (model_forward(src[k].m, acts[k], tok, tgt, B, T, &l, err)) {
                 lc_err_prefix(err, "%s: step %ld: ", what, step + 1);
                 goto done;
             }
-            model_backward(m, a, 1.0f / o->grad_accum);
+            model_backward(src[k].m, acts[k], 1.0f / o->grad_accum);
             step_loss += l / o->grad_accum;
             step_tokens += (long)B * T;
         }
@@ -444,11 +510,11 @@ int train_run(model *m, const adapter_set *ad, param_list *pl, const dataset *tr
         adamw_step(&opt, lr);
         st.step = step + 1;
         st.tokens += step_tokens;
-        st.epoch = it.epoch, st.pos = it.pos;
+        st.epoch = its[0].epoch, st.pos = its[0].pos;
+        for (int k = 1; k < n_src; k++) st.epochs[k] = its[k].epoch, st.poss[k] = its[k].pos;
         loss_acc += step_loss;
         last_loss = step_loss;
         loss_n++;
-
         int last = st.step == o->steps;
         if (st.step % o->log_every == 0 || last || tty) {
             double now = now_s(), dt = now - t_last;
@@ -477,8 +543,8 @@ int train_run(model *m, const adapter_set *ad, param_list *pl, const dataset *tr
                 t_last = now, tok_last = st.tokens;
             }
         }
-        if (val && o->eval_every > 0 && (st.step % o->eval_every == 0 || last)) {
-            if (eval_loss(m, ad, val, B, T, pad_id, o->eval_batches, &last_val, err)) goto done;
+        if (have_val && o->eval_every > 0 && (st.step % o->eval_every == 0 || last)) {
+            if (eval_sources(src, n_src, o, pad_id, &last_val, err)) goto done;
             int better = last_val < st.best_val;
             if (better) st.best_val = last_val;
             if (tty) fputc('\n', stderr);
@@ -519,8 +585,10 @@ done:
     if (log) fclose(log);
     free(tok);
     free(tgt);
-    batch_iter_free(&it);
-    model_acts_free(a);
+    for (int k = 0; k < n_src; k++) {
+        batch_iter_free(&its[k]);
+        model_acts_free(acts[k]);
+    }
     adamw_free(&opt);
     return rc;
 }

@@ -33,6 +33,10 @@ int param_list_add(param_list *pl, const char *name, float *data, float *grad, s
 int param_list_add_lora(param_list *pl, const lora *l, const model_config *c, lc_err *err);
 /* Every tensor of a calibration, after calib_enable_grad. */
 int param_list_add_calib(param_list *pl, const calib *cb, const model_config *c, lc_err *err);
+/* A LoRA's per-(layer, module) merge coefficients (after lora_enable_coef
+ * with trainable = 1), as "<prefix>.coef" (L*7; unadapted slots get zero
+ * gradient and stay put). No weight decay. */
+int param_list_add_coef(param_list *pl, const lora *l, const char *prefix, lc_err *err);
 /* Every base weight (full training), after model_enable_grad; weight decay
  * on matrices only, not on norms and biases. */
 int param_list_add_model(param_list *pl, model *m, lc_err *err);
@@ -106,6 +110,23 @@ typedef struct {
 int train_run(model *m, const adapter_set *ad, param_list *pl, const dataset *train,
               const dataset *val, int pad_id, const train_opts *o, int resume,
               adapter_save_fn save, void *save_ctx, train_result *res, lc_err *err);
+
+/* Several (model, adapters, data) sources training the same tensors (e.g.
+ * one Shared LC calibration over all languages, each language with its own
+ * merged LoRAs). Micro-batches cycle through the sources (micro-batch g of
+ * the run comes from source g mod n_src); each source keeps its own data
+ * order (seed + k * 0x9E3779B9) and its position is checkpointed. The
+ * validation loss is the mean over the sources that have a validation set.
+ * train_run is the one-source case. */
+typedef struct {
+    model *m;
+    const adapter_set *ad;
+    const dataset *train, *val; /* val may be NULL */
+} train_source;
+
+int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_id,
+                    const train_opts *o, int resume, adapter_save_fn save, void *save_ctx,
+                    train_result *res, lc_err *err);
 
 /* Mean token loss of `d` (first max_batches batches of size B x T; 0 = all)
  * in file order. */
