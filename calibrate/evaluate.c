@@ -8,6 +8,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "evaluation.h"
+#include "job.h"
 #include "loaders.h"
 #include "model.h"
 #include "tokenizer.h"
@@ -23,7 +24,6 @@ static void usage(FILE *f) {
 }
 
 static const char *const BAD_ROW_NAMES[] = {"error", "skip", NULL};
-static const char *const TOK_NAMES[] = {"rouge-score", "latin", NULL};
 
 int main(int argc, char **argv) {
     const char *cfg_path = NULL;
@@ -51,17 +51,15 @@ int main(int argc, char **argv) {
     calib cals[ADAPTER_MAX];
     int n_l = 0, n_c = 0, rc = 1, have_d = 0;
     char *paths[4] = {0};
-    const char **stops = NULL;
     eval_summary sum = {0};
     adapter_set ad = {0};
 
     if (cfg_load(&c, cfg_path, &err)) goto fail;
-    const char *s_model, *s_tok, *s_out, *s_data, *ptpl, *ttpl, *label;
-    int max_len, add_bos, bad_row, max_ex, max_new, n_stop = 0, stem, tokmode;
-    double temp, top_p;
-    long long seed;
-    if (cfg_string(c, "model", 1, NULL, &s_model, &err) ||
-        cfg_string(c, "tokenizer", 0, NULL, &s_tok, &err) ||
+    const char *s_out, *s_data, *ptpl, *ttpl, *label;
+    int max_len, add_bos, bad_row, max_ex;
+    gen_opts g;
+    rouge_opts ro;
+    if (job_load_base(c, &m, &tok, NULL, &err) || eval_opts_from_cfg(c, &g, &ro, &err) ||
         cfg_string(c, "output_dir", 1, NULL, &s_out, &err) ||
         cfg_string(c, "label", 0, "evaluation", &label, &err) ||
         cfg_string(c, "data.path", 1, NULL, &s_data, &err) ||
@@ -70,14 +68,7 @@ int main(int argc, char **argv) {
         cfg_int(c, "data.max_len", 0, 0, &max_len, &err) ||
         cfg_bool(c, "data.add_bos", 0, 1, &add_bos, &err) ||
         cfg_enum(c, "data.on_bad_row", 0, 0, BAD_ROW_NAMES, &bad_row, &err) ||
-        cfg_int(c, "data.max_examples", 0, 0, &max_ex, &err) ||
-        cfg_int(c, "generation.max_new_tokens", 0, 64, &max_new, &err) ||
-        cfg_float(c, "generation.temperature", 0, 0.0, &temp, &err) ||
-        cfg_float(c, "generation.top_p", 0, 1.0, &top_p, &err) ||
-        cfg_i64(c, "generation.seed", 0, 1, &seed, &err) ||
-        cfg_string_list(c, "generation.stop", 0, &stops, &n_stop, &err) ||
-        cfg_bool(c, "metrics.stem", 0, 0, &stem, &err) ||
-        cfg_enum(c, "metrics.tokenization", 0, 0, TOK_NAMES, &tokmode, &err))
+        cfg_int(c, "data.max_examples", 0, 0, &max_ex, &err))
         goto fail;
     int nl = cfg_array_len(c, "loras", &err);
     if (nl < 0) goto fail;
@@ -101,21 +92,13 @@ int main(int argc, char **argv) {
         free(cpaths);
         goto fail;
     }
-    if (n_stop > GEN_MAX_STOP || nc > ADAPTER_MAX || max_new <= 0 || temp < 0 ||
-        !(top_p > 0 && top_p <= 1)) {
+    if (nc > ADAPTER_MAX) {
         free(cpaths);
-        lc_errf(&err, "%s: generation values out of range (max_new_tokens > 0, temperature >= 0, "
-                "0 < top_p <= 1, at most %d stop strings and %d calibrations)", cfg_path,
-                GEN_MAX_STOP, ADAPTER_MAX);
+        lc_errf(&err, "%s: key 'calibs': at most %d calibrations", cfg_path, ADAPTER_MAX);
         goto fail;
     }
-    paths[0] = cfg_resolve_path(c, s_model);
     paths[1] = cfg_resolve_path(c, s_out);
     paths[2] = cfg_resolve_path(c, s_data);
-    if (model_load(&m, paths[0], &err)) {
-        free(cpaths);
-        goto fail;
-    }
     for (int i = 0; i < nl; i++) {
         char *p = cfg_resolve_path(c, lpath[i]);
         int r = lora_load(&loras[i], &m.cfg, p, &err);
@@ -140,21 +123,10 @@ int main(int argc, char **argv) {
         n_c++;
     }
     free(cpaths);
-    if (s_tok) {
-        paths[3] = cfg_resolve_path(c, s_tok);
-    } else {
-        char buf[4096];
-        if (model_tokenizer_path(paths[0], m.cfg.vocab_size, buf, sizeof buf, &err)) goto fail;
-        paths[3] = strdup(buf);
-    }
-    if (tokenizer_load(&tok, paths[3], m.cfg.vocab_size, &err)) goto fail;
     if (max_len <= 0) max_len = m.cfg.max_seq_len;
     dataset_spec spec = {paths[2], ptpl, ttpl, max_len, add_bos, 0, bad_row, max_ex};
     if (dataset_load(&d, &spec, tok, &err)) goto fail;
     have_d = 1;
-    gen_opts g = {max_new, (float)temp, (float)top_p, (uint64_t)seed, {0}, n_stop};
-    for (int i = 0; i < n_stop; i++) g.stop[i] = stops[i];
-    rouge_opts ro = {stem, tokmode == 1 ? ROUGE_TOK_LATIN : ROUGE_TOK_ROUGE_SCORE};
     fprintf(stderr, "evaluate: %s: %d examples, %d LoRA(s), %d calibration(s)\n", paths[2], d.n, n_l, n_c);
     if (evaluate_dataset(&m, &ad, tok, &d, &g, &ro, paths[1], label, &sum, &err)) goto fail;
     fprintf(stderr,
@@ -174,7 +146,6 @@ done:
     for (int i = 0; i < n_c; i++) calib_free(&cals[i]);
     model_free(&m);
     for (int i = 0; i < 4; i++) free(paths[i]);
-    free(stops);
     cfg_free(c);
     return rc;
 }

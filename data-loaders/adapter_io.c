@@ -826,3 +826,23 @@ done:
     }
     return tensor_writer_close(w, err);
 }
+
+int lora_save_coefs(lora *const *ls, int n, const char *path, lc_err *err) {
+    tensor_writer *w;
+    if (tensor_writer_open(&w, path, TW_HDF5, err)) return LC_FAIL;
+    if (tensor_writer_meta(w, "format", "lcmt-merge-coefficients", err)) goto fail;
+    for (int i = 0; i < n; i++) {
+        char name[192];
+        int64_t shape[2] = {ls[i]->n_layers, MOD_COUNT};
+        if (!ls[i]->coef) {
+            lc_errf(err, "%s: LoRA '%s' has no coefficients", path, ls[i]->name);
+            goto fail;
+        }
+        snprintf(name, sizeof name, "%s.coef", ls[i]->name);
+        if (tensor_writer_add_f32(w, name, 2, shape, ls[i]->coef, DT_F32, err)) goto fail;
+    }
+    return tensor_writer_close(w, err);
+fail:
+    tensor_writer_abort(w);
+    return LC_FAIL;
+}

@@ -446,6 +446,32 @@ int cfg_int_list(cfg *c, const char *key, int required, int **out, int *n, lc_er
     return LC_OK;
 }
 
+int cfg_float_list(cfg *c, const char *key, int required, double **out, int *n, lc_err *err) {
+    *out = NULL;
+    *n = 0;
+    cJSON *j;
+    int r = get(c, key, required, &j, err);
+    if (r <= 0) return r;
+    if (!cJSON_IsArray(j)) return type_err(c, key, "an array of numbers", j, err);
+    int len = cJSON_GetArraySize(j);
+    if (len == 0) return LC_OK;
+    double *v = malloc((size_t)len * sizeof *v);
+    if (!v) return lc_errf(err, "%s: out of memory", c->path);
+    int i = 0;
+    for (cJSON *e = j->child; e; e = e->next, i++) {
+        if (!cJSON_IsNumber(e)) {
+            char sub[512];
+            snprintf(sub, sizeof sub, "%s[%d]", key, i);
+            free(v);
+            return type_err(c, sub, "a number", e, err);
+        }
+        v[i] = e->valuedouble;
+    }
+    *out = v;
+    *n = len;
+    return LC_OK;
+}
+
 int cfg_has(const cfg *c, const char *key) {
     if (!c) return 0;
     cfg_node *nd;

@@ -32,6 +32,7 @@ int cfg_enum(cfg *c, const char *key, int required, int def, const char *const *
 int cfg_string_list(cfg *c, const char *key, int required, const char ***out, int *n,
                     lc_err *err);
 int cfg_int_list(cfg *c, const char *key, int required, int **out, int *n, lc_err *err);
+int cfg_float_list(cfg *c, const char *key, int required, double **out, int *n, lc_err *err);
 /* 1 if the key exists (marks nothing as read). */
 int cfg_has(const cfg *c, const char *key);
 /* Array of objects: number of elements (0 if absent); elements are then

@@ -65,6 +65,9 @@ int lora_save_h5(const lora *l, const char *path, lc_err *err);
 
 /* Calibration from the project's HDF5 file or a safetensors file with the
  * same tensor names and metadata (kind, rank, per_layer, modules). */
+/* The learned-merge coefficients of n LoRAs (lora.coef, (L, 7) each) as
+ * HDF5 datasets "<lora name>.coef"; temp file + rename. */
+int lora_save_coefs(lora *const *ls, int n, const char *path, lc_err *err);
 int calib_load(calib *cb, const model_config *c, const char *path, lc_err *err);
 int calib_save(const calib *cb, const char *path, lc_err *err); /* HDF5 */
 

@@ -116,31 +116,9 @@ int main(int argc, char **argv) {
         cfg_int(c, "data.max_val_examples", 0, 0, &max_val, &err))
         goto fail;
     /* training + optimizer */
-    train_opts o = {0};
-    int sched, steps;
-    long long seed;
-    if (cfg_int(c, "training.batch_size", 0, 8, &o.batch_size, &err) ||
-        cfg_int(c, "training.seq_len", 0, max_len - 1, &o.seq_len, &err) ||
-        cfg_int(c, "training.grad_accum", 0, 1, &o.grad_accum, &err) ||
-        cfg_int(c, "training.steps", 1, 0, &steps, &err) ||
-        cfg_i64(c, "training.seed", 0, 1, &seed, &err) ||
-        cfg_bool(c, "training.shuffle", 0, 1, &o.shuffle, &err) ||
-        cfg_int(c, "training.eval_every", 0, 100, &o.eval_every, &err) ||
-        cfg_int(c, "training.eval_batches", 0, 0, &o.eval_batches, &err) ||
-        cfg_int(c, "training.checkpoint_every", 0, 100, &o.checkpoint_every, &err) ||
-        cfg_int(c, "training.log_every", 0, 10, &o.log_every, &err) ||
-        cfg_bool(c, "training.keep_best", 0, 1, &o.keep_best, &err) ||
-        cfg_float(c, "optimizer.lr", 0, 1e-3, &o.lr, &err) ||
-        cfg_float(c, "optimizer.beta1", 0, 0.9, &o.beta1, &err) ||
-        cfg_float(c, "optimizer.beta2", 0, 0.999, &o.beta2, &err) ||
-        cfg_float(c, "optimizer.eps", 0, 1e-8, &o.eps, &err) ||
-        cfg_float(c, "optimizer.weight_decay", 0, 0.0, &o.weight_decay, &err) ||
-        cfg_float(c, "optimizer.grad_clip", 0, 1.0, &o.grad_clip, &err) ||
-        cfg_enum(c, "optimizer.schedule", 0, SCHED_COSINE, SCHED_NAMES, &sched, &err) ||
-        cfg_i64(c, "optimizer.warmup_steps", 0, 0, (long long *)&o.warmup, &err) ||
-        cfg_float(c, "optimizer.min_lr_ratio", 0, 0.0, &o.min_lr_ratio, &err))
-        goto fail;
-    o.steps = steps, o.seed = (uint64_t)seed, o.schedule = sched, o.stop_after = stop_after;
+    train_opts o;
+    if (train_opts_from_cfg(c, max_len, 1, &o, &err)) goto fail;
+    o.stop_after = stop_after;
     o.what = "train";
     /* lora + output */
     int rank, rslora, init_seed, n_mods = 0, n_layers = 0, out_peft, out_h5;
@@ -158,24 +136,6 @@ int main(int argc, char **argv) {
     if (cfg_bool(c, "output.peft", 0, 1, &out_peft, &err) ||
         cfg_bool(c, "output.hdf5", 0, 1, &out_h5, &err) || cfg_finish(c, &err))
         goto fail;
-    /* value checks */
-    if (o.batch_size <= 0 || o.seq_len <= 0 || o.grad_accum <= 0 || steps <= 0 || max_len < 2 ||
-        o.log_every <= 0) {
-        lc_errf(&err, "%s: training.batch_size, seq_len, grad_accum, steps, log_every must be "
-                "positive and data.max_len >= 2", cfg_path);
-        goto fail;
-    }
-    if (max_len > o.seq_len + 1) {
-        lc_errf(&err, "%s: data.max_len (%d) must be <= training.seq_len + 1 (%d)", cfg_path,
-                max_len, o.seq_len + 1);
-        goto fail;
-    }
-    if (!(o.lr > 0) || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) ||
-        !(o.eps > 0) || o.weight_decay < 0 || o.min_lr_ratio < 0 || o.min_lr_ratio > 1) {
-        lc_errf(&err, "%s: optimizer values out of range (lr > 0, 0 <= betas < 1, eps > 0, "
-                "weight_decay >= 0, 0 <= min_lr_ratio <= 1)", cfg_path);
-        goto fail;
-    }
     if (mode == 0 && (rank <= 0 || !(dropout >= 0 && dropout < 1))) {
         lc_errf(&err, "%s: lora.rank must be positive and 0 <= lora.dropout < 1", cfg_path);
         goto fail;

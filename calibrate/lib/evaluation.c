@@ -75,7 +75,44 @@ int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer
     return LC_OK;
 }
 
-void eval_summary_free(eval_summary *s) { metrics_corpus_free(&s->scores); }
+void eval_summary_free(eval_summary *s) {
+    if (s->predictions)
+        for (size_t i = 0; i < s->scores.n; i++) free(s->predictions[i]);
+    free(s->predictions);
+    s->predictions = NULL;
+    metrics_corpus_free(&s->scores);
+}
+
+static const char *const TOK_NAMES[] = {"rouge-score", "latin", NULL};
+
+int eval_opts_from_cfg(cfg *c, gen_opts *g, rouge_opts *ro, lc_err *err) {
+    const char **stops = NULL;
+    int n_stop = 0, max_new, stem, tokmode;
+    double temp, top_p;
+    long long seed;
+    memset(g, 0, sizeof *g);
+    memset(ro, 0, sizeof *ro);
+    if (cfg_int(c, "generation.max_new_tokens", 0, 64, &max_new, err) ||
+        cfg_float(c, "generation.temperature", 0, 0.0, &temp, err) ||
+        cfg_float(c, "generation.top_p", 0, 1.0, &top_p, err) ||
+        cfg_i64(c, "generation.seed", 0, 1, &seed, err) ||
+        cfg_string_list(c, "generation.stop", 0, &stops, &n_stop, err) ||
+        cfg_bool(c, "metrics.stem", 0, 0, &stem, err) ||
+        cfg_enum(c, "metrics.tokenization", 0, 0, TOK_NAMES, &tokmode, err))
+        return LC_FAIL;
+    if (n_stop > GEN_MAX_STOP || max_new <= 0 || temp < 0 || !(top_p > 0 && top_p <= 1)) {
+        free(stops);
+        return lc_errf(err, "%s: generation values out of range (max_new_tokens > 0, temperature "
+                       ">= 0, 0 < top_p <= 1, at most %d stop strings)", cfg_path(c), GEN_MAX_STOP);
+    }
+    g->max_new_tokens = max_new, g->temperature = (float)temp, g->top_p = (float)top_p;
+    g->seed = (uint64_t)seed, g->n_stop = n_stop;
+    for (int i = 0; i < n_stop; i++) g->stop[i] = stops[i];
+    free(stops);
+    ro->stem = stem;
+    ro->tok = tokmode == 1 ? ROUGE_TOK_LATIN : ROUGE_TOK_ROUGE_SCORE;
+    return LC_OK;
+}
 
 static cJSON *prf_json(prf x) {
     cJSON *o = cJSON_CreateObject();
@@ -207,7 +244,12 @@ int evaluate_dataset(const model *m, const adapter_set *ad, const tokenizer *tok
     if (w) goto done;
     rc = LC_OK;
 done:
-    if (rc != LC_OK) eval_summary_free(out);
+    if (rc == LC_OK) {
+        out->predictions = preds;
+        preds = NULL;
+    } else {
+        eval_summary_free(out);
+    }
     free(lines);
     if (preds)
         for (int i = 0; i < d->n; i++) free(preds[i]);

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "config.h"
 #include "dataset.h"
 #include "lc_err.h"
 #include "metrics.h"
@@ -39,6 +40,7 @@ typedef struct {
     metrics_corpus scores;
     double seconds;
     long new_tokens;
+    char **predictions; /* (scores.n) the generated texts, in dataset order */
 } eval_summary;
 
 /* Generates for every example of d with (m, ad) and scores the outputs.
@@ -49,5 +51,9 @@ int evaluate_dataset(const model *m, const adapter_set *ad, const tokenizer *tok
                      const dataset *d, const gen_opts *g, const rouge_opts *ro,
                      const char *out_dir, const char *label, eval_summary *out, lc_err *err);
 void eval_summary_free(eval_summary *s);
+
+/* Reads the shared `generation.*` and `metrics.*` keys (configs/README.md)
+ * and checks their ranges. g->stop points at strings owned by c. */
+int eval_opts_from_cfg(cfg *c, gen_opts *g, rouge_opts *ro, lc_err *err);
 
 #endif

@@ -60,8 +60,8 @@ int merge_spec_validate(const merge_spec *s, lora *const *ls, int n, const model
 int merge_gives_lora(const merge_spec *s);
 
 /* The merged delta of one module: out (out_m, in_m) row-major, float64.
- * For LoRA-form methods this is the product B A of the merged LoRA (before
- * any SVD truncation for ties/dare; svd gives the truncated product).
+ * For LoRA-form methods this is the product B A of the merged LoRA (svd,
+ * and ties/dare_* with svd_rank > 0, give the rank-truncated product).
  * *adapted = 0 (and out zeroed) when no adapter adapts (layer, m). */
 int merge_module_delta(const merge_spec *s, lora *const *ls, int n, const model_config *c,
                        int layer, module_kind m, double *out, int *adapted, lc_err *err);

@@ -2,6 +2,8 @@
  * training loop shared by `train` and `calibrate` (see trainer.h). */
 #include "trainer.h"
 
+#include "config.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -591,4 +593,47 @@ done:
     }
     adamw_free(&opt);
     return rc;
+}
+
+/* ---- config ------------------------------------------------------------------ */
+
+int train_opts_from_cfg(cfg *c, int max_len, int keep_best_default, train_opts *o, lc_err *err) {
+    const char *src = cfg_path(c);
+    int sched, steps;
+    long long seed, warmup;
+    memset(o, 0, sizeof *o);
+    if (cfg_int(c, "training.batch_size", 0, 8, &o->batch_size, err) ||
+        cfg_int(c, "training.seq_len", 0, max_len - 1, &o->seq_len, err) ||
+        cfg_int(c, "training.grad_accum", 0, 1, &o->grad_accum, err) ||
+        cfg_int(c, "training.steps", 1, 0, &steps, err) ||
+        cfg_i64(c, "training.seed", 0, 1, &seed, err) ||
+        cfg_bool(c, "training.shuffle", 0, 1, &o->shuffle, err) ||
+        cfg_int(c, "training.eval_every", 0, 100, &o->eval_every, err) ||
+        cfg_int(c, "training.eval_batches", 0, 0, &o->eval_batches, err) ||
+        cfg_int(c, "training.checkpoint_every", 0, 100, &o->checkpoint_every, err) ||
+        cfg_int(c, "training.log_every", 0, 10, &o->log_every, err) ||
+        cfg_bool(c, "training.keep_best", 0, keep_best_default, &o->keep_best, err) ||
+        cfg_float(c, "optimizer.lr", 0, 1e-3, &o->lr, err) ||
+        cfg_float(c, "optimizer.beta1", 0, 0.9, &o->beta1, err) ||
+        cfg_float(c, "optimizer.beta2", 0, 0.999, &o->beta2, err) ||
+        cfg_float(c, "optimizer.eps", 0, 1e-8, &o->eps, err) ||
+        cfg_float(c, "optimizer.weight_decay", 0, 0.0, &o->weight_decay, err) ||
+        cfg_float(c, "optimizer.grad_clip", 0, 1.0, &o->grad_clip, err) ||
+        cfg_enum(c, "optimizer.schedule", 0, SCHED_COSINE, SCHED_NAMES, &sched, err) ||
+        cfg_i64(c, "optimizer.warmup_steps", 0, 0, &warmup, err) ||
+        cfg_float(c, "optimizer.min_lr_ratio", 0, 0.0, &o->min_lr_ratio, err))
+        return LC_FAIL;
+    o->steps = steps, o->seed = (uint64_t)seed, o->schedule = sched, o->warmup = (long)warmup;
+    if (o->batch_size <= 0 || o->seq_len <= 0 || o->grad_accum <= 0 || steps <= 0 ||
+        max_len < 2 || o->log_every <= 0 || warmup < 0)
+        return lc_errf(err, "%s: training.batch_size, seq_len, grad_accum, steps, log_every must be "
+                       "positive, warmup_steps >= 0 and data.max_len >= 2", src);
+    if (max_len > o->seq_len + 1)
+        return lc_errf(err, "%s: data.max_len (%d) must be <= training.seq_len + 1 (%d)", src,
+                       max_len, o->seq_len + 1);
+    if (!(o->lr > 0) || !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) ||
+        !(o->eps > 0) || o->weight_decay < 0 || o->min_lr_ratio < 0 || o->min_lr_ratio > 1)
+        return lc_errf(err, "%s: optimizer values out of range (lr > 0, 0 <= betas < 1, eps > 0, "
+                       "weight_decay >= 0, 0 <= min_lr_ratio <= 1)", src);
+    return LC_OK;
 }

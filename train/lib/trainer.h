@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "dataset.h"
 #include "lc_err.h"
 #include "model.h"
@@ -127,6 +128,11 @@ typedef struct {
 int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_id,
                     const train_opts *o, int resume, adapter_save_fn save, void *save_ctx,
                     train_result *res, lc_err *err);
+
+/* Reads the shared `training.*` and `optimizer.*` keys (configs/README.md)
+ * and checks their ranges; seq_len defaults to max_len - 1. out_dir, what
+ * and stop_after are left for the caller. */
+int train_opts_from_cfg(cfg *c, int max_len, int keep_best_default, train_opts *o, lc_err *err);
 
 /* Mean token loss of `d` (first max_batches batches of size B x T; 0 = all)
  * in file order. */
