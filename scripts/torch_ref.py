@@ -57,6 +57,13 @@ Writes tiny random test cases, one directory per case, OUTDIR/<case>/:
                       base_model.model.model.layers.{i}.self_attn.q_proj.lora_B.weight (out, r)
                       (mlp modules: ...layers.{i}.mlp.gate_proj.lora_A.weight).
                       B is non-zero so every gradient is non-trivial.
+  loraN/coef.safetensors  (F32, only for a LoRA whose spec has coef=True)
+                      one tensor "coef" (L, 7): the learned-merge coefficient
+                      c[l, m] per (layer, module), module order q,k,v,o,
+                      gate,up,down (kernels/model.h lora.coef); the LoRA term
+                      of an adapted module is multiplied by it. Drawn from a
+                      separate generator so the other random draws (and the
+                      other cases) are unchanged.
   calibN.safetensors  (F32) Learnable Calibration:
                       bias:    calib.<m>.bias  (out)      or (L, out) per layer
                       lowrank: calib.<m>.P1    (k, in)    or (L, k, in)
@@ -73,15 +80,18 @@ Writes tiny random test cases, one directory per case, OUTDIR/<case>/:
                         padding), logits (B,T,V), loss [1],
                         grad.input_embeddings (B,T,D)  dloss/d(embedding output),
                         grad.lora{N}.<PEFT name>   every tensor of every LoRA,
+                        grad.lora{N}.coef          (L, 7) for a LoRA with coef
+                                                   (0 where not adapted),
                         grad.calib{N}.<calib name> every calibration tensor,
                         grad.model.<HF name>       every base tensor, only when
                                                    full_grad (tied: the embedding
                                                    gradient includes the classifier's).
 
 Maths (mirrors kernels/model.h). Every linear module m (q,k,v,o,gate,up,down):
-    y = W x + b + sum_i w_i s_i B_i (A_i x) + sum_c [p_c,m  or  P2_c,m (P1_c,m x)]
+    y = W x + b + sum_i c_i,l,m w_i s_i B_i (A_i x) + sum_c [p_c,m  or  P2_c,m (P1_c,m x)]
 with s_i = alpha/r (alpha/sqrt(r) with rsLoRA), w_i the merge weight in
-case.json. Decoder: h = embed[tokens]; per layer h += o(attn(rms(h))),
+case.json, c_i,l,m the LoRA's coefficient (1 without coef.safetensors).
+Decoder: h = embed[tokens]; per layer h += o(attn(rms(h))),
 h += down(silu(gate(rms(h))) * up(rms(h))); logits = lm_head(rms(h)).
 RMSNorm x * rsqrt(mean(x^2) + eps) * w. RoPE in HF rotate_half form (pairs
 (i, i + hd/2)), inv_freq_i = 1/theta^(2i/hd), Llama-3 scaling as in HF's
@@ -354,7 +364,8 @@ def rotate_half(x):
 
 class Adapters:
     """LoRAs and calibrations active in one pass, as float64 tensors.
-    loras: list of dicts {scale, weight, A: {(l, m): (r,in)}, B: {...}}
+    loras: list of dicts {scale, weight, A: {(l, m): (r,in)}, B: {...},
+                          coef: None or {"coef": (L, 7)}}
     calibs: list of dicts {kind, per_layer, modules, t: {name: tensor}}"""
 
     def __init__(self, loras, calibs):
@@ -365,7 +376,10 @@ class Adapters:
         for lo in self.loras:
             if (layer, m) in lo["A"]:
                 A, B = lo["A"][(layer, m)], lo["B"][(layer, m)]
-                y = y + (lo["weight"] * lo["scale"]) * ((x @ A.t()) @ B.t())
+                f = lo["weight"] * lo["scale"]
+                if lo.get("coef"):
+                    f = f * lo["coef"]["coef"][layer, MOD_NAMES.index(m)]
+                y = y + f * ((x @ A.t()) @ B.t())
         for c in self.calibs:
             if m not in c["modules"]:
                 continue
@@ -445,7 +459,8 @@ CASES = [
     dict(name="llama_gqa", seed=1001, dtype="F32", shards=1,
          cfg=dict(arch="llama", D=48, L=2, H=4, Hkv=2, F=80, V=67),
          loras=[dict(r=4, alpha=8.0, rslora=False, modules=ALL, layers=None, weight=0.7),
-                dict(r=3, alpha=6.0, rslora=True, modules=ALL, layers=None, weight=0.4)],
+                dict(r=3, alpha=6.0, rslora=True, modules=ALL, layers=None, weight=0.4,
+                     coef=True)],
          calibs=[dict(kind="bias", per_layer=False, modules=ALL),
                  dict(kind="lowrank", k=2, per_layer=False, modules=ALL)],
          B=2, T=9, full_grad=False),
@@ -453,7 +468,7 @@ CASES = [
          cfg=dict(arch="qwen2", D=48, L=3, H=6, Hkv=2, F=64, V=71, eps=1e-6,
                   theta=1e6, tied=True),
          loras=[dict(r=4, alpha=16.0, rslora=False, modules=["q", "v", "down"],
-                     layers=[0, 2], weight=1.0)],
+                     layers=[0, 2], weight=1.0, coef=True)],
          calibs=[dict(kind="bias", per_layer=True, modules=ALL),
                  dict(kind="lowrank", k=3, per_layer=True, modules=ALL)],
          B=2, T=8, full_grad=True),
@@ -567,6 +582,14 @@ def write_lora(d, cfg, spec):
     st_write(os.path.join(d, "adapter_model.safetensors"), items)
 
 
+def write_coef(d, cfg, seed):
+    """coef.safetensors: (L, 7) coefficients in [-0.5, 1.5) (F32) from a
+    generator of their own, so no other random draw moves."""
+    gen = torch.Generator().manual_seed(seed)
+    c = torch.rand(cfg.L, len(MOD_NAMES), generator=gen, dtype=torch.float32) * 2 - 0.5
+    st_write(os.path.join(d, "coef.safetensors"), [("coef", c.numpy(), "F32")])
+
+
 def write_calib(path, cfg, spec):
     """Calibration safetensors (F32) with non-zero random values."""
     per = spec["per_layer"]
@@ -593,7 +616,12 @@ def read_lora(d, weight, cfg):
     t, _ = st_read(os.path.join(d, "adapter_model.safetensors"))
     r = ac["r"]
     scale = ac["lora_alpha"] / (math.sqrt(r) if ac.get("use_rslora") else r)
-    lo = {"scale": scale, "weight": weight, "A": {}, "B": {}}
+    lo = {"scale": scale, "weight": weight, "A": {}, "B": {}, "coef": None}
+    cp = os.path.join(d, "coef.safetensors")
+    if os.path.exists(cp):
+        c = st_read(cp)[0]["coef"]
+        assert c.shape == (cfg.L, len(MOD_NAMES)), "coef shape in " + cp
+        lo["coef"] = {"coef": torch.tensor(c, requires_grad=True)}
     for l in range(cfg.L):
         for m in MOD_NAMES:
             na, nb = lora_name(l, m, "A"), lora_name(l, m, "B")
@@ -634,6 +662,8 @@ def run_case(case, outdir):
                 case["shards"])
     for i, s in enumerate(case["loras"]):
         write_lora(os.path.join(d, "lora%d" % i), cfg, s)
+        if s.get("coef"):
+            write_coef(os.path.join(d, "lora%d" % i), cfg, case["seed"] * 100 + i)
     for i, s in enumerate(case["calibs"]):
         write_calib(os.path.join(d, "calib%d.safetensors" % i), cfg, s)
     tokens, targets = make_tokens(cfg, B, T)
@@ -681,6 +711,10 @@ def run_case(case, outdir):
         for n, _ in hf_names(cfg):
             ref.append(("grad.model." + n, W[n].grad.numpy(), "F64"))
             slots.append(("model." + n, W, n))
+    for i, lo in enumerate(loras):  # last, so the other slots' probes are unchanged
+        if lo["coef"]:
+            ref.append(("grad.lora%d.coef" % i, lo["coef"]["coef"].grad.numpy(), "F64"))
+            slots.append(("lora%d.coef" % i, lo["coef"], "coef"))
 
     # ---- verify the gradients ------------------------------------------------
     gc_ok, fd_err = verify(cfg, W, ad, tokens, targets, delta.grad, slots)

@@ -9,9 +9,12 @@
  *   loss             relative error          <= 1e-5
  *   every gradient   normwise relative error <= 1e-3
  * (normwise: max|c - r| / max|r| over the tensor).
- * Cases: Llama with GQA and two weighted LoRAs on all seven modules + LC + LC++
- * shared; Qwen2 with q/k/v biases, tied classifier, LoRA on a layer subset, LC
- * and LC++ per layer, and every base-weight gradient (full training); Llama-3
+ * Cases: Llama with GQA and two weighted LoRAs on all seven modules (the second
+ * with learned-merge coefficients per (layer, module), lora.coef, whose
+ * gradient gcoef is compared too) + LC + LC++ shared; Qwen2 with q/k/v
+ * biases, tied classifier, LoRA with coefficients on a layer and module
+ * subset (gcoef 0 where not adapted), LC and LC++ per layer, and every
+ * base-weight gradient (full training); Llama-3
  * rope scaling with explicit head_dim, BF16 sharded weights, negative LoRA
  * weight; Mistral-like multi-query with F16 weights. */
 #include <cjson/cJSON.h>
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "loaders.h"
 #include "model.h"
@@ -101,6 +105,19 @@ static void run_case(const char *name) {
         cr_assert_eq(lora_load(&loras[i], &m.cfg, path, &err), LC_OK, "%s", err.msg);
         loras[i].weight = (float)cJSON_GetObjectItem(e, "weight")->valuedouble;
         cr_assert_eq(lora_enable_grad(&loras[i], &err), LC_OK);
+        /* learned-merge coefficients c (L, 7), trainable */
+        char cpath[1100];
+        snprintf(cpath, sizeof cpath, "%s/coef.safetensors", path);
+        if (access(cpath, F_OK) == 0) {
+            tensor_file *tc;
+            int64_t shape[2] = {loras[i].n_layers, MOD_COUNT};
+            cr_assert_eq(tensor_file_open(&tc, cpath, &err), LC_OK, "%s", err.msg);
+            cr_assert_eq(lora_enable_coef(&loras[i], 1.0f, 1, &err), LC_OK, "%s", err.msg);
+            cr_assert_eq(tensor_file_read_f32(tc, "coef", 2, shape, loras[i].coef, &err), LC_OK, "%s",
+                         err.msg);
+            cr_assert_not_null(loras[i].gcoef);
+            tensor_file_free(tc);
+        }
         ad.loras[ad.n_loras++] = &loras[i];
     }
     for (int i = 0; i < cJSON_GetArraySize(jc); i++) {
@@ -135,6 +152,7 @@ static void run_case(const char *name) {
 
     compare_grad(&cx, "grad.input_embeddings", model_acts_demb(a), (size_t)B * T * m.cfg.dim);
     char tn[256], full_name[300];
+    int n_coef = 0;
     for (int i = 0; i < ad.n_loras; i++) {
         lora *l = &loras[i];
         for (int layer = 0; layer < l->n_layers; layer++)
@@ -148,6 +166,14 @@ static void run_case(const char *name) {
                     compare_grad(&cx, full_name, isb ? l->gB[s] : l->gA[s], n);
                 }
             }
+        snprintf(full_name, sizeof full_name, "grad.lora%d.coef", i);
+        cr_assert_eq(tensor_file_find(cx.ref, full_name) != NULL, l->gcoef != NULL,
+                     "%s: reference %s '%s' but the LoRA %s coefficients", name,
+                     l->gcoef ? "lacks" : "has", full_name, l->gcoef ? "has" : "has no");
+        if (l->gcoef) {
+            compare_grad(&cx, full_name, l->gcoef, (size_t)l->n_layers * MOD_COUNT);
+            n_coef++;
+        }
     }
     for (int i = 0; i < ad.n_cals; i++) {
         calib *cb = &cals[i];
@@ -170,7 +196,7 @@ static void run_case(const char *name) {
         }
     }
     if (full) model_for_each_tensor(&m, model_grad_fn, &cx);
-    fprintf(stderr, "reference %s: logits rel err %.2g, loss %.8f vs %.8f, %d gradient tensors, worst rel err %.2g\n", name, el, loss, rloss, cx.n_checked, cx.worst);
+    fprintf(stderr, "reference %s: logits rel err %.2g, loss %.8f vs %.8f, %d gradient tensors (%d LoRA coefficient sets), worst rel err %.2g\n", name, el, loss, rloss, cx.n_checked, n_coef, cx.worst);
     cr_assert_gt(cx.n_checked, 5);
 
     free(rl);
