@@ -36,7 +36,7 @@
 
 static void usage(FILE *f) {
     fputs("usage: calibrate --config FILE.json [--resume] [--only M1,M2] [--tasks T1,T2]\n"
-          "       calibrate --account PATH/config.json [--lora-rank R] [--lc-rank K]\n"
+          "       calibrate --account PATH/config.json [--account ...] [--lora-rank R] [--lc-rank K]\n"
           "\n"
           "Runs every (task, method) job of the config: baselines (zero-shot, main- and\n"
           "auxiliary-task LoRA, multi-step, joint expert), LoRA merges (linear, concat,\n"
@@ -52,7 +52,8 @@ static void usage(FILE *f) {
           "  --only LIST       run only these methods (comma-separated names)\n"
           "  --tasks LIST      run only these tasks\n"
           "  --account CONFIG  print extra parameters and storage of LC, LC++ and a\n"
-          "                    joint-expert LoRA for a Hugging Face config.json\n"
+          "                    joint-expert LoRA for a Hugging Face config.json (or\n"
+          "                    its folder); repeat for a table over several models\n"
           "  --lora-rank R     LoRA rank for --account (default 8)\n"
           "  --lc-rank K       LC++ rank for --account (default 4)\n"
           "  --help            this text\n",
@@ -1114,9 +1115,36 @@ static int in_list(const char *list, const char *name) {
     return 0;
 }
 
-static int account_main(const char *path, int lora_rank, int lc_rank) {
+/* --account: one table over every config given (labelled by folder). */
+static int account_main(const char *const *paths, int n, int lora_rank, int lc_rank) {
     lc_err err = {{0}};
-    if (account_print_file(stdout, path, lora_rank, lc_rank, &err)) {
+    model_config cfgs[16];
+    char names[16][128];
+    const char *np[16];
+    for (int i = 0; i < n; i++) {
+        if (account_load_config(paths[i], &cfgs[i], &err)) {
+            fprintf(stderr, "calibrate: %s\n", err.msg);
+            return 1;
+        }
+        /* label: the folder holding config.json (or the folder given) */
+        char buf[4096];
+        snprintf(buf, sizeof buf, "%s", paths[i]);
+        size_t l = strlen(buf);
+        while (l > 1 && buf[l - 1] == '/') buf[--l] = 0;
+        if (l >= 11 && !strcmp(buf + l - 11, "config.json")) {
+            buf[l - 11] = 0;
+            l = strlen(buf);
+            while (l > 1 && buf[l - 1] == '/') buf[--l] = 0;
+        }
+        const char *slash = strrchr(buf, '/');
+        snprintf(names[i], sizeof names[i], "%s", slash ? slash + 1 : buf);
+        np[i] = names[i];
+    }
+    account_opts o;
+    account_opts_default(&o);
+    o.lora_rank = lora_rank;
+    o.lc_rank = lc_rank;
+    if (account_print_table(stdout, np, cfgs, n, &o, &err)) {
         fprintf(stderr, "calibrate: %s\n", err.msg);
         return 1;
     }
@@ -1124,8 +1152,8 @@ static int account_main(const char *path, int lora_rank, int lc_rank) {
 }
 
 int main(int argc, char **argv) {
-    const char *cfg_file = NULL, *only = NULL, *tasks_only = NULL, *account = NULL;
-    int resume = 0, lora_rank = 8, lc_rank = 4;
+    const char *cfg_file = NULL, *only = NULL, *tasks_only = NULL, *account[16];
+    int resume = 0, lora_rank = 8, lc_rank = 4, n_account = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -1139,7 +1167,11 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--tasks") && i + 1 < argc) {
             tasks_only = argv[++i];
         } else if (!strcmp(argv[i], "--account") && i + 1 < argc) {
-            account = argv[++i];
+            if (n_account == 16) {
+                fprintf(stderr, "calibrate: at most 16 --account configs\n");
+                return 2;
+            }
+            account[n_account++] = argv[++i];
         } else if ((!strcmp(argv[i], "--lora-rank") || !strcmp(argv[i], "--lc-rank")) && i + 1 < argc) {
             char *end;
             long v = strtol(argv[i + 1], &end, 10);
@@ -1155,7 +1187,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (account) return account_main(account, lora_rank, lc_rank);
+    if (n_account) return account_main(account, n_account, lora_rank, lc_rank);
     if (!cfg_file) {
         fprintf(stderr, "calibrate: --config (or --account) is required (see --help)\n");
         return 2;

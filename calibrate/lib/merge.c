@@ -124,9 +124,11 @@ static int task_vector(const lora *lr, const model_config *c, int l, int m, doub
     }
     for (size_t k = 0; k < (size_t)r * in; k++) a[k] = lr->A[s][k];
     for (size_t k = 0; k < (size_t)out * r; k++) b[k] = lr->B[s][k];
+    /* the scale in float64 from alpha and r (lr->scale is its float32 copy) */
+    const double scale = lr->rslora ? (double)lr->alpha / sqrt((double)r) : (double)lr->alpha / r;
     // tau (out, in) = scale * B (out, r) · A (r, in)
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, r, lr->scale, b, r, a, in, 0.0,
-                tau, in);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, r, scale, b, r, a, in, 0.0, tau,
+                in);
     free(a), free(b);
     return LC_OK;
 }

@@ -2,12 +2,14 @@
 """Small compositional fixture for tests/test_calibrate.c, made from
 ../shared's DialogSum (deterministic; nothing random):
 
-  summarize.jsonl   {dialogue, summary}            single task 1
-  formal.jsonl      {text, formal}                 single task 2 (rule-made tone)
-  comp_{train,dev,test}.jsonl {dialogue, target}   compositional: formal(summary)
+  summarize.jsonl   {dialogue, summary}   single task
+  formal.jsonl      {text, formal}        single task (rule-made tone)
+  casual.jsonl      {text, casual}        single task (rule-made tone)
+  comp_<tone>_{train,dev,test}.jsonl {dialogue, target}: tone(summary)
 
-The tone rule: "Dear colleague, " + text + " Kind regards." (a rule, not a
-corpus; enough for a test that calibration learns the composition).
+The tone rules: formal = "Dear colleague, " + text + " Kind regards.",
+casual = "Hey! " + text + " Cheers!" (rules, not a corpus; enough for a
+test that calibration learns the composition).
 
     make_calib_fixture.py DIALOGSUM_DIR OUTDIR [--n 240]
 """
@@ -20,16 +22,20 @@ def formal(s):
     return "Dear colleague, " + s.strip() + " Kind regards."
 
 
+def casual(s):
+    return "Hey! " + s.strip() + " Cheers!"
+
+
 def main():
     src, out = sys.argv[1], sys.argv[2]
-    n = int(sys.argv[sys.argv.index("--n") + 1]) if "--n" in sys.argv else 240
+    n = int(sys.argv[sys.argv.index("--n") + 1]) if "--n" in sys.argv else 200
     rows = []
     with open(os.path.join(src, "train.jsonl"), encoding="utf-8") as f:
         for line in f:
             r = json.loads(line)
             if len(r["dialogue"]) < 700:  # short dialogues keep the test fast
                 rows.append(r)
-            if len(rows) >= 3 * n:
+            if len(rows) >= 5 * n:
                 break
     os.makedirs(out, exist_ok=True)
 
@@ -38,15 +44,17 @@ def main():
             for it in items:
                 f.write(json.dumps(it, ensure_ascii=False) + "\n")
 
-    a, b, c = rows[:n], rows[n:2 * n], rows[2 * n:]
+    a, b, c = rows[:n], rows[n:2 * n], rows[2 * n:3 * n]
     write("summarize.jsonl", [{"dialogue": r["dialogue"], "summary": r["summary"]} for r in a])
     write("formal.jsonl", [{"text": r["summary"], "formal": formal(r["summary"])} for r in b])
-    comp = [{"dialogue": r["dialogue"], "target": formal(r["summary"])} for r in c]
-    k = len(comp)
-    write("comp_train.jsonl", comp[: k * 3 // 5])
-    write("comp_dev.jsonl", comp[k * 3 // 5: k * 4 // 5])
-    write("comp_test.jsonl", comp[k * 4 // 5:])
-
+    write("casual.jsonl", [{"text": r["summary"], "casual": casual(r["summary"])} for r in c])
+    for k, (name, fn) in enumerate([("formal", formal), ("casual", casual)]):
+        part = rows[(3 + k) * n:(4 + k) * n]
+        comp = [{"dialogue": r["dialogue"], "target": fn(r["summary"])} for r in part]
+        m = len(comp)
+        write("comp_%s_train.jsonl" % name, comp[: m * 3 // 5])
+        write("comp_%s_dev.jsonl" % name, comp[m * 3 // 5: m * 4 // 5])
+        write("comp_%s_test.jsonl" % name, comp[m * 4 // 5:])
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,378 @@
+/* `calibrate` end to end.
+ *
+ * With ../shared: single-task LoRAs (summarize; two rule-made tones) are
+ * trained on the real stories260K base with DialogSum, then every kind of
+ * job runs on two compositional tasks (summary + tone); the test asserts
+ * that LC, LC++ and Shared LC lower the compositional validation loss
+ * relative to the plain merge, that the dense linear merge and the concat
+ * LoRA generate the same text, that results/recipes/calibrations are
+ * written and load back, and that --resume skips finished jobs. Also the
+ * --account numbers for Llama-3.2-1B.
+ *
+ * Without ../shared (a tiny self-made model and random LoRAs): bad configs
+ * and mismatched adapters fail with a clear message and a non-zero exit. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "account.h"
+#include "loaders.h"
+#include "model.h"
+#include "testutil.h"
+
+static char *read_all(const char *path) {
+    lc_err err;
+    return lc_read_file(path, NULL, &err);
+}
+
+static cJSON *read_json(const char *path) {
+    char *t = read_all(path);
+    cr_assert_not_null(t, "missing %s", path);
+    cJSON *j = cJSON_Parse(t);
+    free(t);
+    cr_assert_not_null(j, "invalid JSON in %s", path);
+    return j;
+}
+
+static double jnum(const cJSON *j, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
+    cr_assert(cJSON_IsNumber(v), "key '%s' missing or not a number", k);
+    return v->valuedouble;
+}
+
+/* ---- with ../shared ------------------------------------------------------ */
+
+Test(calibrate, account_llama_3_2_1b) {
+    TU_REQUIRE_SHARED();
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s --account %s/hf-configs/llama-3.2-1b/config.json", tu_bin("calibrate"),
+             tu_shared_assets());
+    int st;
+    char *out = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0);
+    cr_assert(strstr(out, "| LC (bias) | 1 | 23,552 |") != NULL, "LC row not 23,552:\n%s", out);
+    cr_assert(strstr(out, "| LC++ (k = 4) | 1 | 176,128 |") != NULL, "%s", out);
+    free(out);
+    /* the same number straight from the library */
+    model_config c;
+    lc_err err;
+    snprintf(cmd, sizeof cmd, "%s/hf-configs/llama-3.2-1b/config.json", tu_shared_assets());
+    cr_assert_eq(account_load_config(cmd, &c, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(account_lc_params(&c, MOD_MASK_ALL, 0), 23552);
+}
+
+static void train_lora(const char *dir, const char *name, const char *data, const char *ptpl,
+                       const char *ttpl, int max_len) {
+    const char *S = tu_shared_assets();
+    char path[1024], text[4096];
+    snprintf(path, sizeof path, "%s/%s.json", dir, name);
+    snprintf(text, sizeof text,
+             "{\"model\": \"%s/stories260K/stories260K.bin\", \"tokenizer\": \"%s/stories260K/tok512.bin\",\n"
+             " \"output_dir\": \"lora-%s\", \"lora\": {\"rank\": 4, \"alpha\": 8},\n"
+             " \"data\": {\"train\": \"data/%s\", \"prompt_template\": \"%s\", \"target_template\": \"%s\", "
+             "\"max_len\": %d},\n"
+             " \"training\": {\"batch_size\": 8, \"steps\": 30, \"log_every\": 30, \"checkpoint_every\": 0},\n"
+             " \"optimizer\": {\"lr\": 0.004}}\n",
+             S, S, name, data, ptpl, ttpl, max_len);
+    cr_assert_eq(tu_write_file(path, text, strlen(text)), 0);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s --config %s 2>%s/%s.log", tu_bin("train"), path, dir, name);
+    cr_assert_eq(tu_system(cmd), 0, "train %s failed (see %s/%s.log)", name, dir, name);
+}
+
+/* "summary+formal" and "summary+casual": family "tone" for Shared LC. */
+static void write_cal_config(const char *dir, const char *methods) {
+    const char *S = tu_shared_assets();
+    char path[1024];
+    static char text[16384];
+    const char *task =
+        "{\"name\": \"summary+%s\", \"family\": \"tone\", \"adapters\": [\"summarize\", \"%s\"],\n"
+        "  \"data\": {\"train\": \"data/comp_%s_train.jsonl\", \"validation\": \"data/comp_%s_dev.jsonl\",\n"
+        "           \"test\": \"data/comp_%s_test.jsonl\", \"prompt_template\": \"{dialogue}\\n%s summary:\",\n"
+        "           \"target_template\": \" {target}\", \"max_len\": 320, \"max_test_examples\": 4},\n"
+        "  \"multi_step\": {\"first_prompt_template\": \"{dialogue}\\nSummary:\",\n"
+        "                 \"second_prompt_template\": \"{output}\\n%s:\"}}";
+    char t1[2048], t2[2048];
+    snprintf(t1, sizeof t1, task, "formal", "formal", "formal", "formal", "formal", "Formal", "Formal");
+    snprintf(t2, sizeof t2, task, "casual", "casual", "casual", "casual", "casual", "Casual", "Casual");
+    snprintf(text, sizeof text,
+             "{\"model\": \"%s/stories260K/stories260K.bin\", \"tokenizer\": \"%s/stories260K/tok512.bin\",\n"
+             " \"output_dir\": \"cal\",\n"
+             " \"adapters\": [{\"name\": \"summarize\", \"path\": \"lora-summarize/final\"},\n"
+             "              {\"name\": \"formal\", \"path\": \"lora-formal/final\"},\n"
+             "              {\"name\": \"casual\", \"path\": \"lora-casual/final\"}],\n"
+             " \"tasks\": [%s,\n%s],\n"
+             " \"methods\": [%s],\n"
+             " \"training\": {\"batch_size\": 8, \"steps\": 24, \"eval_every\": 24, \"log_every\": 12,\n"
+             "              \"checkpoint_every\": 12},\n"
+             " \"optimizer\": {\"lr\": 0.01},\n"
+             " \"generation\": {\"max_new_tokens\": 16, \"stop\": [\"\\n\"]}}\n",
+             S, S, t1, t2, methods);
+    snprintf(path, sizeof path, "%s/cal.json", dir);
+    cr_assert_eq(tu_write_file(path, text, strlen(text)), 0);
+}
+
+static cJSON *job_results(const char *dir, const char *task, const char *method) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/cal/%s/%s/results.json", dir, task, method);
+    return read_json(path);
+}
+
+Test(calibrate, calibration_lowers_compositional_loss, .timeout = 1800) {
+    TU_REQUIRE_SHARED();
+    const char *dir = tu_tmpdir();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/data/make_calib_fixture.py %s/dialogsum %s/data",
+             tu_source_dir(), tu_shared_assets(), dir);
+    cr_assert_eq(tu_system(cmd), 0, "fixture script failed");
+    train_lora(dir, "summarize", "summarize.jsonl", "{dialogue}\\nSummary:", " {summary}", 320);
+    train_lora(dir, "formal", "formal.jsonl", "{text}\\nFormal:", " {formal}", 160);
+    train_lora(dir, "casual", "casual.jsonl", "{text}\\nCasual:", " {casual}", 160);
+    write_cal_config(dir,
+                     "{\"name\": \"zero-shot\", \"type\": \"zero_shot\"},\n"
+                     "{\"name\": \"multi-step\", \"type\": \"multi_step\"},\n"
+                     "{\"name\": \"linear\", \"type\": \"merge\", \"merge\": {\"method\": \"linear\"}},\n"
+                     "{\"name\": \"concat\", \"type\": \"merge\", \"merge\": {\"method\": \"concat\"}},\n"
+                     "{\"name\": \"TIES\", \"type\": \"merge\", \"merge\": {\"method\": \"ties\", \"density\": 0.5}},\n"
+                     "{\"name\": \"LC\", \"type\": \"calibrate\", \"calibration\": {\"kind\": \"bias\"}},\n"
+                     "{\"name\": \"LC++\", \"type\": \"calibrate\", \"calibration\": {\"kind\": \"lowrank\", \"rank\": 2}},\n"
+                     "{\"name\": \"Shared LC\", \"type\": \"calibrate\", \"shared\": true, \"calibration\": {\"kind\": \"bias\"}}");
+    snprintf(cmd, sizeof cmd, "cd %s && %s --config cal.json 2>cal.log", dir, tu_bin("calibrate"));
+    cr_assert_eq(tu_system(cmd), 0, "calibrate failed (see %s/cal.log)", dir);
+
+    const char *tasks[2] = {"summary+formal", "summary+casual"};
+    for (int t = 0; t < 2; t++) {
+        const char *cal[3] = {"LC", "LC++", "Shared_LC"};
+        for (int k = 0; k < 3; k++) {
+            cJSON *r = job_results(dir, tasks[t], cal[k]);
+            double before = jnum(r, "val_loss_merge"), after = jnum(r, "val_loss_calibrated");
+            fprintf(stderr, "calibrate test: %s / %s: validation loss merge %.4f -> calibrated %.4f\n",
+                    tasks[t], cal[k], before, after);
+            cr_assert(after < before - 0.05, "%s / %s: calibration did not lower the validation loss "
+                      "(%.4f -> %.4f)", tasks[t], cal[k], before, after);
+            cr_assert_eq(jnum(r, "inference_passes"), 1);
+            cJSON_Delete(r);
+        }
+        /* dense linear merge == concat LoRA: same predictions */
+        char p1[1024], p2[1024];
+        snprintf(p1, sizeof p1, "%s/cal/%s/linear/predictions.jsonl", dir, tasks[t]);
+        snprintf(p2, sizeof p2, "%s/cal/%s/concat/predictions.jsonl", dir, tasks[t]);
+        char *a = read_all(p1), *b = read_all(p2);
+        cr_assert(a && b);
+        cr_assert_str_eq(a, b, "linear (dense) and concat (LoRA) generated different text");
+        free(a), free(b);
+        cJSON *ms = job_results(dir, tasks[t], "multi-step");
+        cr_assert_eq(jnum(ms, "inference_passes"), 2);
+        cJSON_Delete(ms);
+    }
+    /* the LC file loads back with the advertised size */
+    model_config c;
+    lc_err err;
+    char path[1024];
+    model m;
+    snprintf(path, sizeof path, "%s/stories260K/stories260K.bin", tu_shared_assets());
+    cr_assert_eq(model_load(&m, path, &err), LC_OK, "%s", err.msg);
+    c = m.cfg;
+    calib cb;
+    snprintf(path, sizeof path, "%s/cal/summary+formal/LC/calibration.h5", dir);
+    cr_assert_eq(calib_load(&cb, &c, path, &err), LC_OK, "%s", err.msg);
+    cJSON *lc = job_results(dir, "summary+formal", "LC");
+    cr_assert_eq((size_t)jnum(lc, "extra_params"), cb.n_params);
+    cr_assert_eq((long long)cb.n_params, (long long)account_lc_params(&c, MOD_MASK_ALL, 0));
+    cr_assert_eq(jnum(lc, "extra_bytes_fp16"), 2.0 * cb.n_params);
+    cJSON_Delete(lc);
+    calib_free(&cb);
+    model_free(&m);
+    /* one Shared LC for the family: the same file in both tasks */
+    char s1[1024], s2[1024];
+    snprintf(s1, sizeof s1, "%s/cal/summary+formal/Shared_LC/calibration.h5", dir);
+    snprintf(s2, sizeof s2, "%s/cal/summary+casual/Shared_LC/calibration.h5", dir);
+    size_t n1, n2;
+    char *f1 = lc_read_file(s1, &n1, &err), *f2 = lc_read_file(s2, &n2, &err);
+    cr_assert(f1 && f2);
+    free(f1), free(f2);
+    /* summary files */
+    cJSON *all = read_json((snprintf(path, sizeof path, "%s/cal/results.json", dir), path));
+    cr_assert_eq(cJSON_GetArraySize(all), 16);
+    cJSON_Delete(all);
+    char *table = read_all((snprintf(path, sizeof path, "%s/cal/table.md", dir), path));
+    cr_assert(table && strstr(table, "| LC++ |"), "table.md lacks the LC++ row");
+    free(table);
+    /* --resume: every job is done, nothing reruns */
+    snprintf(cmd, sizeof cmd, "cd %s && %s --config cal.json --resume 2>&1", dir, tu_bin("calibrate"));
+    int st;
+    char *out = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert(strstr(out, "done already") && !strstr(out, "step 24/24"), "--resume reran jobs:\n%s", out);
+    free(out);
+}
+
+/* ---- without ../shared: bad input ------------------------------------------ */
+
+static char tdir[512];
+
+/* A tiny llama2.c model (+ tokenizer) and three PEFT LoRAs: two that fit,
+ * one made for a model with another width. */
+static void tiny_setup(void) {
+    snprintf(tdir, sizeof tdir, "%s", tu_tmpdir());
+    model_config c = {0};
+    strcpy(c.arch, "llama");
+    c.dim = 32, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 8;
+    c.hidden_dim = 48, c.vocab_size = 259, c.max_seq_len = 64;
+    c.norm_eps = 1e-5f, c.rope_theta = 10000.0f, c.tie_embeddings = 1, c.bos_id = 1, c.eos_id = 2;
+    model m;
+    lc_err err;
+    char p[1024];
+    cr_assert_eq(model_init(&m, &c, &err), LC_OK);
+    model_init_random(&m, 0.1f, 1);
+    snprintf(p, sizeof p, "%s/model.bin", tdir);
+    cr_assert_eq(model_save_llama2c(&m, p, &err), LC_OK, "%s", err.msg);
+    model_free(&m);
+    /* tokenizer: <unk>, <s>, </s>, 256 bytes */
+    snprintf(p, sizeof p, "%s/tok259.bin", tdir);
+    FILE *f = fopen(p, "wb");
+    cr_assert_not_null(f);
+    int maxlen = 8;
+    fwrite(&maxlen, 4, 1, f);
+    for (int i = 0; i < 259; i++) {
+        char piece[16];
+        float score = 0;
+        if (i == 0) strcpy(piece, "<unk>");
+        else if (i == 1) strcpy(piece, "<s>");
+        else if (i == 2) strcpy(piece, "</s>");
+        else snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
+        int len = (int)strlen(piece);
+        fwrite(&score, 4, 1, f);
+        fwrite(&len, 4, 1, f);
+        fwrite(piece, 1, len, f);
+    }
+    fclose(f);
+    for (int k = 0; k < 3; k++) {
+        model_config cc = c;
+        if (k == 2) cc.dim = 40, cc.head_dim = 10; /* another base */
+        lora l;
+        cr_assert_eq(lora_init(&l, &cc, 2 + k % 2, 4.0f, 0, MOD_MASK_ALL, NULL, &err), LC_OK, "%s", err.msg);
+        lora_init_random(&l, 0.05f, 10 + k);
+        snprintf(p, sizeof p, "%s/lora%d", tdir, k);
+        cr_assert_eq(lc_make_dirs(p, &err), LC_OK);
+        cr_assert_eq(lora_save_peft(&l, p, &err), LC_OK, "%s", err.msg);
+        lora_free(&l);
+    }
+    snprintf(p, sizeof p, "%s/test.jsonl", tdir);
+    const char *rows = "{\"q\": \"hello\", \"a\": \"world\"}\n{\"q\": \"good\", \"a\": \"day\"}\n";
+    cr_assert_eq(tu_write_file(p, rows, strlen(rows)), 0);
+}
+
+/* Runs calibrate on a config whose adapters/tasks/methods parts are given;
+ * expects failure with `needle` in stderr. */
+static void expect_failure(const char *adapters, const char *tasks, const char *methods,
+                           const char *extra, const char *needle) {
+    char path[1024], text[8192], cmd[2048];
+    snprintf(path, sizeof path, "%s/bad.json", tdir);
+    snprintf(text, sizeof text,
+             "{\"model\": \"model.bin\", \"output_dir\": \"out\",\n \"adapters\": %s,\n \"tasks\": %s,\n"
+             " \"methods\": %s%s}\n",
+             adapters, tasks, methods, extra);
+    cr_assert_eq(tu_write_file(path, text, strlen(text)), 0);
+    snprintf(cmd, sizeof cmd, "%s --config %s 2>&1", tu_bin("calibrate"), path);
+    int st;
+    char *out = tu_capture(cmd, &st);
+    cr_assert_neq(st, 0, "calibrate accepted a bad config (%s):\n%s", needle, out);
+    cr_assert_lt(st, 128, "calibrate crashed (status %d):\n%s", st, out);
+    cr_assert(strstr(out, needle) != NULL, "expected '%s' in the message, got:\n%s", needle, out);
+    fprintf(stderr, "calibrate bad input: %s", out);
+    free(out);
+}
+
+#define ADS2 "[{\"name\": \"a\", \"path\": \"lora0\"}, {\"name\": \"b\", \"path\": \"lora1\"}]"
+#define TASK1 "[{\"name\": \"t\", \"adapters\": [\"a\", \"b\"], \"data\": {\"test\": \"test.jsonl\", " \
+              "\"prompt_template\": \"{q}\", \"target_template\": \" {a}\", \"max_len\": 32}}]"
+
+Test(calibrate_bad_input, unknown_merge_method, .init = tiny_setup) {
+    expect_failure(ADS2, TASK1, "[{\"name\": \"m\", \"type\": \"merge\", \"merge\": {\"method\": \"average\"}}]",
+                   "", "methods[0].merge.method");
+}
+
+Test(calibrate_bad_input, unknown_method_type, .init = tiny_setup) {
+    expect_failure(ADS2, TASK1, "[{\"name\": \"m\", \"type\": \"magic\"}]", "", "methods[0].type");
+}
+
+Test(calibrate_bad_input, density_out_of_range, .init = tiny_setup) {
+    expect_failure(ADS2, TASK1,
+                   "[{\"name\": \"m\", \"type\": \"merge\", \"merge\": {\"method\": \"ties\", \"density\": 0}}]",
+                   "", "merge.density");
+    expect_failure(ADS2, TASK1,
+                   "[{\"name\": \"m\", \"type\": \"merge\", \"merge\": {\"method\": \"dare_linear\", \"density\": 1.5}}]",
+                   "", "merge.density");
+}
+
+Test(calibrate_bad_input, svd_rank_larger_than_module, .init = tiny_setup) {
+    expect_failure(ADS2, TASK1,
+                   "[{\"name\": \"m\", \"type\": \"merge\", \"merge\": {\"method\": \"svd\", \"svd_rank\": 40}}]",
+                   "", "larger than module");
+}
+
+Test(calibrate_bad_input, slerp_needs_two_adapters, .init = tiny_setup) {
+    expect_failure("[{\"name\": \"a\", \"path\": \"lora0\"}, {\"name\": \"b\", \"path\": \"lora1\"}, "
+                   "{\"name\": \"c\", \"path\": \"lora0\"}]",
+                   "[{\"name\": \"t\", \"adapters\": [\"a\", \"b\", \"c\"], \"data\": {\"test\": \"test.jsonl\", "
+                   "\"prompt_template\": \"{q}\", \"target_template\": \" {a}\"}}]",
+                   "[{\"name\": \"m\", \"type\": \"merge\", \"merge\": {\"method\": \"slerp\"}}]", "",
+                   "exactly 2 adapters");
+}
+
+Test(calibrate_bad_input, missing_adapter_folder, .init = tiny_setup) {
+    expect_failure("[{\"name\": \"a\", \"path\": \"lora0\"}, {\"name\": \"b\", \"path\": \"no-such-lora\"}]",
+                   TASK1, "[{\"name\": \"z\", \"type\": \"zero_shot\"}]", "", "adapter 'b'");
+}
+
+Test(calibrate_bad_input, adapter_for_another_base, .init = tiny_setup) {
+    /* lora2 was made for a 40-wide model: the message names the adapter and the tensor */
+    expect_failure("[{\"name\": \"a\", \"path\": \"lora0\"}, {\"name\": \"b\", \"path\": \"lora2\"}]",
+                   TASK1, "[{\"name\": \"z\", \"type\": \"zero_shot\"}]", "", "adapter 'b'");
+    expect_failure("[{\"name\": \"a\", \"path\": \"lora0\"}, {\"name\": \"b\", \"path\": \"lora2\"}]",
+                   TASK1, "[{\"name\": \"z\", \"type\": \"zero_shot\"}]", "", "lora_A");
+}
+
+Test(calibrate_bad_input, task_names_unknown_adapter, .init = tiny_setup) {
+    expect_failure(ADS2,
+                   "[{\"name\": \"t\", \"adapters\": [\"a\", \"x\"], \"data\": {\"test\": \"test.jsonl\", "
+                   "\"prompt_template\": \"{q}\", \"target_template\": \" {a}\"}}]",
+                   "[{\"name\": \"z\", \"type\": \"zero_shot\"}]", "", "no adapter named 'x'");
+}
+
+Test(calibrate_bad_input, typo_in_key, .init = tiny_setup) {
+    expect_failure(ADS2, TASK1, "[{\"name\": \"z\", \"type\": \"zero_shot\"}]",
+                   ", \"generaton\": {\"max_new_tokens\": 4}", "unknown key 'generaton'");
+}
+
+Test(calibrate_bad_input, calibration_without_training_data, .init = tiny_setup) {
+    expect_failure(ADS2, TASK1,
+                   "[{\"name\": \"LC\", \"type\": \"calibrate\", \"calibration\": {\"kind\": \"bias\"}}]",
+                   ", \"training\": {\"steps\": 2, \"batch_size\": 2}", "needs data.train");
+}
+
+Test(calibrate_bad_input, bad_calibration_module, .init = tiny_setup) {
+    expect_failure(ADS2, TASK1,
+                   "[{\"name\": \"LC\", \"type\": \"calibrate\", \"calibration\": {\"kind\": \"bias\", "
+                   "\"modules\": [\"q\", \"qq\"]}}]",
+                   ", \"training\": {\"steps\": 2}", "calibration.modules[1]");
+}
+
+Test(calibrate_bad_input, bad_cli) {
+    int st;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s --lora-rank 0 --account x 2>&1", tu_bin("calibrate"));
+    char *out = tu_capture(cmd, &st);
+    cr_assert_neq(st, 0);
+    cr_assert(strstr(out, "positive integer"), "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s --account /nonexistent/config.json 2>&1", tu_bin("calibrate"));
+    out = tu_capture(cmd, &st);
+    cr_assert_neq(st, 0);
+    cr_assert(strstr(out, "/nonexistent/config.json"), "%s", out);
+    free(out);
+}
