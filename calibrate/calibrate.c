@@ -1137,7 +1137,7 @@ static int account_main(const char *const *paths, int n, int lora_rank, int lc_r
             while (l > 1 && buf[l - 1] == '/') buf[--l] = 0;
         }
         const char *slash = strrchr(buf, '/');
-        snprintf(names[i], sizeof names[i], "%s", slash ? slash + 1 : buf);
+        snprintf(names[i], sizeof names[i], "%.127s", slash ? slash + 1 : buf);
         np[i] = names[i];
     }
     account_opts o;
