@@ -449,6 +449,7 @@ static int annotate_results(const char *dir, const task_entry *t, const method_e
     cJSON_AddStringToObject(r, "method", me->name);
     cJSON_AddStringToObject(r, "type", TYPE_NAMES[me->type]);
     cJSON_AddStringToObject(r, "table_metric", t->metric);
+    cJSON_AddStringToObject(r, "prompt_template", t->ptpl);
     cJSON_AddNumberToObject(r, "inference_passes", ji->passes);
     cJSON_AddNumberToObject(r, "extra_params", (double)ji->extra_params);
     cJSON_AddNumberToObject(r, "extra_bytes_fp16", 2.0 * (double)ji->extra_params);
@@ -510,23 +511,16 @@ static int evaluate_job(ctx_t *x, const model *m, const adapter_set *ad, task_en
 
 /* ---- merges ---------------------------------------------------------------------- */
 
-/* What a merge gives: the model to run (base or a merged copy) and its
- * adapter set (the merged LoRA when the merge is a LoRA). */
+/* A merge ready to run, plus the learned coefficients it was built with. */
 typedef struct {
-    model clone;
-    int cloned;
-    lora merged;
-    int have_lora;
+    merged_model mm;
     float *coef_store[ADAPTER_MAX];
-    model *m;
-    adapter_set ad;
-} merged_model;
+} job_merge;
 
-static void merged_free(merged_model *mm) {
-    if (mm->cloned) model_free(&mm->clone);
-    if (mm->have_lora) lora_free(&mm->merged);
-    for (int i = 0; i < ADAPTER_MAX; i++) free(mm->coef_store[i]);
-    memset(mm, 0, sizeof *mm);
+static void job_merge_free(job_merge *jm) {
+    merged_model_free(&jm->mm);
+    for (int i = 0; i < ADAPTER_MAX; i++) free(jm->coef_store[i]);
+    memset(jm, 0, sizeof *jm);
 }
 
 static int task_loras(ctx_t *x, const task_entry *t, lora **ls, lc_err *err) {
@@ -590,9 +584,9 @@ static int save_coefs(void *p, const char *dir, lc_err *err) {
 /* Builds the merged model of task t for method me (running the LoraHub
  * search or the coefficient training when the method needs one). */
 static int build_merge(ctx_t *x, task_entry *t, const method_entry *me, const char *dir,
-                       merged_model *mm, job_info *ji, lc_err *err) {
+                       job_merge *jm, job_info *ji, lc_err *err) {
     lora *ls[ADAPTER_MAX];
-    memset(mm, 0, sizeof *mm);
+    memset(jm, 0, sizeof *jm);
     if (task_loras(x, t, ls, err)) return LC_FAIL;
     merge_spec s = me->merge;
     const int n = t->n_ad;
@@ -645,7 +639,7 @@ static int build_merge(ctx_t *x, task_entry *t, const method_entry *me, const ch
         ji->val_loss_calibrated = res.last_val;
         ji->train_seconds = res.seconds;
         for (int i = 0; i < n; i++) {
-            mm->coef_store[i] = ls[i]->coef; /* keep the trained values for the merge */
+            jm->coef_store[i] = ls[i]->coef; /* keep the trained values for the merge */
             ls[i]->coef = NULL;
             s.weights[i] = 1.0; /* the coefficients started at w_i and carry it now */
         }
@@ -658,21 +652,11 @@ static int build_merge(ctx_t *x, task_entry *t, const method_entry *me, const ch
         }
         param_list_free(&pl);
         if (rc) return LC_FAIL;
-        s.coef = (const float *const *)mm->coef_store;
+        s.coef = (const float *const *)jm->coef_store;
     }
     ji->recipe = recipe_json(x, t, me, &s);
     ji->extra_params += merge_extra_params(&s, ls, n);
-    if (merge_gives_lora(&s)) {
-        if (merge_to_lora(&s, ls, n, &x->base.cfg, &mm->merged, err)) return LC_FAIL;
-        mm->have_lora = 1;
-        mm->m = &x->base;
-        mm->ad.loras[mm->ad.n_loras++] = &mm->merged;
-    } else {
-        if (model_clone(&mm->clone, &x->base, err)) return LC_FAIL;
-        mm->cloned = 1;
-        if (merge_into_model(&s, ls, n, &mm->clone, err)) return LC_FAIL;
-        mm->m = &mm->clone;
-    }
+    if (merged_model_build(&s, ls, n, &x->base, &jm->mm, err)) return LC_FAIL;
     return LC_OK;
 }
 
@@ -722,7 +706,7 @@ static int sources_val(ctx_t *x, train_source *src, int n, double *out, lc_err *
 static int train_calibration(ctx_t *x, const method_entry *me, task_entry **tasks, int nt,
                              const char *dir, calib *cb, double *val_before, double *val_after,
                              double *seconds, lc_err *err) {
-    merged_model mms[MAX_TASKS];
+    job_merge mms[MAX_TASKS];
     job_info jis[MAX_TASKS];
     train_source src[MAX_TASKS];
     adapter_set ads[MAX_TASKS];
@@ -736,8 +720,8 @@ static int train_calibration(ctx_t *x, const method_entry *me, task_entry **task
             goto done;
         }
         built = i + 1;
-        ads[i] = mms[i].ad;
-        src[i] = (train_source){mms[i].m, &ads[i], &tasks[i]->train,
+        ads[i] = mms[i].mm.ad;
+        src[i] = (train_source){mms[i].mm.m, &ads[i], &tasks[i]->train,
                                 tasks[i]->have_val ? &tasks[i]->val : NULL};
     }
     if (sources_val(x, src, nt, val_before, err)) goto done;
@@ -756,7 +740,7 @@ static int train_calibration(ctx_t *x, const method_entry *me, task_entry **task
     rc = LC_OK;
 done:
     for (int i = 0; i < built; i++) {
-        merged_free(&mms[i]);
+        job_merge_free(&mms[i]);
         cJSON_Delete(jis[i].recipe);
     }
     param_list_free(&pl);
@@ -908,11 +892,10 @@ static int run_job(ctx_t *x, task_entry *t, int mi, shared_calib *shared, int *n
         return rc;
     }
     case M_MERGE: {
-        merged_model mm;
-        if (build_merge(x, t, me, dir, &mm, &ji, err) == LC_OK) {
-            rc = evaluate_job(x, mm.m, &mm.ad, t, &t->test, me, dir, &ji, err);
-        }
-        merged_free(&mm);
+        job_merge jm;
+        if (build_merge(x, t, me, dir, &jm, &ji, err) == LC_OK)
+            rc = evaluate_job(x, jm.mm.m, &jm.mm.ad, t, &t->test, me, dir, &ji, err);
+        job_merge_free(&jm);
         cJSON_Delete(ji.recipe);
         return rc;
     }
@@ -952,31 +935,32 @@ static int run_job(ctx_t *x, task_entry *t, int mi, shared_calib *shared, int *n
                 return LC_FAIL;
             }
         }
-        merged_model mm;
-        if (build_merge(x, t, me, dir, &mm, &ji, err) == LC_OK) {
+        job_merge jm;
+        merged_model *mm = &jm.mm;
+        if (build_merge(x, t, me, dir, &jm, &ji, err) == LC_OK) {
             if (me->shared && t->have_val) {
                 /* per-task validation losses of the shared calibration */
-                if (eval_loss(mm.m, &mm.ad, &t->val, x->topt.batch_size, x->topt.seq_len, x->pad,
+                if (eval_loss(mm->m, &mm->ad, &t->val, x->topt.batch_size, x->topt.seq_len, x->pad,
                               x->topt.eval_batches, &vb, err) == LC_OK) {
-                    mm.ad.cals[mm.ad.n_cals++] = cb;
-                    if (eval_loss(mm.m, &mm.ad, &t->val, x->topt.batch_size, x->topt.seq_len, x->pad,
+                    mm->ad.cals[mm->ad.n_cals++] = cb;
+                    if (eval_loss(mm->m, &mm->ad, &t->val, x->topt.batch_size, x->topt.seq_len, x->pad,
                                   x->topt.eval_batches, &va, err))
                         goto cal_done;
-                    mm.ad.n_cals--;
+                    mm->ad.n_cals--;
                 } else {
                     goto cal_done;
                 }
             }
-            mm.ad.cals[mm.ad.n_cals++] = cb;
+            mm->ad.cals[mm->ad.n_cals++] = cb;
             ji.extra_params += cb->n_params;
             ji.val_loss_merge = vb;
             ji.val_loss_calibrated = va;
             ji.train_seconds = secs;
             if (me->shared && save_calib(cb, dir, err)) goto cal_done;
-            rc = evaluate_job(x, mm.m, &mm.ad, t, &t->test, me, dir, &ji, err);
+            rc = evaluate_job(x, mm->m, &mm->ad, t, &t->test, me, dir, &ji, err);
         }
     cal_done:
-        merged_free(&mm);
+        job_merge_free(&jm);
         cJSON_Delete(ji.recipe);
         if (!me->shared) calib_free(&own);
         return rc;

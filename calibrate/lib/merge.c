@@ -465,6 +465,32 @@ size_t merge_extra_params(const merge_spec *s, lora *const *ls, int n) {
     return k;
 }
 
+int merged_model_build(const merge_spec *s, lora *const *ls, int n, model *base, merged_model *out,
+                       lc_err *err) {
+    memset(out, 0, sizeof *out);
+    if (merge_gives_lora(s)) {
+        if (merge_to_lora(s, ls, n, &base->cfg, &out->merged, err)) return LC_FAIL;
+        out->have_lora = 1;
+        out->m = base;
+        out->ad.loras[out->ad.n_loras++] = &out->merged;
+        return LC_OK;
+    }
+    if (model_clone(&out->clone, base, err)) return LC_FAIL;
+    out->cloned = 1;
+    out->m = &out->clone;
+    if (merge_into_model(s, ls, n, &out->clone, err)) {
+        merged_model_free(out);
+        return LC_FAIL;
+    }
+    return LC_OK;
+}
+
+void merged_model_free(merged_model *mm) {
+    if (mm->cloned) model_free(&mm->clone);
+    if (mm->have_lora) lora_free(&mm->merged);
+    memset(mm, 0, sizeof *mm);
+}
+
 int model_clone(model *dst, const model *src, lc_err *err) {
     if (model_init(dst, &src->cfg, err)) return LC_FAIL;
     memcpy(dst->data, src->data, sizeof(float) * src->n_params);

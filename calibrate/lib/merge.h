@@ -81,6 +81,22 @@ int merge_into_model(const merge_spec *s, lora *const *ls, int n, model *dst, lc
  * (lorahub: n; learned: n * adapted modules; others: 0). */
 size_t merge_extra_params(const merge_spec *s, lora *const *ls, int n);
 
+/* A merge made ready to run: the model to use (the base itself, or a
+ * copy with a dense delta folded in) and the adapter set holding the
+ * merged LoRA when the method gives one. */
+typedef struct {
+    model clone;
+    int cloned;
+    lora merged;
+    int have_lora;
+    model *m;        /* &clone or the base */
+    adapter_set ad;  /* {merged} or empty; callers may append calibrations */
+} merged_model;
+
+int merged_model_build(const merge_spec *s, lora *const *ls, int n, model *base, merged_model *out,
+                       lc_err *err);
+void merged_model_free(merged_model *mm);
+
 /* A copy of a model's weights (no gradients), for dense merges. */
 int model_clone(model *dst, const model *src, lc_err *err);
 
