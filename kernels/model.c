@@ -270,8 +270,8 @@ void model_init_random(model *m, float std, uint64_t seed) {
 
 /* ---- LoRA ------------------------------------------------------------- */
 
-int lora_init(lora *l, const model_config *c, int rank, float alpha, int rslora,
-              unsigned module_mask, const unsigned char *layer_on, lc_err *err) {
+static int lora_setup(lora *l, const model_config *c, int rank, float alpha, int rslora,
+                      unsigned module_mask, const unsigned char *layer_on, int alloc, lc_err *err) {
     memset(l, 0, sizeof *l);
     if (rank <= 0) return lc_errf(err, "LoRA rank must be positive, found %d", rank);
     if (!(module_mask & MOD_MASK_ALL)) return lc_errf(err, "LoRA targets no module");
@@ -303,6 +303,7 @@ int lora_init(lora *l, const model_config *c, int rank, float alpha, int rslora,
                 n += (size_t)rank * (module_in_dim(c, m) + module_out_dim(c, m));
     }
     l->n_params = n;
+    if (!alloc) return LC_OK;
     l->data = lc_calloc(n, sizeof(float), err);
     if (!l->data) goto fail;
     size_t off = 0;
@@ -320,6 +321,16 @@ int lora_init(lora *l, const model_config *c, int rank, float alpha, int rslora,
 fail:
     lora_free(l);
     return LC_FAIL;
+}
+
+int lora_init(lora *l, const model_config *c, int rank, float alpha, int rslora,
+              unsigned module_mask, const unsigned char *layer_on, lc_err *err) {
+    return lora_setup(l, c, rank, alpha, rslora, module_mask, layer_on, 1, err);
+}
+
+int lora_init_view(lora *l, const model_config *c, int rank, float alpha, int rslora,
+                   unsigned module_mask, const unsigned char *layer_on, lc_err *err) {
+    return lora_setup(l, c, rank, alpha, rslora, module_mask, layer_on, 0, err);
 }
 
 int lora_enable_grad(lora *l, lc_err *err) {
@@ -381,8 +392,8 @@ void lora_tensor_name(char *buf, size_t n, int layer, module_kind m, int is_b) {
 
 /* ---- calibration ------------------------------------------------------ */
 
-int calib_init(calib *cb, const model_config *c, calib_kind kind, int rank, int per_layer,
-               unsigned module_mask, lc_err *err) {
+static int calib_setup(calib *cb, const model_config *c, calib_kind kind, int rank, int per_layer,
+                       unsigned module_mask, int alloc, lc_err *err) {
     memset(cb, 0, sizeof *cb);
     if (kind != CALIB_BIAS && kind != CALIB_LOWRANK)
         return lc_errf(err, "unknown calibration kind %d", (int)kind);
@@ -416,6 +427,7 @@ int calib_init(calib *cb, const model_config *c, calib_kind kind, int rank, int 
         n += cb->n_slots * (kind == CALIB_BIAS ? out : (size_t)cb->rank * (in + out));
     }
     cb->n_params = n;
+    if (!alloc) return LC_OK;
     cb->data = lc_calloc(n, sizeof(float), err);
     if (!cb->data) goto fail;
     size_t off = 0;
@@ -455,6 +467,16 @@ int calib_enable_grad(calib *cb, lc_err *err) {
         if (cb->P2[s]) cb->gP2[s] = cb->grad + (cb->P2[s] - cb->data);
     }
     return LC_OK;
+}
+
+int calib_init(calib *cb, const model_config *c, calib_kind kind, int rank, int per_layer,
+               unsigned module_mask, lc_err *err) {
+    return calib_setup(cb, c, kind, rank, per_layer, module_mask, 1, err);
+}
+
+int calib_init_view(calib *cb, const model_config *c, calib_kind kind, int rank, int per_layer,
+                    unsigned module_mask, lc_err *err) {
+    return calib_setup(cb, c, kind, rank, per_layer, module_mask, 0, err);
 }
 
 void calib_free(calib *cb) {

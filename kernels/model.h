@@ -134,6 +134,11 @@ typedef struct {
  * every layer). */
 int lora_init(lora *l, const model_config *c, int rank, float alpha, int rslora,
               unsigned module_mask, const unsigned char *layer_on, lc_err *err);
+/* The same without a data block: A and B stay NULL and the caller points
+ * every adapted slot at tensors it owns (e.g. a memory-mapped bundle);
+ * lora_free then frees only the tables. */
+int lora_init_view(lora *l, const model_config *c, int rank, float alpha, int rslora,
+                   unsigned module_mask, const unsigned char *layer_on, lc_err *err);
 void lora_free(lora *l);
 int lora_enable_grad(lora *l, lc_err *err);
 /* Allocates coef (filled with `value`) and, if trainable, a zeroed gcoef. */
@@ -168,6 +173,9 @@ typedef struct {
 
 int calib_init(calib *cb, const model_config *c, calib_kind kind, int rank,
                int per_layer, unsigned module_mask, lc_err *err);
+/* Without a data block; the caller points p / P1 / P2 (see lora_init_view). */
+int calib_init_view(calib *cb, const model_config *c, calib_kind kind, int rank, int per_layer,
+                    unsigned module_mask, lc_err *err);
 void calib_free(calib *cb);
 int calib_enable_grad(calib *cb, lc_err *err);
 /* LC: zeros. LC++: P1 ~ U(-1/sqrt(in), 1/sqrt(in)), P2 = 0, so training
