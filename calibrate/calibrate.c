@@ -129,14 +129,6 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void slugify(char *dst, size_t n, const char *src) {
-    size_t k = 0;
-    for (const char *p = src; *p && k + 1 < n; p++) {
-        unsigned char ch = (unsigned char)*p;
-        dst[k++] = isalnum(ch) || ch == '-' || ch == '_' || ch == '+' || ch == '.' ? (char)ch : '_';
-    }
-    dst[k] = 0;
-}
 
 static int find_adapter(const ctx_t *x, const char *name) {
     for (int i = 0; i < x->n_adapters; i++)
@@ -167,6 +159,12 @@ static int parse_adapters(ctx_t *x, lc_err *err) {
         adapter_entry *a = &x->adapters[x->n_adapters++];
         snprintf(a->name, sizeof a->name, "%s", name);
         a->path = cfg_resolve_path(c, path);
+        /* recipes record absolute paths, so `export` works from any folder */
+        char *abs = a->path ? realpath(a->path, NULL) : NULL;
+        if (abs) {
+            free(a->path);
+            a->path = abs;
+        }
     }
     return LC_OK;
 }
@@ -263,7 +261,7 @@ static int parse_methods(ctx_t *x, lc_err *err) {
             cfg_enum(c, K("type"), 1, 0, TYPE_NAMES, &type, err))
             return LC_FAIL;
         snprintf(me->name, sizeof me->name, "%s", name);
-        slugify(me->slug, sizeof me->slug, name);
+        lc_slugify(me->slug, sizeof me->slug, name);
         for (int j = 0; j < i; j++)
             if (!strcmp(x->methods[j].slug, me->slug))
                 return lc_errf(err, "%s: key 'methods[%d].name': '%s' clashes with method %d ('%s')",

@@ -126,3 +126,14 @@ int model_tokenizer_path(const char *model_path, int vocab_size, char *out, size
     return lc_errf(err, "%s: no tokenizer.bin or tok%d.bin beside the model; name one with "
                    "'tokenizer'", model_path, vocab_size);
 }
+
+void lc_slugify(char *dst, size_t n, const char *src) {
+    size_t k = 0;
+    for (const char *p = src; *p && k + 1 < n; p++) {
+        unsigned char ch = (unsigned char)*p;
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '-' || ch == '_' || ch == '+' || ch == '.';
+        dst[k++] = ok ? (char)ch : '_';
+    }
+    if (n) dst[k] = 0;
+}

@@ -25,6 +25,9 @@ char *hf_config_to_json(const model_config *c);
 char *lc_read_file(const char *path, size_t *len, lc_err *err);
 /* mkdir -p */
 int lc_make_dirs(const char *dir, lc_err *err);
+/* A name as a folder name: characters outside A-Za-z0-9 - _ + . become '_'
+ * (how `calibrate` names its job folders). */
+void lc_slugify(char *dst, size_t n, const char *src);
 /* Writes text (plus a final newline) to path through a temporary file and
  * rename(), so readers never see a half-written file. */
 int lc_write_text_atomic(const char *path, const char *text, lc_err *err);

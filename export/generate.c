@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "bundle.h"
 #include "loaders.h"
 #include "model.h"
 #include "tokenizer.h"
@@ -40,10 +41,53 @@ static void usage(FILE *f) {
         "                         weight WEIGHT (default 1); repeatable\n"
         "  --calib PATH           add a calibration (LC / LC++; project HDF5 or\n"
         "                         safetensors); repeatable\n"
+        "  --bundle FILE          load the adapters of a bundle made by `export`\n"
+        "                         (checked against --model) and answer as its task\n"
+        "  --task NAME            the bundle's compositional task (optional when the\n"
+        "                         bundle has one); --prompt then fills the task's\n"
+        "                         prompt template (e.g. the dialogue to summarise)\n"
+        "  --raw-prompt           use --prompt as the whole prompt (no template)\n"
         "  --print-ids            print generated token ids instead of text\n"
         "  --quiet                no diagnostics on stderr\n"
         "  --help                 this text\n",
         f);
+}
+
+/* tpl with its one {field} replaced by value ("{{" / "}}" are literal
+ * braces); 1 if tpl has several different fields. */
+static int render_one_field(const char *tpl, const char *value, char **out) {
+    const char *field = NULL;
+    size_t flen = 0, n = strlen(tpl) + 1, vl = strlen(value);
+    for (const char *p = tpl; *p; p++) {
+        if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
+            p++;
+            continue;
+        }
+        if (*p != '{') continue;
+        const char *e = strchr(p, '}');
+        if (!e) break;
+        if (field && ((size_t)(e - p - 1) != flen || strncmp(field, p + 1, flen))) return 1;
+        field = p + 1, flen = (size_t)(e - p - 1);
+        n += vl;
+        p = e;
+    }
+    char *s = malloc(n), *d = s;
+    if (!s) return 1;
+    for (const char *p = tpl; *p;) {
+        if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
+            *d++ = *p;
+            p += 2;
+        } else if (*p == '{' && strchr(p, '}')) {
+            memcpy(d, value, vl);
+            d += vl;
+            p = strchr(p, '}') + 1;
+        } else {
+            *d++ = *p++;
+        }
+    }
+    *d = 0;
+    *out = s;
+    return 0;
 }
 
 static int parse_int(const char *s, const char *flag, int *out) {
@@ -80,6 +124,8 @@ static double now_s(void) {
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *prompt_ids = NULL;
+    const char *bundle_path_arg = NULL, *task_arg = NULL;
+    int raw_prompt = 0;
     const char *lora_specs[MAX_ADAPTERS], *calib_paths[MAX_ADAPTERS];
     int n_lora = 0, n_calib = 0, max_new = 256, print_ids = 0, quiet = 0, have_seed = 0;
     float temperature = 1.0f, top_p = 0.9f;
@@ -142,10 +188,14 @@ int main(int argc, char **argv) {
                 return 2;
             }
             calib_paths[n_calib++] = v;
-        } else if (!strcmp(a, "--bundle") || !strcmp(a, "--task")) {
-            fprintf(stderr, "generate: %s: bundles are not implemented yet (the export issue "
-                            "delivers them)\n", a);
-            return 2;
+        } else if (!strcmp(a, "--bundle")) {
+            NEED_VALUE();
+            bundle_path_arg = v;
+        } else if (!strcmp(a, "--task")) {
+            NEED_VALUE();
+            task_arg = v;
+        } else if (!strcmp(a, "--raw-prompt")) {
+            raw_prompt = 1;
         } else if (!strcmp(a, "--print-ids")) {
             print_ids = 1;
         } else if (!strcmp(a, "--quiet")) {
@@ -164,6 +214,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "generate: give --prompt or --prompt-ids, not both\n");
         return 2;
     }
+    if (bundle_path_arg && (n_lora || n_calib)) {
+        fprintf(stderr, "generate: --bundle brings its own adapters; do not add --lora/--calib\n");
+        return 2;
+    }
+    if (task_arg && !bundle_path_arg) {
+        fprintf(stderr, "generate: --task needs --bundle\n");
+        return 2;
+    }
 
     int rc = 1;
     lc_err err = {{0}};
@@ -171,6 +229,11 @@ int main(int argc, char **argv) {
     lora loras[MAX_ADAPTERS];
     calib cals[MAX_ADAPTERS];
     int n_lora_ok = 0, n_calib_ok = 0;
+    bundle *bnd = NULL;
+    bundle_task bt = {0};
+    int have_bt = 0;
+    char *rendered = NULL;
+    model *run_m = &m;
     tokenizer *tok = NULL;
     char *text = NULL;
     model_decoder *dec = NULL;
@@ -211,6 +274,44 @@ int main(int argc, char **argv) {
         }
         n_calib_ok++;
         ad.cals[ad.n_cals++] = &cals[i];
+    }
+    if (bundle_path_arg) {
+        double tb = now_s();
+        if (bundle_open(&bnd, bundle_path_arg, &err)) {
+            fprintf(stderr, "generate: %s\n", err.msg);
+            goto done;
+        }
+        int nt;
+        const char **names = bundle_task_names(bnd, &nt);
+        if (!task_arg && nt == 1) task_arg = names[0];
+        free(names);
+        if (!task_arg) {
+            fprintf(stderr, "generate: %s holds %d tasks: name one with --task\n", bundle_path_arg, nt);
+            goto done;
+        }
+        if (bundle_task_load(bnd, &m, task_arg, &bt, &err)) {
+            fprintf(stderr, "generate: %s\n", err.msg);
+            goto done;
+        }
+        have_bt = 1;
+        ad = bt.ad;
+        run_m = bt.m;
+        size_t copied, mapped;
+        bundle_stats(bnd, &copied, &mapped);
+        if (!quiet)
+            fprintf(stderr, "generate: bundle %s, task '%s': %zu bytes, loaded in %.3f s (%zu bytes used "
+                    "in place from the mapping, %zu converted)\n", bundle_path_arg, task_arg,
+                    bundle_size(bnd), now_s() - tb, mapped, copied);
+        /* the task's prompt template, when it has one field: the prompt fills it */
+        const cJSON *tp = cJSON_GetObjectItemCaseSensitive(bt.task, "prompt_template");
+        if (prompt && !raw_prompt && cJSON_IsString(tp)) {
+            if (render_one_field(tp->valuestring, prompt, &rendered)) {
+                fprintf(stderr, "generate: task '%s': its prompt template \"%s\" has more than one "
+                        "field; pass the whole prompt with --raw-prompt\n", task_arg, tp->valuestring);
+                goto done;
+            }
+            prompt = rendered;
+        }
     }
 
     if (!tok_path && !prompt_ids) {
@@ -278,7 +379,7 @@ int main(int argc, char **argv) {
                 n_prompt, c->max_seq_len);
         goto done;
     }
-    if (model_decoder_init(&dec, &m, &ad, max_seq, &err)) {
+    if (model_decoder_init(&dec, run_m, &ad, max_seq, &err)) {
         fprintf(stderr, "generate: %s\n", err.msg);
         goto done;
     }
@@ -289,7 +390,7 @@ int main(int argc, char **argv) {
     if (!quiet)
         fprintf(stderr, "generate: %s: %d layers, dim %d, vocab %d; %d LoRA(s), %d calibration(s); "
                         "loaded in %.3f s; seed %d\n",
-                model_path, c->n_layers, c->dim, c->vocab_size, n_lora_ok, n_calib_ok, t_load, seed);
+                model_path, c->n_layers, c->dim, c->vocab_size, ad.n_loras, ad.n_cals, t_load, seed);
 
     /* prefill the prompt, then sample. Text is streamed as the suffix of
      * decode(prompt + generated) past what was printed, holding back a
@@ -336,6 +437,9 @@ done:
     model_decoder_free(dec);
     free(text);
     tokenizer_free(tok);
+    if (have_bt) bundle_task_free(&bt);
+    bundle_close(bnd);
+    free(rendered);
     for (int i = 0; i < n_lora_ok; i++) lora_free(&loras[i]);
     for (int i = 0; i < n_calib_ok; i++) calib_free(&cals[i]);
     model_free(&m);
