@@ -1,45 +1,44 @@
 #!/usr/bin/env bash
 # The README's main command: installs what it needs, builds, and runs the
-# pipeline that exists today on an embedded default that needs no download:
-#   1. make a small template-generated dialogue -> summary data set and a
-#      byte-level tokenizer (scripts/make_toy_data.py),
-#   2. pretrain a tiny Llama-style base model from scratch (full-parameter
-#      `train`, configs/demo/pretrain.json),
-#   3. train a summarization LoRA on the frozen base (configs/demo/lora.json),
-#   4. evaluate the zero-shot base and base + LoRA on the test split
-#      (ROUGE, `evaluate`),
-#   5. answer one request with `generate --lora`.
-# Outputs go to runs/demo/. Takes a few minutes on 2 cores.
-# Merging, calibration, bundles and the compositional benchmark are not
-# built yet (see the README's status section).
+# whole pipeline on an embedded default that needs no download:
+#   1. make a small template-generated data set (scripts/make_toy_data.py):
+#      dialogue -> summary, two rule-made tones (formal, casual), and the
+#      compositional tasks "summary in a tone", plus a byte-level tokenizer,
+#   2. pretrain a tiny Llama-style base from scratch (full-parameter `train`),
+#   3. train three single-task LoRAs on the frozen base (summarize, formal,
+#      casual),
+#   4. `calibrate`: zero-shot, main-task LoRA, multi-step, linear and TIES
+#      merges, LC, LC++ and Shared LC on both compositional tasks, evaluated
+#      on their test splits,
+#   5. `export` an on-device bundle (the three LoRAs + both LC++ tasks),
+#   6. answer one compositional request in one pass with `generate --bundle`,
+# and prints the results table. Outputs go to runs/demo/ (a few minutes on
+# 2 cores after set-up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j2 >/dev/null
 B=build/bin
+C=configs/demo
 rm -rf runs/demo
 /usr/bin/python3 scripts/make_toy_data.py runs/demo/data --seed 1
-echo "== 1/4 pretrain a tiny base model from scratch" >&2
-$B/train --config configs/demo/pretrain.json
-echo "== 2/4 train a summarization LoRA on the frozen base" >&2
-$B/train --config configs/demo/lora.json
-echo "== 3/4 evaluate base (zero-shot) and base + LoRA" >&2
-$B/evaluate --config configs/demo/eval-base.json
-$B/evaluate --config configs/demo/eval-lora.json
-echo "== 4/4 one request, one inference pass" >&2
-prompt=$(/usr/bin/python3 -c 'import json;print(json.loads(open("runs/demo/data/test.jsonl").readline())["dialogue"])')
-printf '%s\n' "$prompt" >&2
-printf 'Summary:' >&2
+echo "== 1/5 pretrain a tiny base model from scratch" >&2
+$B/train --config $C/pretrain.json
+echo "== 2/5 train three single-task LoRAs on the frozen base" >&2
+$B/train --config $C/lora.json
+$B/train --config $C/lora-formal.json
+$B/train --config $C/lora-casual.json
+echo "== 3/5 calibrate: baselines, merges, LC, LC++, Shared LC on two compositional tasks" >&2
+$B/calibrate --config $C/calibrate.json
+echo "== 4/5 export the on-device bundle" >&2
+$B/export --config $C/export.json >&2
+echo "== 5/5 one compositional request, one inference pass: generate --bundle" >&2
+dialogue=$(/usr/bin/python3 -c 'import json;print(json.loads(open("runs/demo/data/comp_formal_test.jsonl").readline())["dialogue"])')
+printf '%s\nFormal summary:' "$dialogue" >&2
 $B/generate --model runs/demo/base/final --tokenizer runs/demo/data/tokenizer.json \
-  --lora runs/demo/summarize-lora/best --prompt "$prompt
-Summary:" --max-new-tokens 40 --temperature 0 --quiet | head -n 1
+  --bundle runs/demo/bundle.lcb --task summary+formal --prompt "$dialogue" \
+  --max-new-tokens 100 --temperature 0 --quiet | head -n 1
 echo >&2
-/usr/bin/python3 - <<'PY'
-import json
-rows = [json.load(open(f"runs/demo/eval-{w}/results.json")) for w in ("base", "lora")]
-print("| model | n | ROUGE-1 | ROUGE-2 | ROUGE-L |")
-print("| --- | ---: | ---: | ---: | ---: |")
-for r in rows:
-    print(f"| {r['label']} | {r['n']} | {r['rouge1']['f1']:.3f} | {r['rouge2']['f1']:.3f} | {r['rougeL']['f1']:.3f} |")
-PY
+echo "Results (runs/demo/calibrate/table.md; ROUGE-L on 25 test dialogues per task):"
+cat runs/demo/calibrate/table.md

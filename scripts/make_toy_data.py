@@ -1,14 +1,24 @@
 #!/usr/bin/env python3
 """Writes the README demo's embedded default: a small, deterministic
-dialogue -> summary data set made from templates (no download), a byte-level
+dialogue -> summary data set made from templates (no download), two
+rule-made tones, the compositional tasks "summary + tone", a byte-level
 tokenizer.json (256 byte tokens + <s>, </s>; no merges) and a tiny
 Llama-style config.json to pretrain from scratch.
 
     python3 scripts/make_toy_data.py OUTDIR [--seed 1] [--train 3000] [--test 100]
 
-Files: OUTDIR/{pretrain,train,dev,test}.jsonl (fields: text / dialogue,
-summary), OUTDIR/tokenizer.json, OUTDIR/config.json. The same seed gives the
-same bytes."""
+Files (the same seed gives the same bytes):
+  {train,dev,test}.jsonl      {dialogue, summary}: single task "summarize"
+  tone_{train,dev}.jsonl      {text, formal, casual}: single tasks "formal",
+                              "casual" (rewrite a sentence in that tone)
+  comp_<tone>_{train,dev,test}.jsonl {dialogue, target}: the compositional
+                              task "summary in that tone" (other dialogues)
+  pretrain.jsonl              {text}: dialogues, summaries and toned
+                              sentences, the base model's pretraining text
+  tokenizer.json, tokenizer_config.json, config.json
+
+The tones are rules, not a corpus: formal = "Dear colleague, " + s +
+" Kind regards.", casual = "Hey! " + s + " Cheers!"."""
 import argparse
 import json
 import os
@@ -39,6 +49,17 @@ def dialogue(rng):
              f"#Person2#: {name} worked for {hours} hours today.\n#Person1#: That is a lot.")
         s = f"{name} is tired after working {hours} hours."
     return d, s
+
+
+def formal(s):
+    return "Dear colleague, " + s + " Kind regards."
+
+
+def casual(s):
+    return "Hey! " + s + " Cheers!"
+
+
+TONES = {"formal": formal, "casual": casual}
 
 
 def byte_level_tokenizer():
@@ -89,11 +110,29 @@ def main():
         with open(os.path.join(a.out, k + ".jsonl"), "w") as f:
             for d, s in rs:
                 f.write(json.dumps({"dialogue": d, "summary": s}) + "\n")
-    # pretraining text: dialogues and summaries as plain text
+    # single-task tone data: sentences (summaries of other dialogues) rewritten
+    tone = {"train": [dialogue(rng)[1] for _ in range(a.train // 2)],
+            "dev": [dialogue(rng)[1] for _ in range(a.test)]}
+    for k, ss in tone.items():
+        with open(os.path.join(a.out, "tone_%s.jsonl" % k), "w") as f:
+            for s in ss:
+                f.write(json.dumps({"text": s, "formal": formal(s), "casual": casual(s)}) + "\n")
+    # compositional tasks: summary in a tone, on dialogues of their own
+    comp = {"train": a.train // 6, "dev": a.test // 2, "test": a.test // 2}
+    for name, fn in TONES.items():
+        for k, n in comp.items():
+            with open(os.path.join(a.out, "comp_%s_%s.jsonl" % (name, k)), "w") as f:
+                for _ in range(n):
+                    d, s = dialogue(rng)
+                    f.write(json.dumps({"dialogue": d, "target": fn(s)}) + "\n")
+    # pretraining text: dialogues, summaries and toned sentences as plain text
     with open(os.path.join(a.out, "pretrain.jsonl"), "w") as f:
         for d, s in rows["train"]:
             f.write(json.dumps({"text": d}) + "\n")
             f.write(json.dumps({"text": s}) + "\n")
+        for s in tone["train"]:
+            f.write(json.dumps({"text": formal(s)}) + "\n")
+            f.write(json.dumps({"text": casual(s)}) + "\n")
     with open(os.path.join(a.out, "tokenizer.json"), "w") as f:
         json.dump(byte_level_tokenizer(), f)
     with open(os.path.join(a.out, "tokenizer_config.json"), "w") as f:
