@@ -1136,6 +1136,7 @@ static int account_main(const char *const *paths, int n, int lora_rank, int lc_r
 int main(int argc, char **argv) {
     const char *cfg_file = NULL, *only = NULL, *tasks_only = NULL, *account[16];
     int resume = 0, lora_rank = 8, lc_rank = 4, n_account = 0;
+    long stop_after = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -1144,6 +1145,8 @@ int main(int argc, char **argv) {
             cfg_file = argv[++i];
         } else if (!strcmp(argv[i], "--resume")) {
             resume = 1;
+        } else if (!strcmp(argv[i], "--stop-after") && i + 1 < argc) {
+            stop_after = strtol(argv[++i], NULL, 10); /* testing aid: simulate a crash */
         } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             only = argv[++i];
         } else if (!strcmp(argv[i], "--tasks") && i + 1 < argc) {
@@ -1204,6 +1207,7 @@ int main(int argc, char **argv) {
         x->topt.batch_size = 8;
         x->topt.seq_len = max_len - 1;
     }
+    x->topt.stop_after = stop_after;
     if (eval_opts_from_cfg(x->c, &x->gen, &x->ro, &err)) goto fail;
     if (job_load_base(x->c, &x->base, &x->tok, NULL, &err)) goto fail;
     if (cfg_finish(x->c, &err)) goto fail;
