@@ -93,11 +93,12 @@ static void write_cal_config(const char *dir, const char *methods) {
         "  \"data\": {\"train\": \"data/comp_%s_train.jsonl\", \"validation\": \"data/comp_%s_dev.jsonl\",\n"
         "           \"test\": \"data/comp_%s_test.jsonl\", \"prompt_template\": \"{dialogue}\\n%s summary:\",\n"
         "           \"target_template\": \" {target}\", \"max_len\": 320, \"max_test_examples\": 4},\n"
+        "  \"joint_expert\": \"lora-joint-%s/final\",\n"
         "  \"multi_step\": {\"first_prompt_template\": \"{dialogue}\\nSummary:\",\n"
         "                 \"second_prompt_template\": \"{output}\\n%s:\"}}";
     char t1[2048], t2[2048];
-    snprintf(t1, sizeof t1, task, "formal", "formal", "formal", "formal", "formal", "Formal", "Formal");
-    snprintf(t2, sizeof t2, task, "casual", "casual", "casual", "casual", "casual", "Casual", "Casual");
+    snprintf(t1, sizeof t1, task, "formal", "formal", "formal", "formal", "formal", "Formal", "formal", "Formal");
+    snprintf(t2, sizeof t2, task, "casual", "casual", "casual", "casual", "casual", "Casual", "casual", "Casual");
     snprintf(text, sizeof text,
              "{\"model\": \"%s/stories260K/stories260K.bin\", \"tokenizer\": \"%s/stories260K/tok512.bin\",\n"
              " \"output_dir\": \"cal\",\n"
@@ -131,8 +132,19 @@ Test(calibrate, calibration_lowers_compositional_loss, .timeout = 1800) {
     train_lora(dir, "summarize", "summarize.jsonl", "{dialogue}\\nSummary:", " {summary}", 320);
     train_lora(dir, "formal", "formal.jsonl", "{text}\\nFormal:", " {formal}", 160);
     train_lora(dir, "casual", "casual.jsonl", "{text}\\nCasual:", " {casual}", 160);
+    /* joint experts: a LoRA per compositional task, trained on its data */
+    train_lora(dir, "joint-formal", "comp_formal_train.jsonl", "{dialogue}\\nFormal summary:", " {target}", 320);
+    train_lora(dir, "joint-casual", "comp_casual_train.jsonl", "{dialogue}\\nCasual summary:", " {target}", 320);
     write_cal_config(dir,
                      "{\"name\": \"zero-shot\", \"type\": \"zero_shot\"},\n"
+                     "{\"name\": \"main\", \"type\": \"main_lora\"},\n"
+                     "{\"name\": \"aux\", \"type\": \"aux_lora\"},\n"
+                     "{\"name\": \"joint\", \"type\": \"joint_expert\"},\n"
+                     "{\"name\": \"svd\", \"type\": \"merge\", \"merge\": {\"method\": \"svd\", \"svd_rank\": 4}},\n"
+                     "{\"name\": \"DARE\", \"type\": \"merge\", \"merge\": {\"method\": \"dare_ties\", \"density\": 0.7, \"seed\": 5}},\n"
+                     "{\"name\": \"slerp\", \"type\": \"merge\", \"merge\": {\"method\": \"slerp\"}},\n"
+                     "{\"name\": \"LoraHub\", \"type\": \"merge\", \"merge\": {\"method\": \"lorahub\", \"budget\": 6}},\n"
+                     "{\"name\": \"learned\", \"type\": \"merge\", \"merge\": {\"method\": \"learned\"}},\n"
                      "{\"name\": \"multi-step\", \"type\": \"multi_step\"},\n"
                      "{\"name\": \"linear\", \"type\": \"merge\", \"merge\": {\"method\": \"linear\"}},\n"
                      "{\"name\": \"concat\", \"type\": \"merge\", \"merge\": {\"method\": \"concat\"}},\n"
@@ -167,6 +179,20 @@ Test(calibrate, calibration_lowers_compositional_loss, .timeout = 1800) {
         cJSON *ms = job_results(dir, tasks[t], "multi-step");
         cr_assert_eq(jnum(ms, "inference_passes"), 2);
         cJSON_Delete(ms);
+        /* extra parameters: LoraHub stores its 2 weights, the learned merge one
+         * coefficient per adapter, layer and module (2 x 5 x 7), a joint
+         * expert its whole LoRA (rank 4 on all modules of stories260K) */
+        cJSON *hub = job_results(dir, tasks[t], "LoraHub");
+        cr_assert_eq(jnum(hub, "extra_params"), 2);
+        cJSON_Delete(hub);
+        cJSON *le = job_results(dir, tasks[t], "learned");
+        cr_assert_eq(jnum(le, "extra_params"), 70);
+        cr_assert(jnum(le, "val_loss_calibrated") < jnum(le, "val_loss_merge"),
+                  "learned coefficients did not lower the validation loss");
+        cJSON_Delete(le);
+        cJSON *jo = job_results(dir, tasks[t], "joint");
+        cr_assert_eq(jnum(jo, "extra_params"), 23120);
+        cJSON_Delete(jo);
     }
     /* the LC file loads back with the advertised size */
     model_config c;
@@ -196,7 +222,7 @@ Test(calibrate, calibration_lowers_compositional_loss, .timeout = 1800) {
     free(f1), free(f2);
     /* summary files */
     cJSON *all = read_json((snprintf(path, sizeof path, "%s/cal/results.json", dir), path));
-    cr_assert_eq(cJSON_GetArraySize(all), 16);
+    cr_assert_eq(cJSON_GetArraySize(all), 32);
     cJSON_Delete(all);
     char *table = read_all((snprintf(path, sizeof path, "%s/cal/table.md", dir), path));
     cr_assert(table && strstr(table, "| LC++ |"), "table.md lacks the LC++ row");
@@ -206,7 +232,8 @@ Test(calibrate, calibration_lowers_compositional_loss, .timeout = 1800) {
     int st;
     char *out = tu_capture(cmd, &st);
     cr_assert_eq(st, 0, "%s", out);
-    cr_assert(strstr(out, "done already") && !strstr(out, "step 24/24"), "--resume reran jobs:\n%s", out);
+    cr_assert(strstr(out, "done already") && !strstr(out, "step 24/24") && !strstr(out, "LoraHub search"),
+              "--resume reran jobs:\n%s", out);
     free(out);
 }
 
