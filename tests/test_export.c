@@ -365,7 +365,8 @@ Test(export, bad_bundles_are_refused, .init = setup, .timeout = 600) {
     save_file("v2.lcb", t, n);
     expect_refused("v2.lcb", "model.bin", "t1", "version 2");
     /* not a bundle */
-    save_file("junk.lcb", "hello, this is not a bundle at all; it is long enough to have a header........", 80);
+    const char *junk = "hello, this is not a bundle at all; it is long enough to have a header........";
+    save_file("junk.lcb", junk, strlen(junk));
     expect_refused("junk.lcb", "model.bin", "t1", "not a bundle");
     /* another base (same shapes, other weights) */
     expect_refused("good.lcb", "other.bin", "t1", "another base model");

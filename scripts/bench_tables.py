@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Turns a `calibrate` run over the compositional benchmark into the paper's
+tables and a plot.
+
+    bench_tables.py CALIBRATE_DIR OUTDIR [--lid-model PATH] [--title TEXT]
+
+Task names follow "<main>+<aux>": main in {summary, reply}; aux a language
+(es, ca, fr) or a tone (professional, casual, witty, paraphrase). For every
+(task, method) job it reads results.json and predictions.jsonl and adds the
+success rate of the auxiliary task: the fraction of outputs fastText
+(lid.176.ftz, `scripts/lang_rate.py`) identifies as the requested language,
+or the fraction carrying the tone's rule markers (`scripts/tone_rate.py`).
+
+Writes to OUTDIR:
+  results.csv / results.json   one row per (task, method) with every score
+  table1.md                    methods x the four task types: ROUGE-L
+                               (summaries) or weighted ROUGE (replies), and
+                               the language / tone success rate, each the
+                               mean over the type's variants
+  table2.md                    inferences, extra parameters and extra
+                               storage (fp16) per task and for all tasks
+  quality_vs_storage.png       (gnuplot) mean quality against extra storage
+"""
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LANGS = {"es", "ca", "fr"}
+TYPES = [("summary", "lang", "Summary + translation"), ("summary", "tone", "Summary + tone"),
+         ("reply", "lang", "Reply + translation"), ("reply", "tone", "Reply + tone")]
+
+
+def run_json(cmd):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("caldir")
+    ap.add_argument("out")
+    ap.add_argument("--title", default="compositional benchmark")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    allres = json.load(open(os.path.join(a.caldir, "results.json")))
+    rows = []
+    for r in allres:
+        task, method = r["task"], r["method"]
+        if "+" not in task:
+            continue
+        main_t, aux = task.split("+", 1)
+        kind = "lang" if aux in LANGS else "tone"
+        slug = "".join(c if c.isalnum() or c in "-_+." else "_" for c in method)
+        pred = os.path.join(a.caldir, task, slug, "predictions.jsonl")
+        if kind == "lang":
+            rate = run_json([sys.executable, os.path.join(HERE, "lang_rate.py"), pred, aux])["rate"]
+        else:
+            rate = run_json([sys.executable, os.path.join(HERE, "tone_rate.py"), pred, aux])["rate"]
+        quality = r["rougeL"]["f1"] if main_t == "summary" else r["weighted_rouge"]
+        rows.append({"task": task, "main": main_t, "aux": aux, "kind": kind, "method": method,
+                     "type": r["type"], "n": r["n"], "quality": quality,
+                     "rougeL": r["rougeL"]["f1"], "weighted_rouge": r["weighted_rouge"],
+                     "chrf": r["chrf_corpus"], "success_rate": rate,
+                     "inference_passes": r["inference_passes"], "extra_params": r["extra_params"],
+                     "extra_bytes_fp16": r["extra_bytes_fp16"]})
+    with open(os.path.join(a.out, "results.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    with open(os.path.join(a.out, "results.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        w.writerows(rows)
+    methods = []
+    for r in rows:
+        if r["method"] not in methods:
+            methods.append(r["method"])
+
+    def mean(xs):
+        return sum(xs) / len(xs) if xs else float("nan")
+
+    # Table 1
+    t1 = ["| method | " + " | ".join("%s: %s | %s: %s" % (n, "ROUGE-L" if m == "summary" else "wROUGE",
+                                                          n, "language" if k == "lang" else "tone")
+                                       for m, k, n in TYPES) + " |",
+          "| --- |" + " ---: | ---: |" * len(TYPES)]
+    summary = {}
+    for meth in methods:
+        cells, qs = [], []
+        for m, k, _ in TYPES:
+            sel = [r for r in rows if r["method"] == meth and r["main"] == m and r["kind"] == k]
+            q, s = mean([r["quality"] for r in sel]), mean([r["success_rate"] for r in sel])
+            cells += ["%.4f" % q if sel else "–", "%.3f" % s if sel else "–"]
+            if sel:
+                qs.append(q)
+        summary[meth] = mean(qs)
+        t1.append("| %s | %s |" % (meth, " | ".join(cells)))
+    with open(os.path.join(a.out, "table1.md"), "w") as f:
+        f.write("\n".join(t1) + "\n")
+    # Table 2
+    ntasks = len({r["task"] for r in rows})
+    t2 = ["| method | inferences | extra parameters per task | extra MB per task (fp16) | extra MB, all %d tasks |"
+          % ntasks, "| --- | ---: | ---: | ---: | ---: |"]
+    storage = {}
+    for meth in methods:
+        sel = [r for r in rows if r["method"] == meth]
+        per = max(r["extra_params"] for r in sel)
+        tot = sum(r["extra_bytes_fp16"] for r in sel) / 1e6
+        storage[meth] = tot
+        t2.append("| %s | %d | %d | %.4f | %.4f |" % (meth, sel[0]["inference_passes"], per,
+                                                     2 * per / 1e6, tot))
+    with open(os.path.join(a.out, "table2.md"), "w") as f:
+        f.write("\n".join(t2) + "\n")
+    # plot
+    dat = os.path.join(a.out, "quality_vs_storage.dat")
+    with open(dat, "w") as f:
+        for meth in methods:
+            f.write('%.6f %.6f "%s"\n' % (storage[meth] + 1e-4, summary[meth], meth))
+    gp = """set terminal pngcairo size 900,560
+set output '%s'
+set title '%s: quality against extra storage'
+set xlabel 'extra storage for all tasks (MB, fp16; log scale, 0 drawn at 1e-4)'
+set ylabel 'mean quality (ROUGE-L / weighted ROUGE)'
+set logscale x
+set grid
+set key off
+plot '%s' using 1:2 with points pt 7 ps 1.5, '' using 1:2:3 with labels offset 1,0.6 left font ',9'
+""" % (os.path.join(a.out, "quality_vs_storage.png"), a.title, dat)
+    subprocess.run(["gnuplot"], input=gp, text=True, check=True)
+    print(open(os.path.join(a.out, "table1.md")).read())
+    print(open(os.path.join(a.out, "table2.md")).read())
+
+
+if __name__ == "__main__":
+    main()
