@@ -621,7 +621,7 @@ static void adapted_vecs(model_decoder *d, int l, int n, const int *mo, float *c
                          const float *x, int accumulate) {
     const model_config *c = &d->m->cfg;
     const layer_weights *lw = &d->m->w.layers[l];
-    matvec_job jobs[3];
+    matvec_job jobs[3] = {{0}}; /* n <= 3 */
     for (int i = 0; i < n; i++)
         jobs[i] = (matvec_job){y[i], lw->w[mo[i]], x, module_bias(lw, mo[i]),
                                module_in_dim(c, mo[i]), module_out_dim(c, mo[i]), accumulate};
