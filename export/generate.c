@@ -395,11 +395,14 @@ int main(int argc, char **argv) {
     /* prefill the prompt, then sample. Text is streamed as the suffix of
      * decode(prompt + generated) past what was printed, holding back a
      * trailing U+FFFD (a character whose bytes are not all generated yet). */
-    double t1 = now_s();
-    int produced = 0, n_all = n_prompt;
+    double t1 = now_s(), t_first = 0;
+    int produced = 0, n_all = n_prompt, n_steps = 0;
     size_t printed = 0;
     float *logits = NULL;
-    for (int pos = 0; pos < n_prompt; pos++) logits = model_decoder_step(dec, ids[pos], pos);
+    for (int pos = 0; pos < n_prompt; pos++) {
+        logits = model_decoder_step(dec, ids[pos], pos);
+        if (n_steps++ == 0) t_first = now_s();
+    }
     if (tok && !print_ids) {
         text = tokenizer_decode(tok, ids, n_prompt, 1);
         printed = text ? strlen(text) : 0;
@@ -419,18 +422,23 @@ int main(int argc, char **argv) {
             if (len > printed) fwrite(text + printed, 1, len - printed, stdout), printed = len;
         }
         fflush(stdout);
-        if (pos >= max_seq) break;
+        if (pos >= max_seq || produced == max_new) break; /* no logits needed after the last */
         logits = model_decoder_step(dec, next, pos);
+        n_steps++;
     }
     if (tok && !print_ids && text) { /* whatever was held back */
         size_t len = strlen(text);
         if (len > printed) fwrite(text + printed, 1, len - printed, stdout);
     }
     printf("\n");
-    double dt = now_s() - t1;
+    double t_end = now_s(), dt = t_end - t1, dt_rest = t_end - t_first;
+    /* The second rate leaves out the first step, as llama2.c's run.c does
+     * ("achieved tok/s": steps after the first over the time since it). */
     if (!quiet)
-        fprintf(stderr, "generate: %d prompt + %d new tokens in %.3f s (%.1f tok/s)\n", n_prompt,
-                produced, dt, dt > 0 ? (n_prompt + produced) / dt : 0.0);
+        fprintf(stderr, "generate: %d prompt + %d new tokens, %d steps in %.3f s (%.1f tok/s; "
+                        "%.1f tok/s after the first step)\n",
+                n_prompt, produced, n_steps, dt, dt > 0 ? (n_prompt + produced) / dt : 0.0,
+                n_steps > 1 && dt_rest > 0 ? (n_steps - 1) / dt_rest : 0.0);
     rc = 0;
 done:
     free(ids);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ---- configuration ---------------------------------------------------- */
 
@@ -138,12 +139,33 @@ static void rope_init(model *m) {
     }
 }
 
+/* A zeroed block of n floats for parameters, released with free(). Large
+ * blocks are 2 MB aligned and advised for transparent huge pages: filling a
+ * 60 MB model (stories15M) took 16k page faults and 0.3 s on a 2-core VM
+ * with 4 kB pages, and decoding streams the whole block once per token, so
+ * fewer TLB misses help there too. */
+static float *param_block_alloc(size_t n, lc_err *err) {
+    const size_t huge = (size_t)2 << 20, bytes = n * sizeof(float);
+    if (bytes < 4 * huge) return lc_calloc(n, sizeof(float), err);
+    const size_t rounded = (bytes + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, rounded);
+    if (!p) {
+        lc_errf(err, "out of memory allocating %zu bytes", rounded);
+        return NULL;
+    }
+#ifdef MADV_HUGEPAGE
+    madvise(p, rounded, MADV_HUGEPAGE); /* advice only: failure is harmless */
+#endif
+    memset(p, 0, bytes);
+    return p;
+}
+
 int model_init(model *m, const model_config *cfg, lc_err *err) {
     memset(m, 0, sizeof *m);
     if (model_config_validate(cfg, "model config", err)) return LC_FAIL;
     m->cfg = *cfg;
     m->n_params = model_count_params(cfg);
-    m->data = lc_calloc(m->n_params, sizeof(float), err);
+    m->data = param_block_alloc(m->n_params, err);
     m->w.layers = lc_calloc(cfg->n_layers, sizeof(layer_weights), err);
     m->rope_inv_freq = lc_calloc(cfg->head_dim / 2, sizeof(float), err);
     if (!m->data || !m->w.layers || !m->rope_inv_freq) {

@@ -32,6 +32,18 @@ void matmul_backward_weight_ref(float *dw, float *dbias, const float *dout, cons
 void matvec(float *out, const float *w, const float *x, const float *bias, int C, int OC,
             int accumulate);
 
+/* Several independent matvecs (e.g. q, k and v of one layer) in one parallel
+ * region: each thread takes a share of every job's rows. Runs serially
+ * below MATVEC_PARALLEL_MIN total multiply-adds, or inside a parallel
+ * region. Each output is computed exactly as matvec would. */
+typedef struct {
+    float *out;
+    const float *w, *x, *bias; /* bias may be NULL */
+    int C, OC, accumulate;
+} matvec_job;
+void matvec_batch(const matvec_job *jobs, int n_jobs);
+#define MATVEC_PARALLEL_MIN (1u << 16)
+
 /* ---- RMSNorm ----------------------------------------------------------- */
 
 /* out (N, C) = inp (N, C) * rstd (N) * w (C), rstd = 1/sqrt(mean(inp^2) + eps).
@@ -77,6 +89,28 @@ void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gat
                      const float *up, size_t n);
 
 /* ---- small helpers ----------------------------------------------------- */
+
+/* e^x in single precision, within 2 ulp of expf for x in [-87, 88] (1 ulp
+ * in a sweep of every float there), 0 below -87.33 (where expf is subnormal
+ * or 0); not meant for x > 88. Inline so that loops over it vectorise
+ * (libm's expf is scalar without -ffast-math). Cephes' range reduction
+ * x = n ln2 + r, |r| <= ln2/2, and degree-6 polynomial. For softmax in
+ * decoding, whose arguments are <= 0. */
+static inline float lc_expf(float x) {
+    const float hi = 88.3762626647949f, lo = -87.3365478515625f;
+    float xc = x > hi ? hi : x < lo ? lo : x;
+    float n = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
+    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int i; float f; } s = {.i = ((int)n + 127) << 23};
+    return x < lo ? 0.0f : p * s.f;
+}
 
 /* out (C) += sum over N rows of x (N, C) */
 void colsum_add(float *out, const float *x, int N, int C);

@@ -598,13 +598,11 @@ int model_decoder_init(model_decoder **out, const model *m, const adapter_set *a
     return LC_OK;
 }
 
-// y (out) [+]= W x + b + sum_i ws_i B_i (A_i x) + p + P2 (P1 x), one token
-static void adapted_vec(model_decoder *d, int l, int mo, float *y, const float *x, int accumulate) {
-    const model *m = d->m;
-    const model_config *c = &m->cfg;
+// y (out) += sum_i ws_i B_i (A_i x) + p + P2 (P1 x): the adapters' part of
+// one module for one token, after the base W x + b
+static void adapters_vec(model_decoder *d, int l, int mo, float *y, const float *x) {
+    const model_config *c = &d->m->cfg;
     const int in = module_in_dim(c, mo), out = module_out_dim(c, mo);
-    const layer_weights *lw = &m->w.layers[l];
-    matvec(y, lw->w[mo], x, module_bias(lw, mo), in, out, accumulate);
     for (int i = 0; i < d->ad.n_loras; i++) {
         const lora *lr = d->ad.loras[i];
         const int s = l * MOD_COUNT + mo;
@@ -628,6 +626,69 @@ static void adapted_vec(model_decoder *d, int l, int mo, float *y, const float *
     }
 }
 
+// y_j (out) [+]= W_j x + b_j + adapters, for n modules reading the same x:
+// the base matvecs of all n share one parallel region (q, k, v; gate, up)
+static void adapted_vecs(model_decoder *d, int l, int n, const int *mo, float *const *y,
+                         const float *x, int accumulate) {
+    const model_config *c = &d->m->cfg;
+    const layer_weights *lw = &d->m->w.layers[l];
+    matvec_job jobs[3] = {{0}}; /* n <= 3 */
+    for (int i = 0; i < n; i++)
+        jobs[i] = (matvec_job){y[i], lw->w[mo[i]], x, module_bias(lw, mo[i]),
+                               module_in_dim(c, mo[i]), module_out_dim(c, mo[i]), accumulate};
+    matvec_batch(jobs, n);
+    if (d->ad.n_loras || d->ad.n_cals)
+        for (int i = 0; i < n; i++) adapters_vec(d, l, mo[i], y[i], x);
+}
+
+// one head of decoding attention: softmax(q k^T / sqrt(hd)) over positions
+// 0..pos, then · v. Inlined with hd a constant for the common head sizes, so
+// the short dot products and updates compile to whole vectors.
+static inline __attribute__((always_inline)) void
+decode_head_hd(float *ah, float *sc, const float *qh, const float *kc, const float *vc, int pos,
+               int KD, const int hd, float scale) {
+    float mx = -INFINITY;
+    for (int t = 0; t <= pos; t++) {
+        const float *kt = kc + (size_t)t * KD;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int i = 0; i < hd; i++) s += qh[i] * kt[i];
+        sc[t] = s * scale;
+        mx = sc[t] > mx ? sc[t] : mx;
+    }
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int t = 0; t <= pos; t++) {
+        sc[t] = lc_expf(sc[t] - mx);
+        sum += sc[t];
+    }
+    const float inv = 1.0f / sum;
+    memset(ah, 0, sizeof(float) * hd);
+    for (int t = 0; t <= pos; t++) {
+        const float *vt = vc + (size_t)t * KD;
+        const float p = sc[t] * inv;
+#pragma omp simd
+        for (int i = 0; i < hd; i++) ah[i] += p * vt[i];
+    }
+}
+
+static void decode_head(float *ah, float *sc, const float *qh, const float *kc, const float *vc,
+                        int pos, int KD, int hd, float scale) {
+    switch (hd) {
+    case 8: decode_head_hd(ah, sc, qh, kc, vc, pos, KD, 8, scale); break;
+    case 16: decode_head_hd(ah, sc, qh, kc, vc, pos, KD, 16, scale); break;
+    case 32: decode_head_hd(ah, sc, qh, kc, vc, pos, KD, 32, scale); break;
+    case 48: decode_head_hd(ah, sc, qh, kc, vc, pos, KD, 48, scale); break;
+    case 64: decode_head_hd(ah, sc, qh, kc, vc, pos, KD, 64, scale); break;
+    case 128: decode_head_hd(ah, sc, qh, kc, vc, pos, KD, 128, scale); break;
+    default: decode_head_hd(ah, sc, qh, kc, vc, pos, KD, hd, scale); break;
+    }
+}
+
+/* Below this many q·k multiply-adds per layer, attention runs on the calling
+ * thread: a parallel region costs more than it saves. */
+#define DECODE_ATT_PARALLEL_MIN (1 << 15)
+
 float *model_decoder_step(model_decoder *d, int token, int pos) {
     const model *m = d->m;
     const model_config *c = &m->cfg;
@@ -637,48 +698,34 @@ float *model_decoder_step(model_decoder *d, int token, int pos) {
     memcpy(d->x, m->w.tok_emb + (size_t)token * D, sizeof(float) * D);
     rope_tables(d->cs, d->sn, m->rope_inv_freq, pos, 1, hd);
     const float scale = 1.0f / sqrtf((float)hd);
+    const int att_parallel = (size_t)H * (pos + 1) * hd >= DECODE_ATT_PARALLEL_MIN &&
+                             omp_get_max_threads() > 1;
+    static const int QKV[3] = {MOD_Q, MOD_K, MOD_V}, GATE_UP[2] = {MOD_GATE, MOD_UP};
     for (int l = 0; l < c->n_layers; l++) {
         const layer_weights *lw = &m->w.layers[l];
         float *kc = d->kc + (size_t)l * d->max_seq * KD, *vc = d->vc + (size_t)l * d->max_seq * KD;
+        float *kpos = kc + (size_t)pos * KD, *vpos = vc + (size_t)pos * KD;
         rmsnorm_forward(d->xn, NULL, d->x, lw->attn_norm, 1, D, c->norm_eps);
-        adapted_vec(d, l, MOD_Q, d->q, d->xn, 0);
-        adapted_vec(d, l, MOD_K, kc + (size_t)pos * KD, d->xn, 0);
-        adapted_vec(d, l, MOD_V, vc + (size_t)pos * KD, d->xn, 0);
+        adapted_vecs(d, l, 3, QKV, (float *const[]){d->q, kpos, vpos}, d->xn, 0);
         rope_apply(d->q, d->cs, d->sn, 1, 1, H, hd, 0);
-        rope_apply(kc + (size_t)pos * KD, d->cs, d->sn, 1, 1, Hkv, hd, 0);
-        // per head: softmax(q k^T / sqrt(hd)) over positions 0..pos, then · v
-#pragma omp parallel for schedule(static) if ((size_t)H * (pos + 1) * hd >= (1u << 15))
-        for (int h = 0; h < H; h++) {
-            const float *qh = d->q + (size_t)h * hd;
-            float *sc = d->scores + (size_t)h * d->max_seq;
-            const int kvh = h / group;
-            float mx = -INFINITY;
-            for (int t = 0; t <= pos; t++) {
-                const float *kt = kc + (size_t)t * KD + (size_t)kvh * hd;
-                float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-                for (int i = 0; i < hd; i++) s += qh[i] * kt[i];
-                sc[t] = s * scale;
-                mx = sc[t] > mx ? sc[t] : mx;
-            }
-            float sum = 0.0f;
-            for (int t = 0; t <= pos; t++) sum += (sc[t] = expf(sc[t] - mx));
-            float inv = 1.0f / sum;
-            float *ah = d->att + (size_t)h * hd;
-            memset(ah, 0, sizeof(float) * hd);
-            for (int t = 0; t <= pos; t++) {
-                const float *vt = vc + (size_t)t * KD + (size_t)kvh * hd;
-                const float p = sc[t] * inv;
-#pragma omp simd
-                for (int i = 0; i < hd; i++) ah[i] += p * vt[i];
-            }
+        rope_apply(kpos, d->cs, d->sn, 1, 1, Hkv, hd, 0);
+        if (att_parallel) {
+#pragma omp parallel for schedule(static)
+            for (int h = 0; h < H; h++)
+                decode_head(d->att + (size_t)h * hd, d->scores + (size_t)h * d->max_seq,
+                            d->q + (size_t)h * hd, kc + (size_t)(h / group) * hd,
+                            vc + (size_t)(h / group) * hd, pos, KD, hd, scale);
+        } else {
+            for (int h = 0; h < H; h++)
+                decode_head(d->att + (size_t)h * hd, d->scores + (size_t)h * d->max_seq,
+                            d->q + (size_t)h * hd, kc + (size_t)(h / group) * hd,
+                            vc + (size_t)(h / group) * hd, pos, KD, hd, scale);
         }
-        adapted_vec(d, l, MOD_O, d->x, d->att, 1);
+        adapted_vecs(d, l, 1, (const int[]){MOD_O}, (float *const[]){d->x}, d->att, 1);
         rmsnorm_forward(d->xn, NULL, d->x, lw->ffn_norm, 1, D, c->norm_eps);
-        adapted_vec(d, l, MOD_GATE, d->hb, d->xn, 0);
-        adapted_vec(d, l, MOD_UP, d->hb2, d->xn, 0);
+        adapted_vecs(d, l, 2, GATE_UP, (float *const[]){d->hb, d->hb2}, d->xn, 0);
         swiglu_forward(d->hb, d->hb, d->hb2, c->hidden_dim);
-        adapted_vec(d, l, MOD_DOWN, d->x, d->hb, 1);
+        adapted_vecs(d, l, 1, (const int[]){MOD_DOWN}, (float *const[]){d->x}, d->hb, 1);
     }
     rmsnorm_forward(d->x, NULL, d->x, m->w.final_norm, 1, D, c->norm_eps);
     matvec(d->logits, m->w.lm_head, d->x, NULL, D, c->vocab_size, 0);

@@ -254,3 +254,58 @@ Test(kernels, attention_blocked_matches_naive_over_several_blocks) {
         }
     }
 }
+
+/* ---- decoding helpers ---- */
+
+/* matvec_batch against the plain reference: row counts that are not a
+ * multiple of 4, a bias, accumulate, a job large enough to run in parallel
+ * and one large enough for the one-row path (more than 2^20 floats). */
+Test(kernels, matvec_batch_matches_reference) {
+    lc_rng r;
+    lc_rng_seed(&r, 11);
+    enum { NJ = 4 };
+    const int C[NJ] = {13, 64, 300, 1100}, OC[NJ] = {7, 33, 301, 1000};
+    float *w[NJ], *x[NJ], *b[NJ], *out[NJ], *ref[NJ];
+    matvec_job jobs[NJ];
+    for (int i = 0; i < NJ; i++) {
+        w[i] = malloc(sizeof(float) * C[i] * OC[i]);
+        x[i] = malloc(sizeof(float) * C[i]);
+        b[i] = malloc(sizeof(float) * OC[i]);
+        out[i] = malloc(sizeof(float) * OC[i]);
+        ref[i] = malloc(sizeof(float) * OC[i]);
+        randn(w[i], (size_t)C[i] * OC[i], 1.0f, &r);
+        randn(x[i], C[i], 1.0f, &r);
+        randn(b[i], OC[i], 1.0f, &r);
+        randn(out[i], OC[i], 1.0f, &r);
+        memcpy(ref[i], out[i], sizeof(float) * OC[i]);
+        int acc = i % 2;
+        jobs[i] = (matvec_job){out[i], w[i], x[i], i == 1 ? NULL : b[i], C[i], OC[i], acc};
+        matmul_forward_ref(ref[i], x[i], w[i], i == 1 ? NULL : b[i], 1, C[i], OC[i], acc);
+    }
+    matvec_batch(jobs, NJ);
+    for (int i = 0; i < NJ; i++) {
+        cr_assert_lt(tu_rel_err_f32(out[i], ref[i], OC[i]), 1e-6, "job %d", i);
+        /* one job alone (matvec) gives the same bits as inside the batch */
+        float *one = malloc(sizeof(float) * OC[i]);
+        memcpy(one, ref[i], sizeof(float) * OC[i]);
+        matvec(one, w[i], x[i], i == 1 ? NULL : b[i], C[i], OC[i], 0);
+        if (i % 2 == 0) cr_assert(!memcmp(one, out[i], sizeof(float) * OC[i]), "job %d", i);
+        free(one);
+        free(w[i]); free(x[i]); free(b[i]); free(out[i]); free(ref[i]);
+    }
+}
+
+/* lc_expf within 2 ulp of expf over [-87, 88], exactly 0 below -87.34
+ * (softmax arguments), 1 at 0. */
+Test(kernels, lc_expf_matches_expf) {
+    double worst = 0;
+    for (float x = -87.0f; x <= 88.0f; x += 0.0007f) {
+        float a = lc_expf(x), e = expf(x);
+        double ulp = fabs((double)a - e) / (nextafterf(e, INFINITY) - e);
+        worst = ulp > worst ? ulp : worst;
+    }
+    cr_assert_leq(worst, 2.0, "max error %.2f ulp", worst);
+    cr_assert_eq(lc_expf(0.0f), 1.0f);
+    cr_assert_eq(lc_expf(-88.0f), 0.0f);
+    cr_assert_eq(lc_expf(-INFINITY), 0.0f);
+}
