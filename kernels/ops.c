@@ -272,7 +272,7 @@ void attention_forward(float *out, float *probs, const float *q, const float *k,
                     float mx = row[0];
                     for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
                     float sum = 0.0f;
-                    for (int j = 0; j <= t; j++) sum += (row[j] = expf(row[j] - mx));
+                    for (int j = 0; j <= t; j++) sum += (row[j] = lc_expf(row[j] - mx));
                     float inv = 1.0f / sum;
                     for (int j = 0; j <= t; j++) row[j] *= inv;
                     /* zero up to the block's last key; later keys are never read */

@@ -94,8 +94,8 @@ void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gat
  * in a sweep of every float there), 0 below -87.33 (where expf is subnormal
  * or 0); not meant for x > 88. Inline so that loops over it vectorise
  * (libm's expf is scalar without -ffast-math). Cephes' range reduction
- * x = n ln2 + r, |r| <= ln2/2, and degree-6 polynomial. For softmax in
- * decoding, whose arguments are <= 0. */
+ * x = n ln2 + r, |r| <= ln2/2, and degree-6 polynomial. For softmax
+ * (attention, the classifier's loss), whose arguments are <= 0. */
 static inline float lc_expf(float x) {
     const float hi = 88.3762626647949f, lo = -87.3365478515625f;
     float xc = x > hi ? hi : x < lo ? lo : x;

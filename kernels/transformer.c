@@ -398,10 +398,10 @@ static double classifier_forward(model_acts *a, int n_rows, int count) {
             float sum = 0.0f;
             if (bw) {
 #pragma omp simd reduction(+ : sum)
-                for (int j = 0; j < V; j++) sum += (d[j] = expf(z[j] - mx));
+                for (int j = 0; j < V; j++) sum += (d[j] = lc_expf(z[j] - mx));
             } else {
 #pragma omp simd reduction(+ : sum)
-                for (int j = 0; j < V; j++) sum += expf(z[j] - mx);
+                for (int j = 0; j < V; j++) sum += lc_expf(z[j] - mx);
             }
             row_loss[i] = (double)mx + log((double)sum) - zt;
             if (bw) {
