@@ -1213,9 +1213,12 @@ int main(int argc, char **argv) {
     if (cfg_finish(x->c, &err)) goto fail;
     x->pad = tokenizer_eos(x->tok) >= 0 ? tokenizer_eos(x->tok) : 0;
     if (lc_make_dirs(x->out_dir, &err)) goto fail;
-    /* every adapter must fit the base before any job runs */
-    for (int i = 0; i < x->n_adapters; i++)
-        if (load_adapter(x, i, &err)) goto fail;
+    /* every adapter the selected tasks use must fit the base before any job runs */
+    for (int ti = 0; ti < x->n_tasks; ti++) {
+        if (!in_list(tasks_only, x->tasks[ti].name)) continue;
+        for (int k = 0; k < x->tasks[ti].n_ad; k++)
+            if (load_adapter(x, x->tasks[ti].ad[k], &err)) goto fail;
+    }
     for (int ti = 0; ti < x->n_tasks; ti++)
         for (int mi = 0; mi < x->n_methods; mi++)
             x->n_jobs += in_list(tasks_only, x->tasks[ti].name) && in_list(only, x->methods[mi].name);
