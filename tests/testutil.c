@@ -93,3 +93,21 @@ double tu_rel_err_f32(const float *a, const float *b, size_t n) {
     }
     return md / (mb > 1e-30 ? mb : 1e-30);
 }
+
+int tu_write_byte_tokenizer(const char *path) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    int maxlen = 8, ok = fwrite(&maxlen, 4, 1, f) == 1;
+    for (int i = 0; ok && i < 259; i++) {
+        char piece[16];
+        float score = 0;
+        if (i == 0) snprintf(piece, sizeof piece, "<unk>");
+        else if (i == 1) snprintf(piece, sizeof piece, "<s>");
+        else if (i == 2) snprintf(piece, sizeof piece, "</s>");
+        else snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
+        int len = (int)strlen(piece);
+        ok = fwrite(&score, 4, 1, f) == 1 && fwrite(&len, 4, 1, f) == 1 &&
+             fwrite(piece, 1, (size_t)len, f) == (size_t)len;
+    }
+    return fclose(f) == 0 && ok ? 0 : -1;
+}

@@ -28,6 +28,10 @@ int tu_system(const char *cmd);
 /* Runs cmd, captures stdout into a malloc'd NUL-terminated string. */
 char *tu_capture(const char *cmd, int *status);
 
+/* A llama2.c tokenizer file with <unk>, <s>, </s> and the 256 byte tokens
+ * <0x00>..<0xFF> (259 pieces, no merges); returns 0 on success. */
+int tu_write_byte_tokenizer(const char *path);
+
 /* Normwise relative error: max|a-b| / max(max|b|, 1e-30). */
 double tu_rel_err_f32_f64(const float *a, const double *b, size_t n);
 double tu_rel_err_f32(const float *a, const float *b, size_t n);
