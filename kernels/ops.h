@@ -98,7 +98,9 @@ void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gat
  * (attention, the classifier's loss), whose arguments are <= 0. */
 static inline float lc_expf(float x) {
     const float hi = 88.3762626647949f, lo = -87.3365478515625f;
-    float xc = x > hi ? hi : x < lo ? lo : x;
+    /* NaN compares false: it is computed as hi (no undefined int conversion)
+     * and returned as NaN at the end, so a NaN logit still gives a NaN loss */
+    float xc = x < hi ? (x > lo ? x : lo) : hi;
     float n = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
     float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -108,8 +110,8 @@ static inline float lc_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    union { int i; float f; } s = {.i = ((int)n + 127) << 23};
-    return x < lo ? 0.0f : p * s.f;
+    union { unsigned u; float f; } s = {.u = (unsigned)((int)n + 127) << 23};
+    return x != x ? x : x < lo ? 0.0f : p * s.f;
 }
 
 /* out (C) += sum over N rows of x (N, C) */

@@ -307,5 +307,9 @@ Test(kernels, lc_expf_matches_expf) {
     cr_assert_leq(worst, 2.0, "max error %.2f ulp", worst);
     cr_assert_eq(lc_expf(0.0f), 1.0f);
     cr_assert_eq(lc_expf(-88.0f), 0.0f);
+    /* non-finite inputs (a NaN logit must still give a NaN loss) */
+    cr_assert(isnan(lc_expf(NAN)));
+    cr_assert_eq(lc_expf(-INFINITY), 0.0f);
+    cr_assert_gt(lc_expf(INFINITY), 1e38f); /* huge, not meant for x > 88 */
     cr_assert_eq(lc_expf(-INFINITY), 0.0f);
 }
