@@ -683,46 +683,21 @@ static int calib_new(ctx_t *x, const method_entry *me, calib *cb, lc_err *err) {
     return calib_enable_grad(cb, err);
 }
 
-/* Mean validation loss over the sources (NAN if none has a validation set). */
-static int sources_val(ctx_t *x, train_source *src, int n, double *out, lc_err *err) {
-    double s = 0;
-    int k = 0;
-    for (int i = 0; i < n; i++) {
-        if (!src[i].val) continue;
-        double l;
-        if (eval_loss(src[i].m, src[i].ad, src[i].val, x->topt.batch_size, x->topt.seq_len, x->pad,
-                      x->topt.eval_batches, &l, err))
-            return LC_FAIL;
-        s += l, k++;
-    }
-    *out = k ? s / k : NAN;
-    return LC_OK;
-}
-
-/* Trains cb on the tasks listed (one source per task, each with its own
- * merge); writes calibration.h5 to dir. */
-static int train_calibration(ctx_t *x, const method_entry *me, task_entry **tasks, int nt,
-                             const char *dir, calib *cb, double *val_before, double *val_after,
-                             double *seconds, lc_err *err) {
-    job_merge mms[MAX_TASKS];
-    job_info jis[MAX_TASKS];
-    train_source src[MAX_TASKS];
+/* Trains cb on the tasks listed, merges[i] being task i's merge (built by
+ * the caller, which keeps it); writes calibration.h5 to dir. */
+static int train_calibration(ctx_t *x, const method_entry *me, task_entry **tasks,
+                             job_merge *const *merges, int nt, const char *dir, calib *cb,
+                             double *val_before, double *val_after, double *seconds, lc_err *err) {
+    train_source src[MAX_TASKS] = {{0}};
     adapter_set ads[MAX_TASKS];
     param_list pl = {0};
-    int built = 0, rc = LC_FAIL;
-    memset(jis, 0, sizeof jis);
+    int rc = LC_FAIL;
     for (int i = 0; i < nt; i++) {
-        if (load_task_data(x, tasks[i], 1, err)) goto done;
-        if (build_merge(x, tasks[i], me, dir, &mms[i], &jis[i], err)) {
-            built = i + 1;
-            goto done;
-        }
-        built = i + 1;
-        ads[i] = mms[i].mm.ad;
-        src[i] = (train_source){mms[i].mm.m, &ads[i], &tasks[i]->train,
+        ads[i] = merges[i]->mm.ad; /* a copy: the calibration is added below */
+        src[i] = (train_source){merges[i]->mm.m, &ads[i], &tasks[i]->train,
                                 tasks[i]->have_val ? &tasks[i]->val : NULL};
     }
-    if (sources_val(x, src, nt, val_before, err)) goto done;
+    if (train_sources_val_loss(src, nt, &x->topt, x->pad, val_before, err)) goto done;
     for (int i = 0; i < nt; i++) ads[i].cals[ads[i].n_cals++] = cb;
     if (param_list_add_calib(&pl, cb, &x->base.cfg, err)) goto done;
     train_opts o = x->topt;
@@ -737,11 +712,67 @@ static int train_calibration(ctx_t *x, const method_entry *me, task_entry **task
     if (save_calib(cb, dir, err)) goto done;
     rc = LC_OK;
 done:
-    for (int i = 0; i < built; i++) {
-        job_merge_free(&mms[i]);
-        cJSON_Delete(jis[i].recipe);
-    }
     param_list_free(&pl);
+    return rc;
+}
+
+/* Validation loss of (m, ad) on task t (NAN without a validation set). */
+static int task_val_loss(ctx_t *x, task_entry *t, model *m, const adapter_set *ad, double *out,
+                         lc_err *err) {
+    *out = NAN;
+    if (!t->have_val) return LC_OK;
+    return eval_loss(m, ad, &t->val, x->topt.batch_size, x->topt.seq_len, x->pad,
+                     x->topt.eval_batches, out, err);
+}
+
+/* The Shared LC of method mi for t's family, trained on first use with every
+ * task of the family (jm is t's merge, already built). */
+static int shared_calibration(ctx_t *x, task_entry *t, int mi, job_merge *jm, shared_calib *shared,
+                              int *n_shared, calib **out, lc_err *err) {
+    const method_entry *me = &x->methods[mi];
+    for (int i = 0; i < *n_shared; i++)
+        if (shared[i].method == mi && !strcmp(shared[i].family, t->family)) {
+            *out = &shared[i].cb;
+            return LC_OK;
+        }
+    if (*n_shared >= MAX_TASKS) return lc_errf(err, "too many shared calibrations");
+    shared_calib *sc = &shared[(*n_shared)++];
+    memset(sc, 0, sizeof *sc);
+    sc->method = mi;
+    snprintf(sc->family, sizeof sc->family, "%s", t->family);
+    task_entry *fam[MAX_TASKS];
+    job_merge others[MAX_TASKS], *merges[MAX_TASKS];
+    job_info ji_other[MAX_TASKS];
+    int nf = 0, n_others = 0, rc = LC_FAIL;
+    memset(ji_other, 0, sizeof ji_other);
+    for (int i = 0; i < x->n_tasks; i++) {
+        task_entry *u = &x->tasks[i];
+        if (strcmp(u->family, t->family)) continue;
+        if (load_task_data(x, u, 1, err)) goto done;
+        if (u == t) {
+            merges[nf] = jm;
+        } else {
+            char udir[2048];
+            snprintf(udir, sizeof udir, "%s/%s/%s", x->out_dir, u->name, me->slug);
+            if (build_merge(x, u, me, udir, &others[n_others], &ji_other[n_others], err)) goto done;
+            merges[nf] = &others[n_others++];
+        }
+        fam[nf++] = u;
+    }
+    char sdir[2048];
+    snprintf(sdir, sizeof sdir, "%s/shared-%s/%s", x->out_dir, t->family, me->slug);
+    if (calib_new(x, me, &sc->cb, err) ||
+        train_calibration(x, me, fam, merges, nf, sdir, &sc->cb, &sc->val_before, &sc->val_after,
+                          &sc->seconds, err))
+        goto done;
+    sc->trained = 1;
+    *out = &sc->cb;
+    rc = LC_OK;
+done:
+    for (int i = 0; i < n_others; i++) {
+        job_merge_free(&others[i]);
+        cJSON_Delete(ji_other[i].recipe);
+    }
     return rc;
 }
 
@@ -899,68 +930,38 @@ static int run_job(ctx_t *x, task_entry *t, int mi, shared_calib *shared, int *n
     }
     case M_CALIBRATE: {
         calib own = {0}, *cb = &own;
-        double vb = NAN, va = NAN, secs = 0;
+        double vb = NAN, va = NAN;
+        job_merge jm;
+        if (load_task_data(x, t, 1, err) || build_merge(x, t, me, dir, &jm, &ji, err)) {
+            cJSON_Delete(ji.recipe);
+            return LC_FAIL;
+        }
+        merged_model *mm = &jm.mm;
         if (me->shared) {
-            shared_calib *sc = NULL;
-            for (int i = 0; i < *n_shared; i++)
-                if (shared[i].method == mi && !strcmp(shared[i].family, t->family)) sc = &shared[i];
-            if (!sc) {
-                if (*n_shared >= MAX_TASKS) return lc_errf(err, "too many shared calibrations");
-                sc = &shared[(*n_shared)++];
-                memset(sc, 0, sizeof *sc);
-                sc->method = mi;
-                snprintf(sc->family, sizeof sc->family, "%s", t->family);
-                task_entry *fam[MAX_TASKS];
-                int nf = 0;
-                for (int i = 0; i < x->n_tasks; i++)
-                    if (!strcmp(x->tasks[i].family, t->family)) fam[nf++] = &x->tasks[i];
-                char sdir[2048];
-                snprintf(sdir, sizeof sdir, "%s/shared-%s/%s", x->out_dir, t->family, me->slug);
-                if (calib_new(x, me, &sc->cb, err) ||
-                    train_calibration(x, me, fam, nf, sdir, &sc->cb, &sc->val_before, &sc->val_after,
-                                      &sc->seconds, err))
-                    return LC_FAIL;
-                sc->trained = 1;
-            }
-            cb = &sc->cb;
-            secs = sc->seconds;
+            if (shared_calibration(x, t, mi, &jm, shared, n_shared, &cb, err)) goto cal_done;
             /* this task's own validation losses, before and after */
+            if (task_val_loss(x, t, mm->m, &mm->ad, &vb, err)) goto cal_done;
+            mm->ad.cals[mm->ad.n_cals++] = cb;
+            if (task_val_loss(x, t, mm->m, &mm->ad, &va, err)) goto cal_done;
+            for (int i = 0; i < *n_shared; i++)
+                if (&shared[i].cb == cb) ji.train_seconds = shared[i].seconds;
+            if (save_calib(cb, dir, err)) goto cal_done;
         } else {
+            job_merge *one_m[1] = {&jm};
             task_entry *one[1] = {t};
             if (calib_new(x, me, &own, err) ||
-                train_calibration(x, me, one, 1, dir, &own, &vb, &va, &secs, err)) {
-                calib_free(&own);
-                return LC_FAIL;
-            }
-        }
-        job_merge jm;
-        merged_model *mm = &jm.mm;
-        if (build_merge(x, t, me, dir, &jm, &ji, err) == LC_OK) {
-            if (me->shared && t->have_val) {
-                /* per-task validation losses of the shared calibration */
-                if (eval_loss(mm->m, &mm->ad, &t->val, x->topt.batch_size, x->topt.seq_len, x->pad,
-                              x->topt.eval_batches, &vb, err) == LC_OK) {
-                    mm->ad.cals[mm->ad.n_cals++] = cb;
-                    if (eval_loss(mm->m, &mm->ad, &t->val, x->topt.batch_size, x->topt.seq_len, x->pad,
-                                  x->topt.eval_batches, &va, err))
-                        goto cal_done;
-                    mm->ad.n_cals--;
-                } else {
-                    goto cal_done;
-                }
-            }
+                train_calibration(x, me, one, one_m, 1, dir, &own, &vb, &va, &ji.train_seconds, err))
+                goto cal_done;
             mm->ad.cals[mm->ad.n_cals++] = cb;
-            ji.extra_params += cb->n_params;
-            ji.val_loss_merge = vb;
-            ji.val_loss_calibrated = va;
-            ji.train_seconds = secs;
-            if (me->shared && save_calib(cb, dir, err)) goto cal_done;
-            rc = evaluate_job(x, mm->m, &mm->ad, t, &t->test, me, dir, &ji, err);
         }
+        ji.extra_params += cb->n_params;
+        ji.val_loss_merge = vb;
+        ji.val_loss_calibrated = va;
+        rc = evaluate_job(x, mm->m, &mm->ad, t, &t->test, me, dir, &ji, err);
     cal_done:
         job_merge_free(&jm);
         cJSON_Delete(ji.recipe);
-        if (!me->shared) calib_free(&own);
+        calib_free(&own);
         return rc;
     }
     }

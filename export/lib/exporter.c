@@ -30,6 +30,27 @@ static const char *jstr(const cJSON *o, const char *k) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* The learned-merge coefficients calibrate trained for a job
+ * (<jobdir>/final/coefficients.h5, "<adapter>.coef" (L, 7)): coef[i]
+ * malloc'd for each of the n adapters. */
+static int read_coefs(const char *jobdir, const char *const *names, int n, int L, float **coef,
+                      lc_err *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/final/coefficients.h5", jobdir);
+    tensor_file *tf;
+    if (tensor_file_open(&tf, path, err)) return LC_FAIL;
+    int rc = LC_OK;
+    for (int k = 0; k < n && rc == LC_OK; k++) {
+        char tn[320];
+        int64_t sh[2] = {L, MOD_COUNT};
+        snprintf(tn, sizeof tn, "%s.coef", names[k]);
+        if (!(coef[k] = malloc(sizeof(float) * L * MOD_COUNT))) rc = lc_errf(err, "out of memory");
+        else rc = tensor_file_read_f32(tf, tn, 2, sh, coef[k], err);
+    }
+    tensor_file_free(tf);
+    return rc;
+}
+
 static int add_lora_tensors(bundle_writer *w, const ex_adapter *a, const model_config *c,
                             bundle_dtype dt, lc_err *err) {
     char name[320];
@@ -191,30 +212,19 @@ int export_bundle(const model *base, const export_spec *s, FILE *report, lc_err 
         snprintf(prefix, sizeof prefix, "task.%s.", it->task);
         const char *mname = jstr(recipe, "method");
         if (mname && !strcmp(mname, "learned")) {
-            snprintf(path, sizeof path, "%s/final/coefficients.h5", jobdir);
-            tensor_file *tf;
-            if (tensor_file_open(&tf, path, err)) goto done;
-            int bad = 0;
-            for (const cJSON *a = cJSON_GetObjectItemCaseSensitive(recipe, "adapters")->child; a && !bad;
-                 a = a->next) {
+            merge_spec ms;
+            const char *names[ADAPTER_MAX];
+            float *coef[ADAPTER_MAX] = {0};
+            int nn, bad = merge_spec_from_json(recipe, &ms, names, &nn, err) ||
+                          read_coefs(jobdir, names, nn, c->n_layers, coef, err);
+            for (int k = 0; k < nn && !bad; k++) {
                 char tn[320];
                 int64_t sh[2] = {c->n_layers, MOD_COUNT};
-                float buf[4096];
-                if (c->n_layers * MOD_COUNT > 4096) {
-                    lc_errf(err, "%s: too many layers", path);
-                    bad = 1;
-                    break;
-                }
-                snprintf(tn, sizeof tn, "%s.coef", jstr(a, "name"));
-                if (tensor_file_read_f32(tf, tn, 2, sh, buf, err)) {
-                    bad = 1;
-                    break;
-                }
-                snprintf(tn, sizeof tn, "task.%s.coef.%s", it->task, jstr(a, "name"));
-                if (bundle_writer_add(w, tn, 2, sh, buf, s->calib_dtype == BUNDLE_I8 ? BUNDLE_F32 : s->calib_dtype, err))
-                    bad = 1;
+                snprintf(tn, sizeof tn, "task.%s.coef.%s", it->task, names[k]);
+                bad = bundle_writer_add(w, tn, 2, sh, coef[k],
+                                        s->calib_dtype == BUNDLE_I8 ? BUNDLE_F32 : s->calib_dtype, err);
             }
-            tensor_file_free(tf);
+            for (int k = 0; k < ADAPTER_MAX; k++) free(coef[k]);
             if (bad) goto done;
         }
         const cJSON *cal = cJSON_GetObjectItemCaseSensitive(r, "calibration");
@@ -328,23 +338,7 @@ int export_interop(model *base, const char *calibrate_dir, const char *task, con
         snprintf(loras[i].name, sizeof loras[i].name, "%s", names[i]);
     }
     if (spec.method == MERGE_LEARNED) {
-        snprintf(path, sizeof path, "%s/final/coefficients.h5", jobdir);
-        tensor_file *tf;
-        if (tensor_file_open(&tf, path, err)) goto done;
-        int bad = 0;
-        for (int k = 0; k < n && !bad; k++) {
-            char tn[320];
-            int64_t sh[2] = {c->n_layers, MOD_COUNT};
-            snprintf(tn, sizeof tn, "%s.coef", names[k]);
-            if (!(coef[k] = malloc(sizeof(float) * c->n_layers * MOD_COUNT))) {
-                lc_errf(err, "out of memory");
-                bad = 1;
-            } else if (tensor_file_read_f32(tf, tn, 2, sh, coef[k], err)) {
-                bad = 1;
-            }
-        }
-        tensor_file_free(tf);
-        if (bad) goto done;
+        if (read_coefs(jobdir, names, n, c->n_layers, coef, err)) goto done;
         spec.coef = (const float *const *)coef;
     }
     if (merge_to_lora(&spec, ls, n, c, &merged, err)) goto done;

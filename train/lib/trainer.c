@@ -403,9 +403,8 @@ int train_run(model *m, const adapter_set *ad, param_list *pl, const dataset *tr
     return train_run_multi(&src, 1, pl, pad_id, o, resume, save, save_ctx, res, err);
 }
 
-/* Mean of the sources' validation losses (sources without one are left out). */
-static int eval_sources(const train_source *src, int n_src, const train_opts *o, int pad_id,
-                        double *out, lc_err *err) {
+int train_sources_val_loss(const train_source *src, int n_src, const train_opts *o, int pad_id,
+                           double *out, lc_err *err) {
     double sum = 0;
     int k = 0;
     for (int i = 0; i < n_src; i++) {
@@ -546,7 +545,7 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
             }
         }
         if (have_val && o->eval_every > 0 && (st.step % o->eval_every == 0 || last)) {
-            if (eval_sources(src, n_src, o, pad_id, &last_val, err)) goto done;
+            if (train_sources_val_loss(src, n_src, o, pad_id, &last_val, err)) goto done;
             int better = last_val < st.best_val;
             if (better) st.best_val = last_val;
             if (tty) fputc('\n', stderr);

@@ -129,6 +129,12 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
                     const train_opts *o, int resume, adapter_save_fn save, void *save_ctx,
                     train_result *res, lc_err *err);
 
+/* Mean of the sources' validation losses (batch size, length and
+ * eval_batches from o); sources without a validation set are left out;
+ * NAN when none has one. */
+int train_sources_val_loss(const train_source *src, int n_src, const train_opts *o, int pad_id,
+                           double *out, lc_err *err);
+
 /* Reads the shared `training.*` and `optimizer.*` keys (configs/README.md)
  * and checks their ranges; seq_len defaults to max_len - 1. out_dir, what
  * and stop_after are left for the caller. */
