@@ -767,15 +767,17 @@ void batch_iter_free(batch_iter *it) {
     memset(it, 0, sizeof *it);
 }
 
-int batch_next(batch_iter *it, const dataset *d, int B, int T, int pad_id, int *tokens,
-               int *targets, int *n_loss, lc_err *err) {
+static int batch_fill(batch_iter *it, const dataset *d, int B, int T, int pad_id, int *tokens,
+                      int *targets, int *n_loss, int *T_used, lc_err *err) {
     if (n_loss) *n_loss = 0;
     if (!it->order) return lc_errf(err, "batch_next: iterator not initialised");
     if (it->n != d->n)
         return lc_errf(err, "batch_next: the iterator was made for %d examples, %s has %d",
                        it->n, d->path, d->n);
     if (B <= 0 || T <= 0) return lc_errf(err, "batch_next: bad batch shape (%d, %d)", B, T);
-    int epoch0 = it->epoch, pos0 = it->pos, loss = 0;
+    int epoch0 = it->epoch, pos0 = it->pos, loss = 0, Tf = T_used ? 1 : T;
+    const ds_example *stack_ex[64], **exs = B <= 64 ? stack_ex : malloc(sizeof *exs * (size_t)B);
+    if (!exs) return lc_errf(err, "out of memory");
     for (int b = 0; b < B; b++) {
         if (it->pos >= it->n) {
             it->epoch++;
@@ -787,17 +789,36 @@ int batch_next(batch_iter *it, const dataset *d, int B, int T, int pad_id, int *
             lc_errf(err, "%s:%d: example of %d tokens does not fit T = %d (load with max_len "
                     "<= T + 1)", d->path, ex->line, ex->n_ids, T);
             batch_iter_seek(it, epoch0, pos0); /* leave the iterator as it was */
+            if (exs != stack_ex) free(exs);
             return LC_FAIL;
         }
         it->pos++;
-        int *tk = tokens + (size_t)b * T, *tg = targets + (size_t)b * T;
-        for (int t = 0; t < T; t++) {
+        exs[b] = ex;
+        if (T_used && ex->n_ids - 1 > Tf) Tf = ex->n_ids - 1;
+    }
+    for (int b = 0; b < B; b++) {
+        const ds_example *ex = exs[b];
+        int *tk = tokens + (size_t)b * Tf, *tg = targets + (size_t)b * Tf;
+        for (int t = 0; t < Tf; t++) {
             tk[t] = t < ex->n_ids ? ex->ids[t] : pad_id;
             int in_span = t + 1 >= ex->n_prompt && t + 1 < ex->n_ids;
             tg[t] = in_span ? ex->ids[t + 1] : -1;
             loss += in_span;
         }
     }
+    if (exs != stack_ex) free(exs);
+    if (T_used) *T_used = Tf;
     if (n_loss) *n_loss = loss;
     return LC_OK;
+}
+
+int batch_next(batch_iter *it, const dataset *d, int B, int T, int pad_id, int *tokens,
+               int *targets, int *n_loss, lc_err *err) {
+    return batch_fill(it, d, B, T, pad_id, tokens, targets, n_loss, NULL, err);
+}
+
+int batch_next_fit(batch_iter *it, const dataset *d, int B, int T, int pad_id, int *tokens,
+                   int *targets, int *n_loss, int *T_used, lc_err *err) {
+    int dummy;
+    return batch_fill(it, d, B, T, pad_id, tokens, targets, n_loss, T_used ? T_used : &dummy, err);
 }

@@ -74,5 +74,12 @@ void batch_iter_free(batch_iter *it);
  * with max_len <= T+1). Returns the number of loss tokens in *n_loss. */
 int batch_next(batch_iter *it, const dataset *d, int B, int T, int pad_id, int *tokens,
                int *targets, int *n_loss, lc_err *err);
+/* The same with a batch only as long as its longest example: *T_used =
+ * max over the B examples of (length - 1), at most T, and the rows are laid
+ * out with stride *T_used (tokens and targets need room for B x T). The
+ * loss is the same as batch_next's: padding carries no loss and, with
+ * causal attention, changes no earlier position. */
+int batch_next_fit(batch_iter *it, const dataset *d, int B, int T, int pad_id, int *tokens,
+                   int *targets, int *n_loss, int *T_used, lc_err *err);
 
 #endif

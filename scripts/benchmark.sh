@@ -2,33 +2,48 @@
 # The compositional benchmark, end to end, from the configs in
 # configs/benchmark/<NAME>/ (made by scripts/gen_benchmark_configs.py):
 #   data (scripts/make_benchmark_data.py, from ../shared's DialogSum, with
-#   apertium and rule-made tones) -> nine single-task LoRAs -> a joint-expert
+#   apertium and rule-made tones) -> [for a self-pretrained base: its
+#   corpus, a BPE tokenizer (scripts/train_bpe.py) and full-parameter
+#   pretraining, from pretrain-data.json and pretrain.json] -> nine
+#   single-task LoRAs -> a joint-expert
 #   LoRA per variant -> `calibrate` (14 variants x every method) -> `export`
 #   (a bundle with LC++ for every variant) -> tables and plot
 #   (scripts/bench_tables.py) in results/benchmark-<NAME>/.
 #
-#   bash scripts/benchmark.sh [NAME] [--quick]
+#   bash scripts/benchmark.sh [NAME] [--quick] [--variants V1,V2,...]
 #
 # NAME defaults to stories260k. Finished steps are skipped when run again
 # (LoRAs with a final/ folder, calibrate jobs with a results.json), so an
 # interrupted run continues. --quick runs two variants (summary+es,
 # reply+casual) with a few methods: a smoke test of the pipeline, not the
-# benchmark. Prints which step of how many is running, with the ETA.
+# benchmark. --variants runs every method on the listed variants only
+# (e.g. summary+es,summary+casual,reply+es,reply+casual: the paper's four
+# tasks, one variant each), with the LoRAs they need. Prints which step of
+# how many is running, with the ETA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=stories260k
 QUICK=0
-for a in "$@"; do
-  case "$a" in
+SUBSET=""
+while [ $# -gt 0 ]; do
+  case "$1" in
     --quick) QUICK=1 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
-    *) NAME="$a" ;;
+    --variants) SUBSET="${2:?--variants needs a comma-separated list}"; shift ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -*) echo "benchmark: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) NAME="$1" ;;
   esac
+  shift
 done
 C=configs/benchmark/$NAME
 [ -f "$C/calibrate.json" ] || { echo "benchmark: no configs in $C (scripts/gen_benchmark_configs.py makes them)" >&2; exit 2; }
 DS=../shared/assets/dialogsum
-[ -f "$DS/train.jsonl" ] || { echo "benchmark: needs $DS (the DialogSum data in ../shared)" >&2; exit 2; }
+read -r DATA BUILD < <(/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["dir"], int(d["build"]))' "$C/data.json")
+if [ "$BUILD" = 1 ]; then
+  [ -f "$DS/train.jsonl" ] || { echo "benchmark: needs $DS (the DialogSum data in ../shared) to build $DATA" >&2; exit 2; }
+else
+  /usr/bin/python3 scripts/check_bench_data.py "$C" || exit 2
+fi
 bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j2 >/dev/null
@@ -40,6 +55,13 @@ if [ "$QUICK" = 1 ]; then
   LORAS="summarize reply translate-es tone-casual"
   ONLY="zero-shot,main-task LoRA,multi-step,joint expert,linear,TIES,LC,LC++"
   OUT=$RUNS/quick-results
+elif [ -n "$SUBSET" ]; then
+  VARIANTS=$(echo "$SUBSET" | tr ',' ' ')
+  for v in $VARIANTS; do
+    [ -f "$C/joint-$v.json" ] || { echo "benchmark: no variant '$v' in $C (see its joint-*.json)" >&2; exit 2; }
+  done
+  LORAS=$(/usr/bin/python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); want=sys.argv[2].split(","); print(" ".join(sorted({a for t in c["tasks"] if t["name"] in want for a in t["adapters"]})))' "$C/calibrate.json" "$SUBSET")
+  ONLY=""
 else
   VARIANTS=$(ls $C/joint-*.json | sed 's#.*/joint-##; s#\.json##')
   LORAS=$(ls $C/lora-*.json | sed 's#.*/lora-##; s#\.json##')
@@ -47,6 +69,7 @@ else
 fi
 steps=()
 steps+=("data")
+if [ -f "$C/pretrain-data.json" ]; then steps+=("pretrain-data" "tokenizer" "pretrain"); fi
 for l in $LORAS; do steps+=("lora $l"); done
 for v in $VARIANTS; do steps+=("joint $v"); done
 steps+=("calibrate" "export" "tables")
@@ -61,7 +84,16 @@ for s in "${steps[@]}"; do
   echo "== benchmark [$i/$N] $s (elapsed $((el / 60))m$((el % 60))s, ETA $eta)" >&2
   set -- $s
   case "$1" in
-    data) /usr/bin/python3 scripts/make_benchmark_data.py "$DS" runs/bench-data --sizes small ;;
+    data) if [ "$BUILD" = 1 ]; then /usr/bin/python3 scripts/make_benchmark_data.py "$DS" "$DATA" --sizes small; fi ;;
+    pretrain-data)
+      read -r corpus english translated pack < <(/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["corpus"], d["english"], d["translated"], d["pack_chars"])' "$C/pretrain-data.json")
+      [ -f "$corpus" ] || /usr/bin/python3 scripts/make_benchmark_data.py "$DS" "$DATA" --sizes small \
+        --pretrain-only "$corpus" --pretrain-english "$english" --pretrain-translated "$translated" \
+        --pretrain-pack-chars "$pack" ;;
+    tokenizer)
+      read -r corpus tdir vocab < <(/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["corpus"], d["tokenizer_dir"], d["vocab"])' "$C/pretrain-data.json")
+      [ -f "$tdir/tokenizer.json" ] || /usr/bin/python3 scripts/train_bpe.py "$corpus" "$tdir" --vocab "$vocab" ;;
+    pretrain) [ -d "$RUNS/base/final" ] || $B/train --config "$C/pretrain.json" --resume ;;
     lora) [ -d "$RUNS/lora-$2/final" ] || $B/train --config "$C/lora-$2.json" --resume ;;
     joint) [ -d "$RUNS/joint-$2/final" ] || $B/train --config "$C/joint-$2.json" --resume ;;
     calibrate)
@@ -72,9 +104,10 @@ for s in "${steps[@]}"; do
         $B/calibrate --config "$C/calibrate.json" --resume --tasks "$tasks"
       fi ;;
     export)
-      if [ "$QUICK" = 0 ]; then $B/export --config "$C/export.json"; fi ;;
+      if [ "$QUICK" = 0 ] && [ -z "$SUBSET" ]; then $B/export --config "$C/export.json"
+      else echo "benchmark: export skipped (export.json bundles all 14 variants; this run has a subset)" >&2; fi ;;
     tables)
-      /usr/bin/python3 scripts/bench_tables.py "$RUNS/calibrate" "$OUT" --title "$NAME" ;;
+      /usr/bin/python3 scripts/bench_tables.py "$RUNS/calibrate" "$OUT" --title "$NAME${SUBSET:+ (variants $SUBSET)}" ;;
   esac
 done
 echo "benchmark: tables and plot in $OUT" >&2

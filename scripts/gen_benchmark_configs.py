@@ -6,6 +6,7 @@ can read and edit):
     gen_benchmark_configs.py NAME --model PATH --tokenizer PATH [--data runs/bench-data]
                              [--lora-steps 200] [--cal-steps 100] [--max-len 512]
                              [--test-examples 50]
+                             [--pretrain-shape D,L,H,KV,F,V --pretrain-steps N ...]
 
   lora-<task>.json    `train`: the nine single-task LoRAs (summarize, reply,
                       translate-{es,ca,fr}, tone-{professional,casual,witty,
@@ -13,6 +14,18 @@ can read and edit):
   joint-<variant>.json `train`: a joint-expert LoRA per compositional variant
   calibrate.json      `calibrate`: the 14 variants x every method
   export.json         `export`: a bundle with LC++ for every variant
+  data.json           where the data is and whether scripts/benchmark.sh
+                      builds it (make_benchmark_data.py) or, with
+                      --user-data, only checks that the files are there
+
+With --pretrain-shape the base is one the toolchain pretrains itself, and
+three more files are written (scripts/benchmark.sh runs them first):
+  pretrain-data.json  the corpus (scripts/make_benchmark_data.py
+                      --pretrain-only) and tokenizer (scripts/train_bpe.py)
+                      to build
+  model-config.json   the new model's Hugging Face config.json
+  pretrain.json       `train` in full mode from that config (`init`)
+--model and --tokenizer then default to that run's outputs.
 
 Paths in the configs are relative to the config's folder (configs/README.md),
 so NAME's folder must stay two levels below the repository root.
@@ -31,8 +44,17 @@ MAINS = {"summary": ("summarize", "{dialogue}\nSummary:", "Summary"),
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("name")
-    ap.add_argument("--model", required=True, help="relative to the repository root")
-    ap.add_argument("--tokenizer", required=True, help="relative to the repository root")
+    ap.add_argument("--model", help="relative to the repository root")
+    ap.add_argument("--tokenizer", help="relative to the repository root")
+    ap.add_argument("--pretrain-shape", metavar="D,L,H,KV,F,V",
+                    help="pretrain a new base: hidden size, layers, heads, KV heads, MLP size, vocabulary")
+    ap.add_argument("--pretrain-steps", type=int, default=1000)
+    ap.add_argument("--pretrain-batch", type=int, default=16)
+    ap.add_argument("--pretrain-max-len", type=int, default=320)
+    ap.add_argument("--pretrain-lr", type=float, default=0.002)
+    ap.add_argument("--pretrain-english", type=int, default=4600)
+    ap.add_argument("--pretrain-translated", type=int, default=1500)
+    ap.add_argument("--pretrain-pack-chars", type=int, default=700)
     ap.add_argument("--data", default="runs/bench-data")
     ap.add_argument("--runs", default=None, help="default runs/benchmark-NAME")
     ap.add_argument("--lora-steps", type=int, default=200)
@@ -40,22 +62,59 @@ def main():
     ap.add_argument("--max-len", type=int, default=512)
     ap.add_argument("--test-examples", type=int, default=50)
     ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=8, help="batch size of LoRA training and calibration")
+    ap.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    ap.add_argument("--lora-lr", type=float, default=0.003)
+    ap.add_argument("--cal-lr", type=float, default=0.01)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--user-data", action="store_true",
+                    help="--data holds data the user exported (scripts/benchmark.sh checks it, does not build it)")
     a = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = os.path.join(root, "configs", "benchmark", a.name)
     os.makedirs(out, exist_ok=True)
     up = "../../../"  # from configs/benchmark/NAME to the root
     runs = a.runs or "runs/benchmark-" + a.name
-    model, tok, data, R = up + a.model, up + a.tokenizer, up + a.data, up + runs
 
     def write(fname, obj):
         with open(os.path.join(out, fname), "w") as f:
             json.dump(obj, f, indent=1, ensure_ascii=False)
             f.write("\n")
 
-    training = {"batch_size": 8, "steps": a.lora_steps, "seed": 1, "eval_every": a.lora_steps // 2,
+    if a.pretrain_shape:
+        try:
+            D, L, H, KV, F, V = (int(x) for x in a.pretrain_shape.split(","))
+        except ValueError:
+            ap.error("--pretrain-shape wants six integers D,L,H,KV,F,V")
+        a.model = a.model or runs + "/base/final"
+        a.tokenizer = a.tokenizer or runs + "/tokenizer/tokenizer.json"
+        write("pretrain-data.json", {
+            "corpus": runs + "/pretrain_text.jsonl", "english": a.pretrain_english,
+            "translated": a.pretrain_translated, "pack_chars": a.pretrain_pack_chars,
+            "tokenizer_dir": runs + "/tokenizer", "vocab": V})
+        write("model-config.json", {
+            "model_type": "llama", "hidden_size": D, "num_hidden_layers": L, "num_attention_heads": H,
+            "num_key_value_heads": KV, "intermediate_size": F, "vocab_size": V,
+            "max_position_embeddings": max(512, a.max_len), "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
+            "tie_word_embeddings": True, "bos_token_id": 256, "eos_token_id": 257})
+        write("pretrain.json", {
+            "init": {"config": "model-config.json", "seed": 1, "std": 0.02},
+            "tokenizer": up + a.tokenizer, "output_dir": up + runs + "/base", "mode": "full",
+            "data": {"train": up + runs + "/pretrain_text.jsonl", "prompt_template": "",
+                     "target_template": "{text}", "max_len": a.pretrain_max_len, "on_bad_row": "skip"},
+            "training": {"batch_size": a.pretrain_batch, "steps": a.pretrain_steps, "seed": 1,
+                         "checkpoint_every": 100, "log_every": 25},
+            "optimizer": {"lr": a.pretrain_lr, "weight_decay": 0.01, "schedule": "cosine",
+                          "warmup_steps": 50, "min_lr_ratio": 0.1},
+            "output": {"peft": True, "hdf5": False}})
+    if not a.model or not a.tokenizer:
+        ap.error("--model and --tokenizer are required (unless --pretrain-shape)")
+    model, tok, data, R = up + a.model, up + a.tokenizer, up + a.data, up + runs
+
+    write("data.json", {"dir": a.data, "build": not a.user_data})
+    training = {"batch_size": a.batch, "grad_accum": a.grad_accum, "steps": a.lora_steps, "seed": 1, "eval_every": a.lora_steps // 2,
                 "checkpoint_every": a.lora_steps // 2, "log_every": 25}
-    optimizer = {"lr": 0.003, "schedule": "cosine", "warmup_steps": 20}
+    optimizer = {"lr": a.lora_lr, "schedule": "cosine", "warmup_steps": 20}
     lora = {"rank": a.rank, "alpha": 2 * a.rank, "dropout": 0.05}
     # single tasks: (name, file stem, prompt, target)
     singles = [("summarize", "summarize", "{dialogue}\nSummary:", " {summary}"),
@@ -123,10 +182,10 @@ def main():
     write("calibrate.json", {
         "model": model, "tokenizer": tok, "output_dir": "%s/calibrate" % R,
         "adapters": adapters, "tasks": tasks, "methods": methods,
-        "training": {"batch_size": 8, "steps": a.cal_steps, "seed": 1, "eval_every": a.cal_steps,
+        "training": {"batch_size": a.batch, "grad_accum": a.grad_accum, "steps": a.cal_steps, "seed": 1, "eval_every": a.cal_steps,
                      "checkpoint_every": a.cal_steps // 2, "log_every": 25},
-        "optimizer": {"lr": 0.01, "schedule": "cosine", "warmup_steps": 10},
-        "generation": {"max_new_tokens": 64, "temperature": 0, "stop": ["\n"]},
+        "optimizer": {"lr": a.cal_lr, "schedule": "cosine", "warmup_steps": 10},
+        "generation": {"max_new_tokens": a.max_new_tokens, "temperature": 0, "stop": ["\n"]},
         "metrics": {"tokenization": "latin"}})
     write("export.json", {
         "model": model, "calibrate_dir": "%s/calibrate" % R, "output": "%s/bundle.lcb" % R,

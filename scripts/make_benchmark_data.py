@@ -36,6 +36,10 @@ Files (OUTDIR/...):
   comp/summary_{es,ca,fr,professional,casual,witty,paraphrase}_{split}.jsonl  {id, dialogue, target}
   comp/reply_{same 7}_{split}.jsonl                {id, dialogue, speaker, target}
   pretrain_text.jsonl                              {text}
+  (--pretrain-only PATH writes only PATH: a larger corpus for a self-pretrained
+   base, the same pools plus --pretrain-english more English dialogues, of which
+   --pretrain-translated also get es/ca/fr translations and the four tones,
+   packed into rows of at most --pretrain-pack-chars characters)
   README.md, manifest.json (every file above: rows, bytes, sha256)
   cache/{es,ca,fr}.jsonl                           translation cache (not in the manifest)
 
@@ -361,8 +365,10 @@ def file_sha256(path):
     return h.hexdigest()
 
 
-def build(dialogsum_dir, outdir, seed, sizes_name, workers=None, n_limit=None):
-    """n_limit: use only this many dialogues per pool size (self-check)."""
+def build(dialogsum_dir, outdir, seed, sizes_name, workers=None, n_limit=None, pretrain=None):
+    """n_limit: use only this many dialogues per pool size (self-check).
+    pretrain: {"path", "english", "translated"} writes only a larger
+    pretraining corpus to path (see build_pretrain) and returns."""
     t0 = time.time()
     sz = dict(SIZES[sizes_name])
     if n_limit is not None:
@@ -392,6 +398,8 @@ def build(dialogsum_dir, outdir, seed, sizes_name, workers=None, n_limit=None):
     for p in pools.values():
         for d in p:
             d["reply_ex"] = reply_example(d, seed)
+    if pretrain is not None:
+        return build_pretrain(outdir, seed, workers, pools, train[i:], pretrain)
 
     # every English text that gets translated: summary and gold reply of each
     # dialogue in the single-task and compositional pools
@@ -462,6 +470,58 @@ def build(dialogsum_dir, outdir, seed, sizes_name, workers=None, n_limit=None):
     log("wrote %d files, %d rows, to %s in %.1fs" % (len(files) + 2, sum(counts.values()), outdir,
                                                       time.time() - t0))
     return files, tr.stats
+
+
+def build_pretrain(outdir, seed, workers, pools, rest, opt):
+    """A larger pretraining corpus for a base the toolchain pretrains itself:
+    the single train/validation pools as in pretrain_text.jsonl, the first
+    opt["english"] dialogues of the DialogSum train remainder (English
+    dialogue + summary; the benchmark's own extra pool is the first of
+    them), and, for the first opt["translated"] of those, the
+    summary and one reply turn translated into es/ca/fr and re-toned. Never
+    the compositional pools or the single-task test pool. Translations go
+    through OUTDIR/cache like the benchmark's own."""
+    n_en, n_tr = opt["english"], opt["translated"]
+    if n_tr > n_en:
+        raise SystemExit("--pretrain-translated (%d) exceeds --pretrain-english (%d)" % (n_tr, n_en))
+    if n_en > len(rest):
+        raise SystemExit("--pretrain-english %d: only %d usable train dialogues are left" % (n_en, len(rest)))
+    extra = rest[:n_en]
+    for d in extra[:n_tr]:
+        d["reply_ex"] = reply_example(d, seed)
+    single = pools["single_train"] + pools["single_validation"]
+    src = single + extra[:n_tr]
+    texts = sorted({t for d in src for t in (d["summary"], d["reply_ex"]["reply"])})
+    tr = Translator(os.path.join(outdir, "cache"), workers)
+    trans = {lang: tr.translate(lang, texts) for lang in LANGS}
+    pre = []
+    for d in single + extra:
+        pre.append(d["dialogue"])
+        pre.append(d["summary"])
+    for d in src:
+        for text in (d["summary"], d["reply_ex"]["reply"]):
+            for lang in LANGS:
+                pre.append(trans[lang][text])
+            for tn in TONES:
+                pre.append(tone_rules.tone(text, tn))
+    random.Random("%d:pretrain-large" % seed).shuffle(pre)
+    # packed: consecutive texts joined by a blank line into rows of at most
+    # opt["pack_chars"] characters (a longer text is a row of its own), so
+    # that batches carry little padding
+    rows, cur, n = [], [], 0
+    for t in pre:
+        if cur and n + 2 + len(t) > opt["pack_chars"]:
+            rows.append("\n\n".join(cur))
+            cur, n = [], 0
+        n += (2 if cur else 0) + len(t)
+        cur.append(t)
+    if cur:
+        rows.append("\n\n".join(cur))
+    write_jsonl(opt["path"], [{"text": t} for t in rows])
+    log("wrote %d pretraining texts in %d rows of <= %d characters (%d English dialogues, %d with "
+        "translations; %d bytes) to %s" % (len(pre), len(rows), opt["pack_chars"], len(single) + n_en,
+                                           len(src), os.path.getsize(opt["path"]), opt["path"]))
+    return None, tr.stats
 
 
 def apertium_versions():
@@ -628,6 +688,14 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--sizes", choices=sorted(SIZES), default="small")
     ap.add_argument("--workers", type=int, default=None, help="parallel tagger processes (default: CPUs)")
+    ap.add_argument("--pretrain-only", metavar="PATH",
+                    help="write only a larger pretraining corpus to PATH (same pools as the benchmark's)")
+    ap.add_argument("--pretrain-english", type=int, default=4000,
+                    help="with --pretrain-only: extra English train dialogues (default 4000)")
+    ap.add_argument("--pretrain-translated", type=int, default=1000,
+                    help="with --pretrain-only: how many of them also get translated/re-toned (default 1000)")
+    ap.add_argument("--pretrain-pack-chars", type=int, default=700,
+                    help="with --pretrain-only: join texts into rows of at most this many characters (default 700)")
     ap.add_argument("--self-check", action="store_true",
                     help="build 20-dialogue pools twice in a temp dir, compare bytes, check apertium and fasttext")
     args = ap.parse_args()
@@ -640,7 +708,12 @@ def main():
         return self_check(d)
     if not args.dialogsum_dir or not args.outdir:
         ap.error("DIALOGSUM_DIR and OUTDIR are required (or --self-check)")
-    build(args.dialogsum_dir, args.outdir, args.seed, args.sizes, args.workers)
+    pre = None
+    if args.pretrain_only:
+        pre = {"path": args.pretrain_only, "english": args.pretrain_english,
+               "translated": args.pretrain_translated,
+               "pack_chars": args.pretrain_pack_chars}
+    build(args.dialogsum_dir, args.outdir, args.seed, args.sizes, args.workers, pretrain=pre)
     return 0
 
 

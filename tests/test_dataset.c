@@ -230,6 +230,54 @@ Test(dataset, mask_covers_target_and_eos_only) {
     tokenizer_free(tok);
 }
 
+/* batch_next_fit: the same examples in the same order as batch_next, rows
+ * only as long as the longest (length - 1), the same tokens, targets and
+ * loss count; the iterator ends in the same place. */
+Test(dataset, fit_batches_are_fixed_batches_cut_to_the_longest) {
+    tokenizer *tok = tiny_tok();
+    tpath p = fixture("small.jsonl");
+    dataset_spec s = qa_spec(p.p, 64, BAD_ROW_ERROR);
+    dataset d;
+    lc_err err = {0};
+    cr_assert_eq(dataset_load(&d, &s, tok, &err), LC_OK, "%s", err.msg);
+    enum { B = 2, T = 60, PAD = 5 };
+    batch_iter a, b;
+    cr_assert_eq(batch_iter_init(&a, d.n, 11, 1, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(batch_iter_init(&b, d.n, 11, 1, &err), LC_OK, "%s", err.msg);
+    int saw_shorter = 0;
+    for (int step = 0; step < 2 * d.n; step++) {
+        int tk[B * T], tg[B * T], fk[B * T], fg[B * T], nl = -1, nf = -2, Tf = -1;
+        cr_assert_eq(batch_next(&a, &d, B, T, PAD, tk, tg, &nl, &err), LC_OK, "%s", err.msg);
+        cr_assert_eq(batch_next_fit(&b, &d, B, T, PAD, fk, fg, &nf, &Tf, &err), LC_OK, "%s", err.msg);
+        cr_assert_eq(nf, nl, "step %d: loss tokens %d vs %d", step, nf, nl);
+        int longest = 0, tight = 0;
+        for (int r = 0; r < B; r++) {
+            for (int t = 0; t < Tf; t++) {
+                cr_assert_eq(fk[r * Tf + t], tk[r * T + t], "step %d row %d t %d", step, r, t);
+                cr_assert_eq(fg[r * Tf + t], tg[r * T + t], "step %d row %d t %d", step, r, t);
+            }
+            /* beyond T_used nothing is predicted (the last token of the
+             * longest row is an input whose target would be past the end) */
+            for (int t = Tf; t < T; t++)
+                cr_assert_eq(tg[r * T + t], -1, "step %d: a target beyond T_used %d", step, Tf);
+            tight |= fg[r * Tf + Tf - 1] >= 0;
+        }
+        cr_assert(tight, "step %d: T_used %d is longer than the longest row needs", step, Tf);
+        for (int i = 0; i < d.n; i++)
+            if (d.ex[i].n_ids - 1 > longest) longest = d.ex[i].n_ids - 1;
+        cr_assert_leq(Tf, longest);
+        cr_assert_geq(Tf, 1);
+        saw_shorter |= Tf < T;
+        cr_assert_eq(a.epoch, b.epoch);
+        cr_assert_eq(a.pos, b.pos);
+    }
+    cr_assert(saw_shorter, "no batch was shorter than T: the test shows nothing");
+    batch_iter_free(&a);
+    batch_iter_free(&b);
+    dataset_free(&d);
+    tokenizer_free(tok);
+}
+
 Test(dataset, batch_rejects_examples_longer_than_t_plus_1) {
     tokenizer *tok = tiny_tok();
     tpath p = fixture("small.jsonl");

@@ -193,6 +193,42 @@ Test(model, loss_is_mean_cross_entropy_of_kept_logits) {
     fixture_free(&f);
 }
 
+/* What batch_next_fit relies on: positions after the last target change
+ * neither the loss nor any gradient, so a (B, 7) batch whose targets end at
+ * t = 4 gives the (B, 5) batch's loss and gradients. */
+Test(model, trailing_positions_without_targets_change_nothing) {
+    fixture f;
+    lc_err err;
+    fixture_init(&f, 0, 1);
+    cr_assert_eq(lora_enable_grad(&f.l0, &err), LC_OK);
+    cr_assert_eq(calib_enable_grad(&f.cl, &err), LC_OK);
+    cr_assert_eq(model_acts_init(&f.a, &f.m, &f.ad, 2, 7, ACTS_BACKWARD, &err), LC_OK, "%s", err.msg);
+    enum { T = 7, TS = 5 };
+    for (int b = 0; b < 2; b++)
+        for (int t = TS; t < T; t++) f.targets[b * T + t] = -1;
+    size_t nA = (size_t)3 * f.m.cfg.dim, nP = (size_t)2 * f.m.cfg.dim;
+    float gA[2][64], gP[2][64], loss[2];
+    int tk[2 * TS], tg[2 * TS];
+    for (int b = 0; b < 2; b++)
+        for (int t = 0; t < TS; t++) tk[b * TS + t] = f.tokens[b * T + t], tg[b * TS + t] = f.targets[b * T + t];
+    for (int k = 0; k < 2; k++) {
+        memset(f.l0.gA[MOD_V], 0, sizeof(float) * nA);
+        memset(f.cl.gP1[MOD_UP], 0, sizeof(float) * nP);
+        cr_assert_eq(model_forward(&f.m, f.a, k ? tk : f.tokens, k ? tg : f.targets, 2, k ? TS : T,
+                                   &loss[k], &err), LC_OK, "%s", err.msg);
+        model_backward(&f.m, f.a, 1.0f);
+        memcpy(gA[k], f.l0.gA[MOD_V], sizeof(float) * nA);
+        memcpy(gP[k], f.cl.gP1[MOD_UP], sizeof(float) * nP);
+    }
+    cr_assert_float_eq(loss[0], loss[1], 1e-6, "loss %.9g vs %.9g", loss[0], loss[1]);
+    for (size_t i = 0; i < nA; i++) cr_assert_float_eq(gA[0][i], gA[1][i], 1e-6, "lora A grad %zu", i);
+    for (size_t i = 0; i < nP; i++) cr_assert_float_eq(gP[0][i], gP[1][i], 1e-6, "P1 grad %zu", i);
+    int nonzero = 0;
+    for (size_t i = 0; i < nA; i++) nonzero |= gA[0][i] != 0.0f;
+    cr_assert(nonzero, "the gradient compared is all zero: the test shows nothing");
+    fixture_free(&f);
+}
+
 Test(model, kv_cache_decoder_matches_batch_forward) {
     for (int qwen = 0; qwen < 2; qwen++) {
         fixture f;

@@ -627,6 +627,34 @@ Test(tokenizer_ref, mistral_sentencepiece_bpe_byte_fallback, .timeout = 600) {
     compare_real("mistral", "llama2", RT_NONE);
 }
 
+/* scripts/train_bpe.py (the tokenizer of a self-pretrained base): trained on
+ * the corpus itself, its tokenizer.json must encode and decode exactly as
+ * Hugging Face tokenizers does. */
+Test(tokenizer_ref, trained_by_train_bpe, .timeout = 600) {
+    require_node();
+    corpus c = build_corpus();
+    const char *dir = tu_tmpdir();
+    char in[1200], cmd[4000], tok[1200];
+    snprintf(in, sizeof in, "%s/bpe_corpus.jsonl", dir);
+    sb o = {0};
+    for (int i = 0; i < c.n; i++) {
+        sb_puts(&o, "{\"text\": ");
+        json_string(&o, c.s[i]);
+        sb_puts(&o, "}\n");
+    }
+    cr_assert_eq(tu_write_file(in, o.p, o.n), 0, "cannot write %s", in);
+    free(o.p);
+    snprintf(cmd, sizeof cmd, "python3 '%s/scripts/train_bpe.py' '%s' '%s/bpe' --vocab 1500 2>&1",
+             tu_source_dir(), in, dir);
+    int st;
+    char *log = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0, "scripts/train_bpe.py failed (exit %d): %s", st, log ? log : "");
+    free(log);
+    snprintf(tok, sizeof tok, "%s/bpe/tokenizer.json", dir);
+    compare_with_reference("train_bpe", tok, &c, RT_EXACT);
+    corpus_free(&c);
+}
+
 /* ---- variants of the real files: the other supported parts ---------------- */
 
 static cJSON *load_json_file(const char *path) {

@@ -325,11 +325,11 @@ int eval_loss(model *m, const adapter_set *ad, const dataset *d, int B, int T, i
     long count = 0;
     int nb = 0;
     for (int start = 0; start < d->n && (max_batches <= 0 || nb < max_batches); start += B, nb++) {
-        int b = d->n - start < B ? d->n - start : B, n_loss;
+        int b = d->n - start < B ? d->n - start : B, n_loss, Tb;
         float l;
-        if (batch_next(&it, d, b, T, pad_id, tok, tgt, &n_loss, err)) goto done;
+        if (batch_next_fit(&it, d, b, T, pad_id, tok, tgt, &n_loss, &Tb, err)) goto done;
         if (n_loss == 0) continue;
-        if (model_forward(m, a, tok, tgt, b, T, &l, err)) goto done;
+        if (model_forward(m, a, tok, tgt, b, Tb, &l, err)) goto done;
         sum += (double)l * n_loss;
         count += n_loss;
     }
@@ -486,19 +486,20 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
         double step_loss = 0;
         long step_tokens = 0;
         for (int micro = 0; micro < o->grad_accum; micro++) {
-            int n_loss;
+            int n_loss, Tb;
             float l;
             /* sources take turns, one micro-batch each */
             const int k = (int)((step * o->grad_accum + micro) % n_src);
-            if (batch_next(&its[k], src[k].train, B, T, pad_id, tok, tgt, &n_loss, err)) goto done;
+            if (batch_next_fit(&its[k], src[k].train, B, T, pad_id, tok, tgt, &n_loss, &Tb, err))
+                goto done;
             model_acts_set_dropout(acts[k], mix_seed(o->seed, step, micro));
-            if (model_forward(src[k].m, acts[k], tok, tgt, B, T, &l, err)) {
+            if (model_forward(src[k].m, acts[k], tok, tgt, B, Tb, &l, err)) {
                 lc_err_prefix(err, "%s: step %ld: ", what, step + 1);
                 goto done;
             }
             model_backward(src[k].m, acts[k], 1.0f / o->grad_accum);
             step_loss += l / o->grad_accum;
-            step_tokens += (long)B * T;
+            step_tokens += (long)B * Tb;
         }
         double gnorm = param_list_grad_norm(pl);
         if (!isfinite(gnorm)) {
