@@ -14,8 +14,24 @@
 #   6. answer one compositional request in one pass with `generate --bundle`,
 # and prints the results table. Outputs go to runs/demo/ (a few minutes on
 # 2 cores after set-up).
+#
+#   bash scripts/demo.sh                       the embedded default
+#   bash scripts/demo.sh --benchmark [ARGS]    the real benchmark instead
+#                                              (needs ../shared: DialogSum);
+#                                              ARGS go to scripts/benchmark.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--benchmark" ]; then
+  shift
+  [ -f ../shared/assets/dialogsum/train.jsonl ] || {
+    echo "demo: --benchmark needs ../shared/assets/dialogsum (not present); run without it for the embedded default" >&2
+    exit 2
+  }
+  exec bash scripts/benchmark.sh "$@"
+elif [ $# -gt 0 ]; then
+  echo "usage: bash scripts/demo.sh [--benchmark [NAME] [--quick] [--variants LIST]]" >&2
+  exit 2
+fi
 bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j2 >/dev/null

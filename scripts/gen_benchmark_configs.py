@@ -57,6 +57,7 @@ def main():
     ap.add_argument("--pretrain-pack-chars", type=int, default=700)
     ap.add_argument("--data", default="runs/bench-data")
     ap.add_argument("--runs", default=None, help="default runs/benchmark-NAME")
+    ap.add_argument("--out", default=None, help="write here instead of configs/benchmark/NAME (e.g. to compare)")
     ap.add_argument("--lora-steps", type=int, default=200)
     ap.add_argument("--cal-steps", type=int, default=100)
     ap.add_argument("--max-len", type=int, default=512)
@@ -71,7 +72,7 @@ def main():
                     help="--data holds data the user exported (scripts/benchmark.sh checks it, does not build it)")
     a = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = os.path.join(root, "configs", "benchmark", a.name)
+    out = a.out or os.path.join(root, "configs", "benchmark", a.name)
     os.makedirs(out, exist_ok=True)
     up = "../../../"  # from configs/benchmark/NAME to the root
     runs = a.runs or "runs/benchmark-" + a.name
