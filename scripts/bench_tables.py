@@ -17,7 +17,8 @@ Writes to OUTDIR:
                                (summaries) or weighted ROUGE (replies), and
                                the language / tone success rate, each the
                                mean over the type's variants
-  table2.md                    inferences, extra parameters and extra
+  table2.md                    inferences, extra parameters (and as a % of
+                               one LoRA of the benchmark's rank) and extra
                                storage (fp16) per task and for all tasks
   quality_vs_storage.png       (gnuplot) mean quality against extra storage
 """
@@ -66,7 +67,8 @@ def main():
                      "rougeL": r["rougeL"]["f1"], "weighted_rouge": r["weighted_rouge"],
                      "chrf": r["chrf_corpus"], "success_rate": rate,
                      "inference_passes": r["inference_passes"], "extra_params": r["extra_params"],
-                     "extra_bytes_fp16": r["extra_bytes_fp16"]})
+                     "extra_bytes_fp16": r["extra_bytes_fp16"], "family": r.get("family", ""),
+                     "shared": bool((r.get("calibration") or {}).get("shared"))})
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(rows, f, indent=1)
     with open(os.path.join(a.out, "results.csv"), "w", newline="") as f:
@@ -101,16 +103,26 @@ def main():
         f.write("\n".join(t1) + "\n")
     # Table 2
     ntasks = len({r["task"] for r in rows})
-    t2 = ["| method | inferences | extra parameters per task | extra MB per task (fp16) | extra MB, all %d tasks |"
-          % ntasks, "| --- | ---: | ---: | ---: | ---: |"]
+    # a single-task LoRA's size, for the "% of a LoRA" column: the joint
+    # expert is a LoRA of the same rank and modules
+    lora = max((r["extra_params"] for r in rows if r["type"] == "joint_expert"), default=0)
+    t2 = ["| method | inferences | extra parameters per task | %% of one LoRA | extra MB per task (fp16) "
+          "| extra MB, all %d tasks |" % ntasks, "| --- | ---: | ---: | ---: | ---: | ---: |"]
     storage = {}
     for meth in methods:
         sel = [r for r in rows if r["method"] == meth]
         per = max(r["extra_params"] for r in sel)
-        tot = sum(r["extra_bytes_fp16"] for r in sel) / 1e6
+        if any(r["shared"] for r in sel):  # stored once per family, not per task
+            fam = {}
+            for r in sel:
+                fam[r["family"]] = max(fam.get(r["family"], 0), r["extra_bytes_fp16"])
+            tot = sum(fam.values()) / 1e6
+        else:
+            tot = sum(r["extra_bytes_fp16"] for r in sel) / 1e6
         storage[meth] = tot
-        t2.append("| %s | %d | %d | %.4f | %.4f |" % (meth, sel[0]["inference_passes"], per,
-                                                     2 * per / 1e6, tot))
+        pct = "%.2f" % (100.0 * per / lora) if lora else "–"
+        t2.append("| %s | %d | %d | %s | %.4f | %.4f |" % (meth, sel[0]["inference_passes"], per, pct,
+                                                          2 * per / 1e6, tot))
     with open(os.path.join(a.out, "table2.md"), "w") as f:
         f.write("\n".join(t2) + "\n")
     # plot
