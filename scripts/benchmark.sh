@@ -10,7 +10,7 @@
 #   (a bundle with LC++ for every variant) -> tables and plot
 #   (scripts/bench_tables.py) in results/benchmark-<NAME>/.
 #
-#   bash scripts/benchmark.sh [NAME] [--quick] [--variants V1,V2,...]
+#   bash scripts/benchmark.sh [NAME] [--quick] [--variants V1,V2,... [--methods M1,M2,...]]
 #
 # NAME defaults to stories260k. Finished steps are skipped when run again
 # (LoRAs with a final/ folder, calibrate jobs with a results.json), so an
@@ -18,17 +18,20 @@
 # reply+casual) with a few methods: a smoke test of the pipeline, not the
 # benchmark. --variants runs every method on the listed variants only
 # (e.g. summary+es,summary+casual,reply+es,reply+casual: the paper's four
-# tasks, one variant each), with the LoRAs they need. Prints which step of
+# tasks, one variant each), with the LoRAs they need; --methods then limits
+# the methods (names as in calibrate.json). Prints which step of
 # how many is running, with the ETA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=stories260k
 QUICK=0
 SUBSET=""
+METHODS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --variants) SUBSET="${2:?--variants needs a comma-separated list}"; shift ;;
+    --methods) METHODS="${2:?--methods needs a comma-separated list}"; shift ;;
     -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     -*) echo "benchmark: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) NAME="$1" ;;
@@ -61,7 +64,7 @@ elif [ -n "$SUBSET" ]; then
     [ -f "$C/joint-$v.json" ] || { echo "benchmark: no variant '$v' in $C (see its joint-*.json)" >&2; exit 2; }
   done
   LORAS=$(/usr/bin/python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); want=sys.argv[2].split(","); print(" ".join(sorted({a for t in c["tasks"] if t["name"] in want for a in t["adapters"]})))' "$C/calibrate.json" "$SUBSET")
-  ONLY=""
+  ONLY="$METHODS"
 else
   VARIANTS=$(ls $C/joint-*.json | sed 's#.*/joint-##; s#\.json##')
   LORAS=$(ls $C/lora-*.json | sed 's#.*/lora-##; s#\.json##')
