@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1 ;;
     --variants) SUBSET="${2:?--variants needs a comma-separated list}"; shift ;;
     --methods) METHODS="${2:?--methods needs a comma-separated list}"; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     -*) echo "benchmark: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) NAME="$1" ;;
   esac
