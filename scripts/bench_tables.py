@@ -2,7 +2,7 @@
 """Turns a `calibrate` run over the compositional benchmark into the paper's
 tables and a plot.
 
-    bench_tables.py CALIBRATE_DIR OUTDIR [--lid-model PATH] [--title TEXT]
+    bench_tables.py CALIBRATE_DIR OUTDIR [--config CALIBRATE_JSON] [--lid-model PATH] [--title TEXT]
 
 Task names follow "<main>+<aux>": main in {summary, reply}; aux a language
 (es, ca, fr) or a tone (professional, casual, witty, paraphrase). For every
@@ -23,6 +23,7 @@ Writes to OUTDIR:
   quality_vs_storage.png       (gnuplot) mean quality against extra storage
 """
 import argparse
+import glob
 import csv
 import json
 import os
@@ -45,9 +46,24 @@ def main():
     ap.add_argument("caldir")
     ap.add_argument("out")
     ap.add_argument("--title", default="compositional benchmark")
+    ap.add_argument("--config", help="the calibrate.json of the run: table rows follow its method order")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    allres = json.load(open(os.path.join(a.caldir, "results.json")))
+    # every finished job's own results.json (the run's summary results.json
+    # only lists the jobs of the last `calibrate` call, so a resumed or
+    # partial run is read job by job); methods in calibrate.json's order
+    allres = []
+    for p in sorted(glob.glob(os.path.join(a.caldir, "*", "*", "results.json"))):
+        with open(p) as f:
+            allres.append(json.load(f))
+    if not allres:
+        sys.exit("bench_tables: no finished jobs (CALIBRATE_DIR/<task>/<method>/results.json) in %s" % a.caldir)
+    order = []
+    if a.config:
+        with open(a.config) as f:
+            order = [m["name"] for m in json.load(f)["methods"]]
+    allres.sort(key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order), r["method"],
+                               r["task"]))
     rows = []
     for r in allres:
         task, method = r["task"], r["method"]

@@ -110,7 +110,7 @@ for s in "${steps[@]}"; do
       if [ "$QUICK" = 0 ] && [ -z "$SUBSET" ]; then $B/export --config "$C/export.json"
       else echo "benchmark: export skipped (export.json bundles all 14 variants; this run has a subset)" >&2; fi ;;
     tables)
-      /usr/bin/python3 scripts/bench_tables.py "$RUNS/calibrate" "$OUT" --title "$NAME${SUBSET:+ (variants $SUBSET)}" ;;
+      /usr/bin/python3 scripts/bench_tables.py "$RUNS/calibrate" "$OUT" --config "$C/calibrate.json" --title "$NAME${SUBSET:+ (variants $SUBSET)}" ;;
   esac
 done
 echo "benchmark: tables and plot in $OUT" >&2
