@@ -27,6 +27,7 @@ NAME=stories260k
 QUICK=0
 SUBSET=""
 METHODS=""
+ALLARGS="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -110,7 +111,22 @@ for s in "${steps[@]}"; do
       if [ "$QUICK" = 0 ] && [ -z "$SUBSET" ]; then $B/export --config "$C/export.json"
       else echo "benchmark: export skipped (export.json bundles all 14 variants; this run has a subset)" >&2; fi ;;
     tables)
-      /usr/bin/python3 scripts/bench_tables.py "$RUNS/calibrate" "$OUT" --config "$C/calibrate.json" --title "$NAME${SUBSET:+ (variants $SUBSET)}" ;;
+      /usr/bin/python3 scripts/bench_tables.py "$RUNS/calibrate" "$OUT" --config "$C/calibrate.json" --title "$NAME${SUBSET:+ (variants $SUBSET)}"
+      cp "$DATA/manifest.json" "$OUT/data-manifest.json" 2>/dev/null || true
+      /usr/bin/python3 - "$OUT/run.json" "$NAME" "$ALLARGS" "$(( $(date +%s) - t0 ))" "$VARIANTS" <<'PY'
+import json, os, platform, subprocess, sys, time
+out, name, args, secs, variants = sys.argv[1:6]
+git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+json.dump({"benchmark": name, "command": "bash scripts/benchmark.sh " + args, "git_commit": git,
+           "git_dirty": bool(dirty), "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+           "this_invocation_seconds": int(secs), "variants": variants.split(),
+           "machine": {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()},
+           "seeds": "every config's training.seed / init_seed / merge seed, and make_benchmark_data.py --seed 1"},
+          open(out, "w"), indent=1)
+PY
+      ;;
   esac
 done
 echo "benchmark: tables and plot in $OUT" >&2
