@@ -1214,11 +1214,24 @@ int main(int argc, char **argv) {
     if (cfg_finish(x->c, &err)) goto fail;
     x->pad = tokenizer_eos(x->tok) >= 0 ? tokenizer_eos(x->tok) : 0;
     if (lc_make_dirs(x->out_dir, &err)) goto fail;
-    /* every adapter the selected tasks use must fit the base before any job runs */
+    /* every adapter the selected tasks use must fit the base before any job
+     * runs; a selected Shared LC trains on every task of its family, selected
+     * or not, so with one those tasks' adapters are needed too */
+    int any_shared = 0;
+    for (int mi = 0; mi < x->n_methods; mi++)
+        any_shared |= x->methods[mi].shared && in_list(only, x->methods[mi].name);
     for (int ti = 0; ti < x->n_tasks; ti++) {
-        if (!in_list(tasks_only, x->tasks[ti].name)) continue;
+        int need = in_list(tasks_only, x->tasks[ti].name);
+        for (int tj = 0; any_shared && !need && tj < x->n_tasks; tj++)
+            need = in_list(tasks_only, x->tasks[tj].name) && !strcmp(x->tasks[tj].family, x->tasks[ti].family);
+        if (!need) continue;
         for (int k = 0; k < x->tasks[ti].n_ad; k++)
-            if (load_adapter(x, x->tasks[ti].ad[k], &err)) goto fail;
+            if (load_adapter(x, x->tasks[ti].ad[k], &err)) {
+                if (!in_list(tasks_only, x->tasks[ti].name))
+                    lc_err_prefix(&err, "task '%s' (family '%s', needed by a Shared calibration): ",
+                                  x->tasks[ti].name, x->tasks[ti].family);
+                goto fail;
+            }
     }
     for (int ti = 0; ti < x->n_tasks; ti++)
         for (int mi = 0; mi < x->n_methods; mi++)

@@ -18,7 +18,8 @@
 # reply+casual) with a few methods: a smoke test of the pipeline, not the
 # benchmark. --variants runs every method on the listed variants only
 # (e.g. summary+es,summary+casual,reply+es,reply+casual: the paper's four
-# tasks, one variant each), with the LoRAs they need; --methods then limits
+# tasks, one variant each), with the LoRAs their families need (a Shared LC
+# trains on the whole family); --methods then limits
 # the methods (names as in calibrate.json). Prints which step of
 # how many is running, with the ETA.
 set -euo pipefail
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1 ;;
     --variants) SUBSET="${2:?--variants needs a comma-separated list}"; shift ;;
     --methods) METHODS="${2:?--methods needs a comma-separated list}"; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     -*) echo "benchmark: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) NAME="$1" ;;
   esac
@@ -64,7 +65,9 @@ elif [ -n "$SUBSET" ]; then
   for v in $VARIANTS; do
     [ -f "$C/joint-$v.json" ] || { echo "benchmark: no variant '$v' in $C (see its joint-*.json)" >&2; exit 2; }
   done
-  LORAS=$(/usr/bin/python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); want=sys.argv[2].split(","); print(" ".join(sorted({a for t in c["tasks"] if t["name"] in want for a in t["adapters"]})))' "$C/calibrate.json" "$SUBSET")
+  # the adapters of every task in the selected variants' families: a Shared
+  # LC trains on the whole family
+  LORAS=$(/usr/bin/python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); want=sys.argv[2].split(","); fam={t.get("family", t["name"]) for t in c["tasks"] if t["name"] in want}; print(" ".join(sorted({a for t in c["tasks"] if t.get("family", t["name"]) in fam for a in t["adapters"]})))' "$C/calibrate.json" "$SUBSET")
   ONLY="$METHODS"
 else
   VARIANTS=$(ls $C/joint-*.json | sed 's#.*/joint-##; s#\.json##')

@@ -340,6 +340,41 @@ Test(calibrate_bad_input, missing_adapter_folder, .init = tiny_setup) {
                    TASK1, "[{\"name\": \"z\", \"type\": \"zero_shot\"}]", "", "adapter 'b'");
 }
 
+/* --tasks with a Shared LC: the Shared LC trains on every task of the
+ * family, so a missing adapter of an unselected family member is reported
+ * before any job runs (naming the task and the adapter); without a shared
+ * method that adapter is not needed and the run goes ahead. */
+Test(calibrate_bad_input, shared_calibration_needs_the_whole_family, .init = tiny_setup) {
+    char path[1024], cmd[2048];
+    snprintf(path, sizeof path, "%s/fam.json", tdir);
+    const char *cfgtxt =
+        "{\"model\": \"model.bin\", \"output_dir\": \"famout\",\n"
+        " \"adapters\": [{\"name\": \"a\", \"path\": \"lora0\"}, {\"name\": \"b\", \"path\": \"lora1\"},"
+        " {\"name\": \"c\", \"path\": \"no-such-lora\"}],\n"
+        " \"tasks\": [{\"name\": \"t1\", \"family\": \"f\", \"adapters\": [\"a\", \"b\"], \"data\": {\"train\": "
+        "\"test.jsonl\", \"test\": \"test.jsonl\", \"prompt_template\": \"{q}\", \"target_template\": \" {a}\", "
+        "\"max_len\": 32}},\n"
+        "  {\"name\": \"t2\", \"family\": \"f\", \"adapters\": [\"a\", \"c\"], \"data\": {\"train\": "
+        "\"test.jsonl\", \"test\": \"test.jsonl\", \"prompt_template\": \"{q}\", \"target_template\": \" {a}\", "
+        "\"max_len\": 32}}],\n"
+        " \"methods\": [{\"name\": \"z\", \"type\": \"zero_shot\"}, {\"name\": \"S\", \"type\": \"calibrate\", \"calibration\": {\"kind\": \"bias\"}, "
+        "\"shared\": true}],\n"
+        " \"training\": {\"steps\": 2, \"batch_size\": 2}, \"generation\": {\"max_new_tokens\": 2}}\n";
+    cr_assert_eq(tu_write_file(path, cfgtxt, strlen(cfgtxt)), 0);
+    snprintf(cmd, sizeof cmd, "cd %s && %s --config fam.json --tasks t1 --only S 2>&1", tdir, tu_bin("calibrate"));
+    int st;
+    char *out = tu_capture(cmd, &st);
+    cr_assert_neq(st, 0, "a Shared LC ran without its family's adapters:\n%s", out);
+    cr_assert_lt(st, 128, "calibrate crashed (status %d):\n%s", st, out);
+    cr_assert(strstr(out, "task 't2'") && strstr(out, "adapter 'c'"), "message lacks the task/adapter:\n%s", out);
+    cr_assert_null(strstr(out, "[job 1/"), "the error came after a job started:\n%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "cd %s && %s --config fam.json --tasks t1 --only z 2>&1", tdir, tu_bin("calibrate"));
+    out = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0, "zero-shot on t1 does not need t2's adapters, yet:\n%s", out);
+    free(out);
+}
+
 Test(calibrate_bad_input, adapter_for_another_base, .init = tiny_setup) {
     /* lora2 was made for a 40-wide model: the message names the adapter and the tensor */
     expect_failure("[{\"name\": \"a\", \"path\": \"lora0\"}, {\"name\": \"b\", \"path\": \"lora2\"}]",
