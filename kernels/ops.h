@@ -101,7 +101,10 @@ static inline float lc_expf(float x) {
     /* NaN compares false: it is computed as hi (no undefined int conversion)
      * and returned as NaN at the end, so a NaN logit still gives a NaN loss */
     float xc = x < hi ? (x > lo ? x : lo) : hi;
-    float n = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
+    /* n = round(xc / ln 2) by the 1.5 * 2^23 trick (|xc / ln 2| < 2^22):
+     * GCC 12 does not vectorise floorf, and with it no loop calling this
+     * function was vectorised */
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
