@@ -141,24 +141,68 @@ def main():
                                                           2 * per / 1e6, tot))
     with open(os.path.join(a.out, "table2.md"), "w") as f:
         f.write("\n".join(t2) + "\n")
-    # plot
+    # plot: one point per method, coloured by group; labels that would
+    # collide (e.g. the training-free methods, all at zero storage) are
+    # spread apart vertically with a leader line to their point
+    mtype = {r["method"]: r["type"] for r in rows}
+    group = {m: (2 if mtype[m] == "calibrate" else 1 if mtype[m] == "merge" else 0) for m in methods}
+    pts = [(storage[m] + 1e-4, summary[m], m) for m in methods if summary[m] == summary[m]]
+    xr = (1e-4 / 1.4, max(p[0] for p in pts) * 30)
+    ylo, yhi = min(p[1] for p in pts), max(p[1] for p in pts)
+    yr = (min(0.0, ylo), yhi + 0.08 * ((yhi - min(0.0, ylo)) or 1.0))
+    label_at = place_labels(pts, xr, yr)
     dat = os.path.join(a.out, "quality_vs_storage.dat")
     with open(dat, "w") as f:
-        for meth in methods:
-            f.write('%.6f %.6f "%s"\n' % (storage[meth] + 1e-4, summary[meth], meth))
+        for g in range(3):
+            for x, y, m in pts:
+                if group[m] == g:
+                    f.write('%.6f %.6f %.6f %.6f "%s"\n' % (x, y, label_at[m][0], label_at[m][1], m))
+            f.write("\n\n")
     gp = """set terminal pngcairo size 900,560
 set output '%s'
 set title '%s: quality against extra storage'
 set xlabel 'extra storage for all tasks (MB, fp16; log scale, 0 drawn at 1e-4)'
 set ylabel 'mean quality (ROUGE-L / weighted ROUGE)'
 set logscale x
+set format x "%%g"
 set grid
-set key off
-plot '%s' using 1:2 with points pt 7 ps 1.5, '' using 1:2:3 with labels offset 1,0.6 left font ',9'
-""" % (os.path.join(a.out, "quality_vs_storage.png"), a.title, dat)
+set key bottom right box opaque
+set xrange [%g:%g]
+set yrange [%g:%g]
+plot for [g=0:2] '%s' index g using 1:2 with points pt 7 ps 1.5 lc g+1 title word('baselines merges calibration', g+1), \\
+     for [g=0:2] '' index g using 1:2:($3-$1):($4-$2) with vectors nohead lc rgb '#999999' notitle, \\
+     for [g=0:2] '' index g using 3:4:5 with labels offset 1,0 left font ',9' notitle
+""" % (os.path.join(a.out, "quality_vs_storage.png"), a.title, xr[0], xr[1], yr[0], yr[1], dat)
     subprocess.run(["gnuplot"], input=gp, text=True, check=True)
     print(open(os.path.join(a.out, "table1.md")).read())
     print(open(os.path.join(a.out, "table2.md")).read())
+
+
+def place_labels(pts, xr, yr, width_px=770, height_px=440, char_px=6.2, line_px=11.5, shift=0.3):
+    """Label positions for (x, y, name) points on a log-x plot with ranges
+    xr, yr. A label is a box as wide as its text, starting one character
+    right of its anchor. Labels are placed from the top down: beside their
+    point if that is free, else `shift` decades to the right at the nearest
+    free height (tried alternately above and below), to be joined to the
+    point by a leader line; clear of other labels and of the points.
+    Returns {name: (label_x, label_y)}."""
+    import math
+    lx0, lx1 = math.log10(xr[0]), math.log10(xr[1])
+    cw = char_px * (lx1 - lx0) / width_px          # one character, in decades
+    lh = line_px * (yr[1] - yr[0]) / height_px     # one line, in y units
+    # the points themselves are obstacles too
+    placed = [(math.log10(x) - cw, math.log10(x) + cw, y) for x, y, _ in pts]
+    out = {}
+    for x, y, name in sorted(pts, key=lambda p: -p[1]):
+        cands = [(0.0, y)] + [(shift, y + (k + 1) // 2 * lh * 0.5 * (-1 if k % 2 else 1)) for k in range(400)]
+        for dx, ty in cands:
+            bx0 = math.log10(x) + dx + cw
+            bx1 = bx0 + cw * (len(name) + 1)
+            if not any(bx0 < q1 and q0 < bx1 and abs(ty - qy) < lh for q0, q1, qy in placed):
+                break
+        placed.append((bx0, bx1, ty))
+        out[name] = (x * 10 ** dx, ty)
+    return out
 
 
 if __name__ == "__main__":

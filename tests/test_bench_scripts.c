@@ -3,8 +3,11 @@
  *    folder in configs/benchmark/ byte for byte (the committed configs are
  *    the generator's output, not hand edits that drift from it);
  *  - scripts/check_bench_data.py names each missing data file and the
- *    config that needs it, exits 1, and exits 0 when everything is there.
- * Needs /usr/bin/python3 (scripts/setup.sh). */
+ *    config that needs it, exits 1, and exits 0 when everything is there;
+ *  - scripts/bench_tables.py averages a task type's variants, follows the
+ *    config's method order, counts a shared calibration once per family,
+ *    and places the plot's labels without overlaps.
+ * Needs /usr/bin/python3 and gnuplot (scripts/setup.sh). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,5 +73,109 @@ Test(bench_scripts, check_bench_data_names_missing_files) {
     cr_assert_eq(tu_write_file(p, "{}\n", 3), 0);
     log = tu_capture(cmd, &st);
     cr_assert_eq(st, 0, "all files present, yet: %s", log);
+    free(log);
+}
+
+/* One finished calibrate job as bench_tables.py reads it:
+ * CALDIR/<task>/<slug>/results.json and predictions.jsonl. */
+static void write_job(const char *caldir, const char *task, const char *method, const char *slug,
+                      const char *type, double quality, long params, int shared, const char *family,
+                      const char *prediction) {
+    char p[1400], cmd[1600], js[1200];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/%s/%s'", caldir, task, slug);
+    cr_assert_eq(tu_system(cmd), 0);
+    snprintf(js, sizeof js,
+             "{\"task\": \"%s\", \"method\": \"%s\", \"type\": \"%s\", \"n\": 2, "
+             "\"rougeL\": {\"f1\": %g}, \"weighted_rouge\": %g, \"chrf_corpus\": 10, "
+             "\"inference_passes\": 1, \"extra_params\": %ld, \"extra_bytes_fp16\": %ld, "
+             "\"family\": \"%s\", \"calibration\": {\"shared\": %s}}\n",
+             task, method, type, quality, quality, params, 2 * params, family, shared ? "true" : "false");
+    snprintf(p, sizeof p, "%s/%s/%s/results.json", caldir, task, slug);
+    cr_assert_eq(tu_write_file(p, js, strlen(js)), 0);
+    snprintf(js, sizeof js, "{\"prediction\": \"%s\"}\n{\"prediction\": \"%s\"}\n", prediction, prediction);
+    snprintf(p, sizeof p, "%s/%s/%s/predictions.jsonl", caldir, task, slug);
+    cr_assert_eq(tu_write_file(p, js, strlen(js)), 0);
+}
+
+static int has_line(const char *text, const char *line) {
+    size_t n = strlen(line);
+    for (const char *s = text; (s = strstr(s, line)); s++)
+        if ((s == text || s[-1] == '\n') && (s[n] == '\n' || s[n] == 0)) return 1;
+    return 0;
+}
+
+/* Table 1 is the mean over a task type's variants, rows in the config's
+ * method order; Table 2 counts a shared calibration once per family, not
+ * once per task, and gives the size as a % of one LoRA (the joint expert);
+ * the plot is drawn. */
+Test(bench_scripts, bench_tables_means_and_storage, .timeout = 120) {
+    require_python();
+    cr_assert_eq(tu_system("command -v gnuplot >/dev/null"), 0, "gnuplot is missing: run scripts/setup.sh");
+    const char *d = tu_tmpdir();
+    char cal[1200], cmd[4096], p[1300];
+    snprintf(cal, sizeof cal, "%s/cal", d);
+    const char *tasks[] = {"summary+casual", "summary+witty", "reply+casual"};
+    const char *fams[] = {"summary+tone", "summary+tone", "reply+tone"};
+    for (int t = 0; t < 3; t++) {
+        /* casual outputs carry a casual opener: rate 1 on the casual tasks,
+         * 0 on witty; so summary+tone's rate is the mean 0.5 */
+        write_job(cal, tasks[t], "linear", "linear", "merge", 0.2 + 0.2 * t, 0, 0, fams[t], "Hey! They met.");
+        write_job(cal, tasks[t], "LC++", "LC++", "calibrate", 0.5, 10000, 0, fams[t], "They met.");
+        write_job(cal, tasks[t], "Shared LC++", "Shared_LC++", "calibrate", 0.4, 16000, 1, fams[t], "They met.");
+        write_job(cal, tasks[t], "joint expert", "joint_expert", "joint_expert", 0.6, 100000, 0, fams[t],
+                  "They met.");
+    }
+    snprintf(p, sizeof p, "%s/calibrate.json", d);
+    const char *cfg = "{\"methods\": [{\"name\": \"joint expert\"}, {\"name\": \"linear\"}, "
+                      "{\"name\": \"Shared LC++\"}, {\"name\": \"LC++\"}]}";
+    cr_assert_eq(tu_write_file(p, cfg, strlen(cfg)), 0);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/scripts/bench_tables.py' '%s' '%s/out' --config '%s' 2>&1",
+             tu_source_dir(), cal, d, p);
+    int st;
+    char *log = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0, "bench_tables.py failed: %s", log);
+    free(log);
+    snprintf(cmd, sizeof cmd, "cat '%s/out/table1.md'", d);
+    char *t1 = tu_capture(cmd, &st);
+    cr_assert(has_line(t1, "| linear | – | – | 0.3000 | 0.500 | – | – | 0.6000 | 1.000 |"), "%s", t1);
+    cr_assert(has_line(t1, "| LC++ | – | – | 0.5000 | 0.000 | – | – | 0.5000 | 0.000 |"), "%s", t1);
+    const char *a = strstr(t1, "| joint expert"), *b = strstr(t1, "| linear"), *c = strstr(t1, "| Shared LC++"),
+               *e = strstr(t1, "| LC++");
+    cr_assert(a && b && c && e && a < b && b < c && c < e, "rows not in the config's order:\n%s", t1);
+    free(t1);
+    snprintf(cmd, sizeof cmd, "cat '%s/out/table2.md'", d);
+    char *t2 = tu_capture(cmd, &st);
+    cr_assert(has_line(t2, "| LC++ | 1 | 10000 | 10.00 | 0.0200 | 0.0600 |"), "%s", t2);
+    cr_assert(has_line(t2, "| Shared LC++ | 1 | 16000 | 16.00 | 0.0320 | 0.0640 |"),
+              "a shared calibration must count once per family (2 x 32000 bytes):\n%s", t2);
+    cr_assert(has_line(t2, "| joint expert | 1 | 100000 | 100.00 | 0.2000 | 0.6000 |"), "%s", t2);
+    free(t2);
+    snprintf(cmd, sizeof cmd, "test -s '%s/out/quality_vs_storage.png' && test -s '%s/out/results.csv'", d, d);
+    cr_assert_eq(tu_system(cmd), 0, "plot or CSV not written");
+}
+
+/* The plot's label placement: eight methods at the same storage and nearly
+ * the same quality get labels that do not overlap one another. */
+Test(bench_scripts, plot_labels_do_not_overlap) {
+    require_python();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s/scripts' && /usr/bin/python3 -c '\n"
+             "import math, bench_tables as b\n"
+             "pts = [(1e-4, 0.06 + 0.0005 * i, \"method %%d\" %% i) for i in range(8)] + [(0.1, 0.09, \"LC++\")]\n"
+             "xr, yr = (1e-4 / 1.4, 3.0), (0.0, 0.1)\n"
+             "at = b.place_labels(pts, xr, yr)\n"
+             "cw = 6.2 * (math.log10(xr[1]) - math.log10(xr[0])) / 770\n"
+             "lh = 11.5 * (yr[1] - yr[0]) / 440\n"
+             "box = {n: (math.log10(x), math.log10(x) + cw * (len(n) + 2), y) for n, (x, y) in at.items()}\n"
+             "bad = [(m, n) for m in box for n in box if m < n and box[m][0] < box[n][1] and box[n][0] < box[m][1]"
+             " and abs(box[m][2] - box[n][2]) < lh * 0.999]\n"
+             "assert not bad, bad\n"
+             "assert at[\"LC++\"] == (0.1, 0.09), \"a free label moved\"\n"
+             "' 2>&1",
+             tu_source_dir());
+    int st;
+    char *log = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0, "%s", log);
     free(log);
 }
