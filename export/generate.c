@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "bundle.h"
+#include "generation.h"
 #include "loaders.h"
 #include "model.h"
 #include "tokenizer.h"
@@ -33,9 +34,13 @@ static void usage(FILE *f) {
         "  --prompt-ids LIST      prompt as comma-separated token ids (no tokenizer\n"
         "                         needed; BOS is not added)\n"
         "  --max-new-tokens N     tokens to generate (default 256); stops early at\n"
-        "                         EOS or BOS, or at the model's context length\n"
+        "                         EOS or BOS, at a stop string, or at the model's\n"
+        "                         context length\n"
         "  --temperature T        0 = greedy (default 1.0)\n"
         "  --top-p P              nucleus sampling mass in (0,1] (default 0.9)\n"
+        "  --stop TEXT            end the answer before TEXT (e.g. $'\\n'); repeatable,\n"
+        "                         up to 8\n"
+        "  --no-stop              no stop strings (not even a bundle task's)\n"
         "  --seed S               sampling seed (default: from the clock, printed)\n"
         "  --lora PATH[:WEIGHT]   add a LoRA (PEFT folder or project HDF5) with merge\n"
         "                         weight WEIGHT (default 1); repeatable\n"
@@ -45,7 +50,11 @@ static void usage(FILE *f) {
         "                         (checked against --model) and answer as its task\n"
         "  --task NAME            the bundle's compositional task (optional when the\n"
         "                         bundle has one); --prompt then fills the task's\n"
-        "                         prompt template (e.g. the dialogue to summarise)\n"
+        "                         prompt template (e.g. the dialogue to summarise).\n"
+        "                         The answer is generated with the settings the task\n"
+        "                         was evaluated with (max new tokens, temperature,\n"
+        "                         top-p, stop strings), unless the flags above are\n"
+        "                         given, and printed without leading whitespace\n"
         "  --raw-prompt           use --prompt as the whole prompt (no template)\n"
         "  --print-ids            print generated token ids instead of text\n"
         "  --quiet                no diagnostics on stderr\n"
@@ -122,6 +131,23 @@ static double now_s(void) {
 
 #define MAX_ADAPTERS ADAPTER_MAX
 
+/* streaming to stdout: text as it becomes final, or ids */
+typedef struct {
+    int n_ids;
+} out_state;
+
+static void put_text(void *ctx, const char *s, size_t n) {
+    (void)ctx;
+    fwrite(s, 1, n, stdout);
+    fflush(stdout);
+}
+
+static void put_id(void *ctx, int id) {
+    out_state *o = ctx;
+    printf(o->n_ids++ ? " %d" : "%d", id);
+    fflush(stdout);
+}
+
 int main(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *prompt_ids = NULL;
     const char *bundle_path_arg = NULL, *task_arg = NULL;
@@ -129,6 +155,10 @@ int main(int argc, char **argv) {
     const char *lora_specs[MAX_ADAPTERS], *calib_paths[MAX_ADAPTERS];
     int n_lora = 0, n_calib = 0, max_new = 256, print_ids = 0, quiet = 0, have_seed = 0;
     float temperature = 1.0f, top_p = 0.9f;
+    /* which settings the command line gave (a bundle task's own fill the rest) */
+    int set_max_new = 0, set_temperature = 0, set_top_p = 0, no_stop = 0;
+    const char *stops[GEN_MAX_STOP];
+    int n_stops = 0;
     int seed = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -158,18 +188,30 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "generate: --max-new-tokens must be >= 0\n");
                 return 2;
             }
+            set_max_new = 1;
         } else if (!strcmp(a, "--temperature")) {
             NEED_VALUE();
             if (parse_float(v, a, &temperature) || !(temperature >= 0)) {
                 fprintf(stderr, "generate: --temperature must be >= 0\n");
                 return 2;
             }
+            set_temperature = 1;
         } else if (!strcmp(a, "--top-p")) {
             NEED_VALUE();
             if (parse_float(v, a, &top_p) || !(top_p > 0 && top_p <= 1)) {
                 fprintf(stderr, "generate: --top-p must be in (0, 1]\n");
                 return 2;
             }
+            set_top_p = 1;
+        } else if (!strcmp(a, "--stop")) {
+            NEED_VALUE();
+            if (!v[0] || n_stops == GEN_MAX_STOP) {
+                fprintf(stderr, "generate: --stop takes a non-empty text, at most %d times\n", GEN_MAX_STOP);
+                return 2;
+            }
+            stops[n_stops++] = v;
+        } else if (!strcmp(a, "--no-stop")) {
+            no_stop = 1;
         } else if (!strcmp(a, "--seed")) {
             NEED_VALUE();
             if (parse_int(v, a, &seed)) return 2;
@@ -216,6 +258,10 @@ int main(int argc, char **argv) {
     }
     if (bundle_path_arg && (n_lora || n_calib)) {
         fprintf(stderr, "generate: --bundle brings its own adapters; do not add --lora/--calib\n");
+        return 2;
+    }
+    if (no_stop && n_stops) {
+        fprintf(stderr, "generate: give --stop or --no-stop, not both\n");
         return 2;
     }
     if (task_arg && !bundle_path_arg) {
@@ -302,6 +348,29 @@ int main(int argc, char **argv) {
             fprintf(stderr, "generate: bundle %s, task '%s': %zu bytes, loaded in %.3f s (%zu bytes used "
                     "in place from the mapping, %zu converted)\n", bundle_path_arg, task_arg,
                     bundle_size(bnd), now_s() - tb, mapped, copied);
+        /* the settings the task was evaluated with, where the command line is silent */
+        const cJSON *res = cJSON_GetObjectItemCaseSensitive(bt.task, "results");
+        const cJSON *gj = cJSON_GetObjectItemCaseSensitive(res, "generation");
+        const cJSON *x;
+        if (!set_max_new && cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(gj, "max_new_tokens")) &&
+            x->valuedouble >= 0 && x->valuedouble < 1e9)
+            max_new = (int)x->valuedouble;
+        if (!set_temperature && cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(gj, "temperature")) &&
+            x->valuedouble >= 0)
+            temperature = (float)x->valuedouble;
+        if (!set_top_p && cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(gj, "top_p")) &&
+            x->valuedouble > 0 && x->valuedouble <= 1)
+            top_p = (float)x->valuedouble;
+        const cJSON *sj = cJSON_GetObjectItemCaseSensitive(gj, "stop");
+        if (!n_stops && !no_stop && cJSON_IsArray(sj)) {
+            const cJSON *e;
+            cJSON_ArrayForEach(e, sj) if (cJSON_IsString(e) && e->valuestring[0] && n_stops < GEN_MAX_STOP)
+                stops[n_stops++] = e->valuestring;
+        }
+        if (!quiet && gj) {
+            fprintf(stderr, "generate: task '%s' answers with max %d new tokens, temperature %g, top-p %g, "
+                    "%d stop string(s)\n", task_arg, max_new, temperature, top_p, n_stops);
+        }
         /* the task's prompt template, when it has one field: the prompt fills it */
         const cJSON *tp = cJSON_GetObjectItemCaseSensitive(bt.task, "prompt_template");
         if (prompt && !raw_prompt && cJSON_IsString(tp)) {
@@ -333,7 +402,6 @@ int main(int argc, char **argv) {
 
     /* the prompt */
     int bos = tok && tokenizer_bos(tok) >= 0 ? tokenizer_bos(tok) : c->bos_id >= 0 ? c->bos_id : 1;
-    int eos = tok && tokenizer_eos(tok) >= 0 ? tokenizer_eos(tok) : c->eos_id;
     int *enc = NULL, n_enc = 0;
     if (prompt && !prompt_ids && tok &&
         tokenizer_encode(tok, prompt, strlen(prompt), 1, &enc, &n_enc, &err)) {
@@ -372,13 +440,19 @@ int main(int argc, char **argv) {
         ids[n_prompt++] = bos;
     }
     free(enc);
-    int max_seq = n_prompt + max_new;
-    if (max_seq > c->max_seq_len) max_seq = c->max_seq_len;
-    if (n_prompt > max_seq) {
+    if (n_stops && !tok) {
+        fprintf(stderr, "generate: stop strings need a tokenizer (give --tokenizer, or --no-stop)\n");
+        goto done;
+    }
+    if (n_prompt > c->max_seq_len) {
         fprintf(stderr, "generate: the prompt has %d tokens, the model's context is %d\n",
                 n_prompt, c->max_seq_len);
         goto done;
     }
+    /* generation runs to max_new or to the end of the model's context */
+    int max_seq = n_prompt + max_new;
+    if (max_seq > c->max_seq_len) max_seq = c->max_seq_len;
+    if (max_seq < 2) max_seq = 2;
     if (model_decoder_init(&dec, run_m, &ad, max_seq, &err)) {
         fprintf(stderr, "generate: %s\n", err.msg);
         goto done;
@@ -392,53 +466,33 @@ int main(int argc, char **argv) {
                         "loaded in %.3f s; seed %d\n",
                 model_path, c->n_layers, c->dim, c->vocab_size, ad.n_loras, ad.n_cals, t_load, seed);
 
-    /* prefill the prompt, then sample. Text is streamed as the suffix of
-     * decode(prompt + generated) past what was printed, holding back a
-     * trailing U+FFFD (a character whose bytes are not all generated yet). */
-    double t1 = now_s(), t_first = 0;
-    int produced = 0, n_all = n_prompt, n_steps = 0;
-    size_t printed = 0;
-    float *logits = NULL;
-    for (int pos = 0; pos < n_prompt; pos++) {
-        logits = model_decoder_step(dec, ids[pos], pos);
-        if (n_steps++ == 0) t_first = now_s();
-    }
-    if (tok && !print_ids) {
-        text = tokenizer_decode(tok, ids, n_prompt, 1);
-        printed = text ? strlen(text) : 0;
-    }
-    for (int pos = n_prompt; pos < max_seq + 1 && produced < max_new; pos++) {
-        int next = sample_token(logits, c->vocab_size, temperature, top_p, &rng);
-        produced++;
-        if (next == eos || next == bos) break;
-        ids[n_all++] = next;
-        if (print_ids) {
-            printf(produced > 1 ? " %d" : "%d", next);
-        } else {
-            free(text);
-            text = tokenizer_decode(tok, ids, n_all, 1);
-            size_t len = text ? strlen(text) : 0;
-            while (len > printed + 2 && !memcmp(text + len - 3, "\xEF\xBF\xBD", 3)) len -= 3;
-            if (len > printed) fwrite(text + printed, 1, len - printed, stdout), printed = len;
-        }
-        fflush(stdout);
-        if (pos >= max_seq || produced == max_new) break; /* no logits needed after the last */
-        logits = model_decoder_step(dec, next, pos);
-        n_steps++;
-    }
-    if (tok && !print_ids && text) { /* whatever was held back */
-        size_t len = strlen(text);
-        if (len > printed) fwrite(text + printed, 1, len - printed, stdout);
+    /* the shared decode loop (generation.h), streaming to stdout */
+    gen_opts g = {0};
+    g.max_new_tokens = max_seq - n_prompt < max_new ? max_seq - n_prompt : max_new;
+    g.temperature = temperature, g.top_p = top_p, g.stop_at_bos = 1, g.n_stop = n_stops;
+    for (int i = 0; i < n_stops; i++) g.stop[i] = stops[i];
+    out_state os = {0};
+    gen_stream gs = {0};
+    gs.ctx = &os;
+    if (print_ids) gs.on_token = put_id;
+    else gs.on_text = put_text;
+    gs.trim_leading = have_bt && !raw_prompt;
+    double t1 = now_s();
+    int n_new = 0;
+    if (generate_text(dec, max_seq, run_m, tok, ids, n_prompt, &g, &rng, &gs, &text, &n_new, &err)) {
+        fprintf(stderr, "generate: %s\n", err.msg);
+        goto done;
     }
     printf("\n");
-    double t_end = now_s(), dt = t_end - t1, dt_rest = t_end - t_first;
+    fflush(stdout);
+    double t_end = now_s(), dt = t_end - t1, dt_rest = t_end - gs.t_first;
     /* The second rate leaves out the first step, as llama2.c's run.c does
      * ("achieved tok/s": steps after the first over the time since it). */
     if (!quiet)
         fprintf(stderr, "generate: %d prompt + %d new tokens, %d steps in %.3f s (%.1f tok/s; "
                         "%.1f tok/s after the first step)\n",
-                n_prompt, produced, n_steps, dt, dt > 0 ? (n_prompt + produced) / dt : 0.0,
-                n_steps > 1 && dt_rest > 0 ? (n_steps - 1) / dt_rest : 0.0);
+                gs.n_prompt, n_new, gs.n_steps, dt, dt > 0 ? (gs.n_prompt + n_new) / dt : 0.0,
+                gs.n_steps > 1 && dt_rest > 0 ? (gs.n_steps - 1) / dt_rest : 0.0);
     rc = 0;
 done:
     free(ids);

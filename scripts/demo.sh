@@ -53,8 +53,7 @@ echo "== 5/5 one compositional request, one inference pass: generate --bundle" >
 dialogue=$(/usr/bin/python3 -c 'import json;print(json.loads(open("runs/demo/data/comp_formal_test.jsonl").readline())["dialogue"])')
 printf '%s\nFormal summary:' "$dialogue" >&2
 $B/generate --model runs/demo/base/final --tokenizer runs/demo/data/tokenizer.json \
-  --bundle runs/demo/bundle.lcb --task summary+formal --prompt "$dialogue" \
-  --max-new-tokens 100 --temperature 0 --quiet | head -n 1
+  --bundle runs/demo/bundle.lcb --task summary+formal --prompt "$dialogue" --quiet
 echo >&2
 echo "Results (runs/demo/calibrate/table.md; ROUGE-L on 25 test dialogues per task):"
 cat runs/demo/calibrate/table.md

@@ -274,6 +274,100 @@ Test(export, generate_bundle_reproduces_calibrate_predictions, .init = setup, .t
     }
 }
 
+/* the first prediction of calibrate's job (task, method) */
+static char *first_prediction(const char *task, const char *method) {
+    char p[1024];
+    lc_err err;
+    snprintf(p, sizeof p, "%s/cal/%s/%s/predictions.jsonl", dir, task, method);
+    char *text = lc_read_file(p, NULL, &err);
+    cr_assert_not_null(text, "%s", err.msg);
+    char *nl = strchr(text, '\n');
+    if (nl) *nl = 0;
+    cJSON *r = cJSON_Parse(text);
+    free(text);
+    cr_assert_not_null(r);
+    char *pred = strdup(cJSON_GetObjectItemCaseSensitive(r, "prediction")->valuestring);
+    cJSON_Delete(r);
+    return pred;
+}
+
+/* generate --bundle's answer (stdout without its final newline) */
+static char *bundle_answer(const char *task, const char *flags) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cd %s && %s --model model.bin --bundle b32.lcb --task %s --prompt 'say red red' "
+             "--quiet %s", dir, tu_bin("generate"), task, flags);
+    int st;
+    char *out = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0, "generate failed: %s", cmd);
+    size_t n = strlen(out);
+    cr_assert(n > 0 && out[n - 1] == '\n', "no final newline: '%s'", out);
+    out[n - 1] = 0;
+    return out;
+}
+
+/* Without flags, generate --bundle answers with the settings the task was
+ * evaluated with (max_new_tokens, temperature, stop strings, from the
+ * results.json the bundle carries) and so reproduces calibrate's prediction
+ * exactly; a stop string recorded there (added to the job's results.json
+ * before export, as if calibrate had used it) ends the answer before it;
+ * --no-stop and --stop override it. */
+Test(export, generate_bundle_uses_the_tasks_generation_settings, .init = setup, .timeout = 600) {
+    char *pred = first_prediction("t1", "LC++");
+    /* a stop string: a visible ASCII character of the prediction that first occurs after its start */
+    char stop[2] = {0};
+    for (const char *c = pred + 1; *c && !stop[0]; c++)
+        if (*c > ' ' && *c < 127 && *c != '\'' && strchr(pred, *c) == c) stop[0] = *c;
+    cr_assert(stop[0], "the prediction '%s' has no character to stop at", pred);
+    size_t cut = (size_t)(strchr(pred, stop[0]) - pred);
+    char p[1024];
+    lc_err err;
+    snprintf(p, sizeof p, "%s/cal/t1/LC++/results.json", dir);
+    char *text = lc_read_file(p, NULL, &err);
+    cr_assert_not_null(text);
+    cJSON *r = cJSON_Parse(text);
+    free(text);
+    cJSON *g = cJSON_GetObjectItemCaseSensitive(r, "generation");
+    cJSON *arr = cJSON_CreateArray();
+    cJSON_AddItemToArray(arr, cJSON_CreateString(stop));
+    cJSON_ReplaceItemInObjectCaseSensitive(g, "stop", arr);
+    text = cJSON_Print(r);
+    cr_assert_eq(tu_write_file(p, text, strlen(text)), 0);
+    free(text);
+    cJSON_Delete(r);
+    cr_assert_eq(run_export("b32.lcb", "f32", "f32", THREE_TASKS, NULL), 0);
+
+    char *out = bundle_answer("t1", "");
+    cr_assert(strlen(out) == cut && !strncmp(out, pred, cut),
+              "with the task's stop string '%s': '%s', expected the prediction '%s' cut to '%.*s'", stop, out,
+              pred, (int)cut, pred);
+    free(out);
+    out = bundle_answer("t1", "--no-stop");
+    cr_assert_str_eq(out, pred, "--no-stop must give the whole prediction");
+    free(out);
+    /* --stop replaces the task's stop strings; a string that never occurs changes nothing */
+    out = bundle_answer("t1", "--stop '@@'");
+    cr_assert_str_eq(out, pred);
+    free(out);
+    /* a two-character stop string whose first character occurs earlier alone: the
+     * streamed text holds a possible start back, and then lets it out */
+    char two[3] = {pred[cut - 1], pred[cut], 0}, flag[64];
+    if (two[0] > ' ' && two[0] < 127 && two[0] != '\'') {
+        size_t cut2 = (size_t)(strstr(pred, two) - pred);
+        snprintf(flag, sizeof flag, "--stop '%s'", two);
+        out = bundle_answer("t1", flag);
+        cr_assert(strlen(out) == cut2 && !strncmp(out, pred, cut2), "--stop '%s': '%s' (prediction '%s')", two,
+                  out, pred);
+        free(out);
+    }
+    /* the other tasks keep calibrate's settings: their predictions exactly */
+    char *pred2 = first_prediction("t2", "learned");
+    out = bundle_answer("t2", "");
+    cr_assert_str_eq(out, pred2, "t2 without flags");
+    free(out);
+    free(pred2);
+    free(pred);
+}
+
 /* ---- refusing bad bundles -------------------------------------------------------- */
 
 static char *load_file(const char *name, size_t *n) {

@@ -16,65 +16,6 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* The first occurrence of any stop string in text, or NULL. */
-static char *find_stop(char *text, const gen_opts *o) {
-    char *first = NULL;
-    for (int i = 0; i < o->n_stop; i++) {
-        if (!o->stop[i] || !o->stop[i][0]) continue;
-        char *p = strstr(text, o->stop[i]);
-        if (p && (!first || p < first)) first = p;
-    }
-    return first;
-}
-
-int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer *tok,
-                  const int *prompt, int n_prompt, const gen_opts *o, lc_rng *rng,
-                  char **text, int *n_new, lc_err *err) {
-    *text = NULL;
-    *n_new = 0;
-    const int V = m->cfg.vocab_size, eos = tokenizer_eos(tok);
-    if (n_prompt <= 0) return lc_errf(err, "empty prompt");
-    if (max_seq < 2) return lc_errf(err, "the decoder has %d positions", max_seq);
-    int budget = o->max_new_tokens < max_seq - 1 ? o->max_new_tokens : max_seq - 1;
-    int *ids = malloc(sizeof(int) * (size_t)(n_prompt + budget + 1));
-    if (!ids) return lc_errf(err, "out of memory");
-    /* keep the first token (BOS) and the end of the prompt */
-    int keep = n_prompt;
-    if (keep + budget > max_seq) keep = max_seq - budget;
-    int n = 0;
-    ids[n++] = prompt[0];
-    for (int i = n_prompt - keep + 1; i < n_prompt; i++) ids[n++] = prompt[i];
-    const int start = n;
-    float *logits = NULL;
-    for (int pos = 0; pos < n; pos++) logits = model_decoder_step(d, ids[pos], pos);
-    char *out = NULL;
-    for (int k = 0; k < budget && logits; k++) {
-        int next = sample_token(logits, V, o->temperature, o->top_p, rng);
-        if (next == eos) break;
-        ids[n++] = next;
-        if (o->n_stop && (k % 4 == 3 || k == budget - 1)) {
-            /* check the stop strings every few tokens on the decoded text */
-            free(out);
-            out = tokenizer_decode(tok, ids + start, n - start, 1);
-            if (out && find_stop(out, o)) break;
-        }
-        if (n >= max_seq) break;
-        logits = model_decoder_step(d, next, n - 1);
-    }
-    free(out);
-    out = tokenizer_decode(tok, ids + start, n - start, 1);
-    *n_new = n - start;
-    free(ids);
-    if (!out) return lc_errf(err, "out of memory decoding");
-    char *cut = find_stop(out, o);
-    if (cut) *cut = 0;
-    /* trim the whitespace a prompt ending in "Summary:" leaves in front */
-    size_t lead = strspn(out, " \t\n");
-    if (lead) memmove(out, out + lead, strlen(out + lead) + 1);
-    *text = out;
-    return LC_OK;
-}
-
 void eval_summary_free(eval_summary *s) {
     if (s->predictions)
         for (size_t i = 0; i < s->scores.n; i++) free(s->predictions[i]);
@@ -145,7 +86,7 @@ int evaluate_dataset(const model *m, const adapter_set *ad, const tokenizer *tok
     for (int i = 0; i < d->n; i++) {
         const ds_example *e = &d->ex[i];
         int n_new;
-        if (generate_text(dec, max_seq, m, tok, e->ids, e->n_prompt, g, &rng, &preds[i], &n_new, err)) {
+        if (generate_text(dec, max_seq, m, tok, e->ids, e->n_prompt, g, &rng, NULL, &preds[i], &n_new, err)) {
             lc_err_prefix(err, "%s:%d: ", d->path, e->line);
             goto done;
         }

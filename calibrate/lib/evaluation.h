@@ -12,29 +12,11 @@
 
 #include "config.h"
 #include "dataset.h"
+#include "generation.h"
 #include "lc_err.h"
 #include "metrics.h"
 #include "model.h"
 #include "tokenizer.h"
-
-#define GEN_MAX_STOP 8
-
-typedef struct {
-    int max_new_tokens;
-    float temperature; /* 0 = greedy */
-    float top_p;
-    uint64_t seed;
-    const char *stop[GEN_MAX_STOP];
-    int n_stop;
-} gen_opts;
-
-/* Continues prompt (n_prompt ids) with decoder d (made for m with enough
- * positions); *text is the decoded new text (malloc'd), *n_new the number
- * of new tokens. The prompt is cut from the left (keeping its first token)
- * if prompt + max_new_tokens exceed the decoder's positions. */
-int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer *tok,
-                  const int *prompt, int n_prompt, const gen_opts *o, lc_rng *rng,
-                  char **text, int *n_new, lc_err *err);
 
 typedef struct {
     metrics_corpus scores;
