@@ -53,6 +53,10 @@ bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j2 >/dev/null
 B=build/bin
+# the commit the programs were built from (run.json records it, not the
+# commit checked out when the run ends)
+BUILT_FROM=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILT_DIRTY=$(git status --porcelain --untracked-files=no 2>/dev/null | wc -l)
 RUNS=runs/benchmark-$NAME
 OUT=results/benchmark-$NAME
 if [ "$QUICK" = 1 ]; then
@@ -116,14 +120,13 @@ for s in "${steps[@]}"; do
     tables)
       /usr/bin/python3 scripts/bench_tables.py "$RUNS/calibrate" "$OUT" --config "$C/calibrate.json" --title "$NAME${SUBSET:+ (variants $SUBSET)}"
       cp "$DATA/manifest.json" "$OUT/data-manifest.json" 2>/dev/null || true
-      /usr/bin/python3 - "$OUT/run.json" "$NAME" "$ALLARGS" "$(( $(date +%s) - t0 ))" "$VARIANTS" <<'PY'
-import json, os, platform, subprocess, sys, time
-out, name, args, secs, variants = sys.argv[1:6]
-git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+      /usr/bin/python3 - "$OUT/run.json" "$NAME" "$ALLARGS" "$(( $(date +%s) - t0 ))" "$VARIANTS" "$BUILT_FROM" "$BUILT_DIRTY" <<'PY'
+import json, os, platform, sys, time
+out, name, args, secs, variants, git, dirty = sys.argv[1:8]
+dirty = int(dirty) > 0
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 json.dump({"benchmark": name, "command": "bash scripts/benchmark.sh " + args, "git_commit": git,
-           "git_dirty": bool(dirty), "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+           "git_dirty": dirty, "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
            "this_invocation_seconds": int(secs), "variants": variants.split(),
            "machine": {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()},
            "seeds": "every config's training.seed / init_seed / merge seed, and make_benchmark_data.py --seed 1"},
