@@ -1,5 +1,7 @@
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "testutil.h"
 
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,10 +40,37 @@ const char *tu_bin(const char *name) {
     return p;
 }
 
+/* Temporary folders are removed when the test process exits, unless
+ * LCMT_KEEP_TMP is set (then their paths are printed, to look at after a
+ * failure). */
+#define TU_MAX_TMP 64
+static char tu_tmp[TU_MAX_TMP][64];
+static int tu_n_tmp;
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void tu_tmp_cleanup(void) {
+    const char *keep = getenv("LCMT_KEEP_TMP");
+    for (int i = 0; i < tu_n_tmp; i++) {
+        if (keep && *keep) fprintf(stderr, "test: kept %s (LCMT_KEEP_TMP)\n", tu_tmp[i]);
+        else nftw(tu_tmp[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    tu_n_tmp = 0;
+}
+
 const char *tu_tmpdir(void) {
-    static char dir[256];
+    static char dir[64];
+    static int registered;
     snprintf(dir, sizeof dir, "/tmp/lcmt-test-XXXXXX");
     if (!mkdtemp(dir)) return "/tmp";
+    if (tu_n_tmp < TU_MAX_TMP) {
+        snprintf(tu_tmp[tu_n_tmp++], sizeof tu_tmp[0], "%s", dir);
+        if (!registered) registered = 1, atexit(tu_tmp_cleanup);
+    }
     return dir;
 }
 
