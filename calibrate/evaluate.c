@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bundle.h"
 #include "config.h"
 #include "dataset.h"
 #include "evaluation.h"
@@ -19,7 +20,10 @@ static void usage(FILE *f) {
           "Generates a prediction for every example of a test set (one inference\n"
           "pass each, KV cache) and scores it against the reference. Writes\n"
           "<output_dir>/predictions.jsonl and <output_dir>/results.json and prints\n"
-          "the scores on stderr. Schema: configs/README.md.\n",
+          "the scores on stderr. The adapters are LoRAs and calibrations, or one\n"
+          "task of a bundle made by `export` (\"bundle\": {\"path\", \"task\"}), to\n"
+          "score the bundle as shipped (f16 / int8 tensors included).\n"
+          "Schema: configs/README.md.\n",
           f);
 }
 
@@ -53,6 +57,10 @@ int main(int argc, char **argv) {
     char *paths[4] = {0};
     eval_summary sum = {0};
     adapter_set ad = {0};
+    bundle *bnd = NULL;
+    bundle_task bt = {0};
+    int have_bt = 0;
+    const model *run_m = &m;
 
     if (cfg_load(&c, cfg_path, &err)) goto fail;
     const char *s_out, *s_data, *ptpl, *ttpl, *label;
@@ -88,8 +96,19 @@ int main(int argc, char **argv) {
     const char **cpaths = NULL;
     int nc = 0;
     if (cfg_string_list(c, "calibs", 0, &cpaths, &nc, &err)) goto fail;
+    const char *b_path = NULL, *b_task = NULL;
+    if (cfg_has(c, "bundle") &&
+        (cfg_string(c, "bundle.path", 1, NULL, &b_path, &err) || cfg_string(c, "bundle.task", 1, NULL, &b_task, &err))) {
+        free(cpaths);
+        goto fail;
+    }
     if (cfg_finish(c, &err)) {
         free(cpaths);
+        goto fail;
+    }
+    if (b_path && (nl || nc)) {
+        free(cpaths);
+        lc_errf(&err, "%s: 'bundle' brings its own adapters; remove 'loras' and 'calibs'", cfg_path);
         goto fail;
     }
     if (nc > ADAPTER_MAX) {
@@ -123,12 +142,22 @@ int main(int argc, char **argv) {
         n_c++;
     }
     free(cpaths);
+    if (b_path) {
+        paths[3] = cfg_resolve_path(c, b_path);
+        if (bundle_open(&bnd, paths[3], &err) || bundle_task_load(bnd, &m, b_task, &bt, &err)) goto fail;
+        have_bt = 1;
+        ad = bt.ad;
+        run_m = bt.m;
+    }
     if (max_len <= 0) max_len = m.cfg.max_seq_len;
     dataset_spec spec = {paths[2], ptpl, ttpl, max_len, add_bos, 0, bad_row, max_ex};
     if (dataset_load(&d, &spec, tok, &err)) goto fail;
     have_d = 1;
-    fprintf(stderr, "evaluate: %s: %d examples, %d LoRA(s), %d calibration(s)\n", paths[2], d.n, n_l, n_c);
-    if (evaluate_dataset(&m, &ad, tok, &d, &g, &ro, paths[1], label, &sum, &err)) goto fail;
+    if (b_path)
+        fprintf(stderr, "evaluate: %s: %d examples, bundle %s, task '%s'\n", paths[2], d.n, paths[3], b_task);
+    else
+        fprintf(stderr, "evaluate: %s: %d examples, %d LoRA(s), %d calibration(s)\n", paths[2], d.n, n_l, n_c);
+    if (evaluate_dataset(run_m, &ad, tok, &d, &g, &ro, paths[1], label, &sum, &err)) goto fail;
     fprintf(stderr,
             "evaluate: %s: n=%zu  ROUGE-1 %.4f  ROUGE-2 %.4f  ROUGE-L %.4f  weighted ROUGE %.4f  "
             "chrF %.2f  (%.1f s)\nevaluate: wrote %s/results.json and predictions.jsonl\n",
@@ -142,6 +171,8 @@ done:
     eval_summary_free(&sum);
     if (have_d) dataset_free(&d);
     tokenizer_free(tok);
+    if (have_bt) bundle_task_free(&bt);
+    bundle_close(bnd);
     for (int i = 0; i < n_l; i++) lora_free(&loras[i]);
     for (int i = 0; i < n_c; i++) calib_free(&cals[i]);
     model_free(&m);

@@ -368,6 +368,52 @@ Test(export, generate_bundle_uses_the_tasks_generation_settings, .init = setup, 
     free(pred);
 }
 
+/* `evaluate` scores a bundle task as shipped: from the f32 bundle the
+ * predictions are calibrate's, byte for byte; an int8 bundle is scored too;
+ * a bundle with LoRAs beside it, and an unknown task, are refused. */
+Test(export, evaluate_scores_a_bundle_task, .init = setup, .timeout = 600) {
+    cr_assert_eq(run_export("b32.lcb", "f32", "f32", THREE_TASKS, NULL), 0);
+    cr_assert_eq(run_export("b8.lcb", "i8", "i8", THREE_TASKS, NULL), 0);
+    const char *ev =
+        "{\"model\": \"model.bin\", \"tokenizer\": \"tok259.bin\", \"output_dir\": \"%s\", %s\n"
+        " \"data\": {\"path\": \"data.jsonl\", \"prompt_template\": \"{q}:\", \"target_template\": \" {a}\",\n"
+        "          \"max_len\": 48, \"max_examples\": 3},\n"
+        " \"generation\": {\"max_new_tokens\": 8}}\n";
+    char text[2048], cmd[2048];
+    const char *tasks[2] = {"t1", "t2"}, *methods[2] = {"LC++", "learned"};
+    for (int k = 0; k < 2; k++) {
+        char bspec[256], out[64];
+        snprintf(bspec, sizeof bspec, "\"bundle\": {\"path\": \"b32.lcb\", \"task\": \"%s\"},", tasks[k]);
+        snprintf(out, sizeof out, "ev32-%s", tasks[k]);
+        snprintf(text, sizeof text, ev, out, bspec);
+        write_text("ev.json", text);
+        snprintf(cmd, sizeof cmd, "cd %s && %s --config ev.json 2>ev.log", dir, tu_bin("evaluate"));
+        cr_assert_eq(tu_system(cmd), 0, "evaluate --config with a bundle failed: see %s/ev.log", dir);
+        snprintf(cmd, sizeof cmd, "cd %s && cmp %s/predictions.jsonl cal/%s/%s/predictions.jsonl", dir, out, tasks[k],
+                 methods[k]);
+        cr_assert_eq(tu_system(cmd), 0, "%s: the f32 bundle's predictions differ from calibrate's", tasks[k]);
+    }
+    snprintf(text, sizeof text, ev, "ev8", "\"bundle\": {\"path\": \"b8.lcb\", \"task\": \"t1\"},");
+    write_text("ev.json", text);
+    snprintf(cmd, sizeof cmd, "cd %s && %s --config ev.json 2>ev.log && test -s ev8/results.json", dir,
+             tu_bin("evaluate"));
+    cr_assert_eq(tu_system(cmd), 0, "evaluate on the int8 bundle failed: see %s/ev.log", dir);
+    /* refused */
+    const char *bad[2][2] = {
+        {"\"bundle\": {\"path\": \"b32.lcb\", \"task\": \"t1\"}, \"calibs\": [\"x.h5\"],", "brings its own adapters"},
+        {"\"bundle\": {\"path\": \"b32.lcb\", \"task\": \"nope\"},", "nope"}};
+    for (int k = 0; k < 2; k++) {
+        snprintf(text, sizeof text, ev, "evbad", bad[k][0]);
+        write_text("ev.json", text);
+        snprintf(cmd, sizeof cmd, "cd %s && %s --config ev.json 2>&1", dir, tu_bin("evaluate"));
+        int st;
+        char *o = tu_capture(cmd, &st);
+        cr_assert_neq(st, 0, "accepted: %s", bad[k][0]);
+        cr_assert(strstr(o, bad[k][1]), "message does not say '%s': %s", bad[k][1], o);
+        free(o);
+    }
+}
+
 /* ---- refusing bad bundles -------------------------------------------------------- */
 
 static char *load_file(const char *name, size_t *n) {
