@@ -7,7 +7,8 @@
 #   pretraining, from pretrain-data.json and pretrain.json] -> nine
 #   single-task LoRAs -> a joint-expert
 #   LoRA per variant -> `calibrate` (14 variants x every method) -> `export`
-#   (a bundle with LC++ for every variant) -> tables and plot
+#   (a bundle with LC++ for every variant) -> the bundle scored as shipped
+#   (scripts/bundle_check.py) -> tables and plot
 #   (scripts/bench_tables.py) in results/benchmark-<NAME>/.
 #
 #   bash scripts/benchmark.sh [NAME] [--quick] [--variants V1,V2,... [--methods M1,M2,...]]
@@ -83,7 +84,7 @@ steps+=("data")
 if [ -f "$C/pretrain-data.json" ]; then steps+=("pretrain-data" "tokenizer" "pretrain"); fi
 for l in $LORAS; do steps+=("lora $l"); done
 for v in $VARIANTS; do steps+=("joint $v"); done
-steps+=("calibrate" "export" "tables")
+steps+=("calibrate" "export" "bundle-check" "tables")
 N=${#steps[@]}
 t0=$(date +%s)
 i=0
@@ -117,6 +118,13 @@ for s in "${steps[@]}"; do
     export)
       if [ "$QUICK" = 0 ] && [ -z "$SUBSET" ]; then $B/export --config "$C/export.json"
       else echo "benchmark: export skipped (export.json bundles all 14 variants; this run has a subset)" >&2; fi ;;
+    bundle-check)
+      # the exported bundle (f16) scored as shipped, against calibrate's f32 jobs
+      if [ "$QUICK" = 0 ] && [ -z "$SUBSET" ]; then
+        mkdir -p "$OUT"
+        /usr/bin/python3 scripts/bundle_check.py "$C/calibrate.json" "$C/export.json" "$RUNS/bundle-check" \
+          "$OUT/bundle-check.md" --bin "$B" >/dev/null
+      else echo "benchmark: bundle check skipped (no bundle in a subset run)" >&2; fi ;;
     tables)
       /usr/bin/python3 scripts/bench_tables.py "$RUNS/calibrate" "$OUT" --config "$C/calibrate.json" --title "$NAME${SUBSET:+ (variants $SUBSET)}"
       cp "$DATA/manifest.json" "$OUT/data-manifest.json" 2>/dev/null || true

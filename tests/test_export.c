@@ -398,6 +398,21 @@ Test(export, evaluate_scores_a_bundle_task, .init = setup, .timeout = 600) {
     snprintf(cmd, sizeof cmd, "cd %s && %s --config ev.json 2>ev.log && test -s ev8/results.json", dir,
              tu_bin("evaluate"));
     cr_assert_eq(tu_system(cmd), 0, "evaluate on the int8 bundle failed: see %s/ev.log", dir);
+    /* scripts/bundle_check.py does the same for every task of the export config */
+    cr_assert_eq(run_export("b32.lcb", "f32", "f32", THREE_TASKS, NULL), 0);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && /usr/bin/python3 '%s/scripts/bundle_check.py' cal.json export.json bchk bchk.md --bin '%s' "
+             ">/dev/null 2>bchk.log",
+             dir, tu_source_dir(), tu_bin(""));
+    cr_assert_eq(tu_system(cmd), 0, "bundle_check.py failed: see %s/bchk.log", dir);
+    char p[1024];
+    lc_err err;
+    snprintf(p, sizeof p, "%s/bchk.md", dir);
+    char *md = lc_read_file(p, NULL, &err);
+    cr_assert_not_null(md);
+    cr_assert(strstr(md, "| t1 | LC++ |") && strstr(md, "| t3 | TIES |"), "%s", md);
+    cr_assert(strstr(md, "9 of 9 predictions identical"), "the f32 bundle must reproduce calibrate:\n%s", md);
+    free(md);
     /* refused */
     const char *bad[2][2] = {
         {"\"bundle\": {\"path\": \"b32.lcb\", \"task\": \"t1\"}, \"calibs\": [\"x.h5\"],", "brings its own adapters"},
