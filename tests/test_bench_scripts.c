@@ -6,7 +6,8 @@
  *    config that needs it, exits 1, and exits 0 when everything is there;
  *  - scripts/bench_tables.py averages a task type's variants, follows the
  *    config's method order, counts a shared calibration once per family,
- *    and places the plot's labels without overlaps.
+ *    and places the plot's labels without overlaps;
+ *  - scripts/seed_study.py derives one calibrate config per seed.
  * Needs /usr/bin/python3 and gnuplot (scripts/setup.sh). */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -188,5 +189,40 @@ Test(bench_scripts, plot_labels_do_not_overlap) {
     int st;
     char *log = tu_capture(cmd, &st);
     cr_assert_eq(st, 0, "%s", log);
+    free(log);
+}
+
+/* scripts/seed_study.py's config for one seed: training.seed and the
+ * methods' init_seed set, only the asked methods, every path absolute (the
+ * config is written elsewhere), the output moved. */
+Test(bench_scripts, seed_study_derives_seed_configs) {
+    require_python();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s/scripts' && /usr/bin/python3 -c '\n"
+             "import seed_study as s\n"
+             "cfg = {\"model\": \"../m.bin\", \"output_dir\": \"out\", \"training\": {\"seed\": 1, \"steps\": 5},\n"
+             "       \"adapters\": [{\"name\": \"a\", \"path\": \"l/a\"}],\n"
+             "       \"tasks\": [{\"name\": \"x+es\", \"joint_expert\": \"j\", \"data\": {\"train\": \"d/t.jsonl\", \"test\": \"/abs/t.jsonl\"}}],\n"
+             "       \"methods\": [{\"name\": \"linear\", \"type\": \"merge\"}, {\"name\": \"LC++\", \"type\": \"calibrate\",\n"
+             "                    \"calibration\": {\"kind\": \"lowrank\", \"rank\": 4}}]}\n"
+             "c = s.derive(s.absolutize(cfg, \"/cfg/dir\"), 7, [\"LC++\"], \"/runs/seed7\")\n"
+             "assert c[\"training\"] == {\"seed\": 7, \"steps\": 5}, c[\"training\"]\n"
+             "assert [m[\"name\"] for m in c[\"methods\"]] == [\"LC++\"]\n"
+             "assert c[\"methods\"][0][\"calibration\"][\"init_seed\"] == 7\n"
+             "assert c[\"model\"] == \"/cfg/m.bin\" and c[\"adapters\"][0][\"path\"] == \"/cfg/dir/l/a\"\n"
+             "assert c[\"tasks\"][0][\"data\"] == {\"train\": \"/cfg/dir/d/t.jsonl\", \"test\": \"/abs/t.jsonl\"}\n"
+             "assert c[\"tasks\"][0][\"joint_expert\"] == \"/cfg/dir/j\" and c[\"output_dir\"] == \"/runs/seed7\"\n"
+             "assert cfg[\"training\"][\"seed\"] == 1, \"the original config changed\"\n"
+             "' 2>&1",
+             tu_source_dir());
+    int st;
+    char *log = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0, "%s", log);
+    free(log);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/scripts/seed_study.py' no-such-benchmark 2>&1", tu_source_dir());
+    log = tu_capture(cmd, &st);
+    cr_assert_neq(st, 0);
+    cr_assert(strstr(log, "no-such-benchmark"), "%s", log);
     free(log);
 }
