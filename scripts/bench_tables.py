@@ -39,9 +39,86 @@ TYPES = [("summary", "lang", "Summary + translation"), ("summary", "tone", "Summ
          ("reply", "lang", "Reply + translation"), ("reply", "tone", "Reply + tone")]
 
 
+TONES = ("professional", "casual", "witty", "paraphrase")
+
+
 def run_json(cmd):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out)
+
+
+def job_slug(method):
+    """A method's folder name inside a calibrate task folder (as calibrate makes it)."""
+    return "".join(c if c.isalnum() or c in "-_+." else "_" for c in method)
+
+
+def task_quality(main_task, r):
+    """The table's quality of a job's results.json or of one predictions.jsonl
+    line: weighted ROUGE for reply tasks, ROUGE-L F1 otherwise."""
+    v = r["weighted_rouge"] if main_task == "reply" else r["rougeL"]
+    return v["f1"] if isinstance(v, dict) else v
+
+
+def aux_rate(pred, aux):
+    """lang_rate.py's or tone_rate.py's JSON for a predictions file, or None
+    when aux is neither a benchmark language nor a tone."""
+    if aux not in LANGS and aux not in TONES:
+        return None
+    script = "lang_rate.py" if aux in LANGS else "tone_rate.py"
+    return run_json([sys.executable, os.path.join(HERE, script), pred, aux])
+
+
+def collect(caldir, order=()):
+    """Every finished "<main>+<aux>" job under caldir (read job by job: the
+    run's summary results.json only lists the jobs of the last `calibrate`
+    call, so a resumed or partial run is complete this way), sorted by the
+    method order given (e.g. calibrate.json's). Returns (rows, per_example):
+    one row per job with its scores and success rate, and per (task, method)
+    the example lines, qualities and success hits."""
+    allres = []
+    for p in sorted(glob.glob(os.path.join(caldir, "*", "*", "results.json"))):
+        with open(p) as f:
+            allres.append(json.load(f))
+    if not allres:
+        sys.exit("bench_tables: no finished jobs (CALIBRATE_DIR/<task>/<method>/results.json) in %s" % caldir)
+    order = list(order)
+    allres.sort(key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order), r["method"],
+                               r["task"]))
+    rows, per_example = [], {}
+    for r in allres:
+        task, method = r["task"], r["method"]
+        if "+" not in task:
+            continue
+        main_t, aux = task.split("+", 1)
+        kind = "lang" if aux in LANGS else "tone"
+        pred = os.path.join(caldir, task, job_slug(method), "predictions.jsonl")
+        rr = aux_rate(pred, aux)
+        with open(pred, encoding="utf-8") as f:
+            ex = [json.loads(line) for line in f if line.strip()]
+        per_example[(task, method)] = ([e.get("line") for e in ex], [task_quality(main_t, e) for e in ex],
+                                       rr["hits"])
+        rows.append({"task": task, "main": main_t, "aux": aux, "kind": kind, "method": method,
+                     "type": r["type"], "n": r["n"], "quality": task_quality(main_t, r),
+                     "rougeL": r["rougeL"]["f1"], "weighted_rouge": r["weighted_rouge"],
+                     "chrf": r["chrf_corpus"], "success_rate": rr["rate"],
+                     "inference_passes": r["inference_passes"], "extra_params": r["extra_params"],
+                     "extra_bytes_fp16": r["extra_bytes_fp16"], "family": r.get("family", ""),
+                     "shared": bool((r.get("calibration") or {}).get("shared"))})
+    return rows, per_example
+
+
+def mean(xs):
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def type_means(rows, method):
+    """Per task type of TYPES: (mean quality, mean success rate) over the
+    type's variants for method, or None where it has no job."""
+    out = []
+    for m, k, _ in TYPES:
+        sel = [r for r in rows if r["method"] == method and r["main"] == m and r["kind"] == k]
+        out.append((mean([r["quality"] for r in sel]), mean([r["success_rate"] for r in sel])) if sel else None)
+    return out
 
 
 def main():
@@ -56,51 +133,11 @@ def main():
     ap.add_argument("--seed", type=int, default=1, help="bootstrap seed (default 1)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    # every finished job's own results.json (the run's summary results.json
-    # only lists the jobs of the last `calibrate` call, so a resumed or
-    # partial run is read job by job); methods in calibrate.json's order
-    allres = []
-    for p in sorted(glob.glob(os.path.join(a.caldir, "*", "*", "results.json"))):
-        with open(p) as f:
-            allres.append(json.load(f))
-    if not allres:
-        sys.exit("bench_tables: no finished jobs (CALIBRATE_DIR/<task>/<method>/results.json) in %s" % a.caldir)
     order = []
     if a.config:
         with open(a.config) as f:
             order = [m["name"] for m in json.load(f)["methods"]]
-    allres.sort(key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order), r["method"],
-                               r["task"]))
-    rows = []
-    per_example = {}
-    for r in allres:
-        task, method = r["task"], r["method"]
-        if "+" not in task:
-            continue
-        main_t, aux = task.split("+", 1)
-        kind = "lang" if aux in LANGS else "tone"
-        slug = "".join(c if c.isalnum() or c in "-_+." else "_" for c in method)
-        pred = os.path.join(a.caldir, task, slug, "predictions.jsonl")
-        if kind == "lang":
-            rr = run_json([sys.executable, os.path.join(HERE, "lang_rate.py"), pred, aux])
-        else:
-            rr = run_json([sys.executable, os.path.join(HERE, "tone_rate.py"), pred, aux])
-        rate = rr["rate"]
-        quality = r["rougeL"]["f1"] if main_t == "summary" else r["weighted_rouge"]
-        # per-example scores, for the paired bootstrap
-        with open(pred, encoding="utf-8") as f:
-            ex = [json.loads(line) for line in f if line.strip()]
-        per_example[(task, method)] = (
-            [e.get("line") for e in ex],
-            [e["rougeL"] if main_t == "summary" else e["weighted_rouge"] for e in ex],
-            rr["hits"])
-        rows.append({"task": task, "main": main_t, "aux": aux, "kind": kind, "method": method,
-                     "type": r["type"], "n": r["n"], "quality": quality,
-                     "rougeL": r["rougeL"]["f1"], "weighted_rouge": r["weighted_rouge"],
-                     "chrf": r["chrf_corpus"], "success_rate": rate,
-                     "inference_passes": r["inference_passes"], "extra_params": r["extra_params"],
-                     "extra_bytes_fp16": r["extra_bytes_fp16"], "family": r.get("family", ""),
-                     "shared": bool((r.get("calibration") or {}).get("shared"))})
+    rows, per_example = collect(a.caldir, order)
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(rows, f, indent=1)
     with open(os.path.join(a.out, "results.csv"), "w", newline="") as f:
@@ -112,9 +149,6 @@ def main():
         if r["method"] not in methods:
             methods.append(r["method"])
 
-    def mean(xs):
-        return sum(xs) / len(xs) if xs else float("nan")
-
     # Table 1
     t1 = ["| method | " + " | ".join("%s: %s | %s: %s" % (n, "ROUGE-L" if m == "summary" else "wROUGE",
                                                           n, "language" if k == "lang" else "tone")
@@ -122,14 +156,9 @@ def main():
           "| --- |" + " ---: | ---: |" * len(TYPES)]
     summary = {}
     for meth in methods:
-        cells, qs = [], []
-        for m, k, _ in TYPES:
-            sel = [r for r in rows if r["method"] == meth and r["main"] == m and r["kind"] == k]
-            q, s = mean([r["quality"] for r in sel]), mean([r["success_rate"] for r in sel])
-            cells += ["%.4f" % q if sel else "–", "%.3f" % s if sel else "–"]
-            if sel:
-                qs.append(q)
-        summary[meth] = mean(qs)
+        per = type_means(rows, meth)
+        cells = [c for t in per for c in (("%.4f" % t[0], "%.3f" % t[1]) if t else ("–", "–"))]
+        summary[meth] = mean([t[0] for t in per if t])
         t1.append("| %s | %s |" % (meth, " | ".join(cells)))
     with open(os.path.join(a.out, "table1.md"), "w") as f:
         f.write("\n".join(t1) + "\n")

@@ -22,7 +22,8 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LANGS = {"es", "ca", "fr"}
+sys.path.insert(0, HERE)
+from bench_tables import aux_rate, job_slug, task_quality  # noqa: E402
 
 
 def load(path):
@@ -35,10 +36,8 @@ def resolve(base_file, p):
 
 
 def rate(pred, aux):
-    script = "lang_rate.py" if aux in LANGS else "tone_rate.py"
-    out = subprocess.run([sys.executable, os.path.join(HERE, script), pred, aux], check=True,
-                         capture_output=True, text=True).stdout
-    return json.loads(out)["rate"]
+    r = aux_rate(pred, aux)
+    return None if r is None else r["rate"]
 
 
 def predictions(path):
@@ -89,18 +88,15 @@ def main():
         p = subprocess.run([os.path.join(a.bin, "evaluate"), "--config", cfg], capture_output=True, text=True)
         if p.returncode != 0:
             sys.exit("bundle_check: evaluate failed on %s:\n%s" % (cfg, p.stderr[-2000:]))
-        slug = "".join(c if c.isalnum() or c in "-_+." else "_" for c in method)
-        job = os.path.join(caldir, name, slug)
+        job = os.path.join(caldir, name, job_slug(method))
         ref, got = load(os.path.join(job, "results.json")), load(os.path.join(ev["output_dir"], "results.json"))
         main_t, _, aux = name.partition("+")
-        key = (lambda r: r["weighted_rouge"]) if main_t == "reply" else (lambda r: r["rougeL"]["f1"])
         p_ref = predictions(os.path.join(job, "predictions.jsonl"))
         p_got = predictions(os.path.join(ev["output_dir"], "predictions.jsonl"))
         same = sum(1 for x, y in zip(p_ref, p_got) if x == y)
-        known = aux in LANGS or aux in ("professional", "casual", "witty", "paraphrase")
-        r0 = rate(os.path.join(job, "predictions.jsonl"), aux) if known else None
-        r1 = rate(os.path.join(ev["output_dir"], "predictions.jsonl"), aux) if known else None
-        rows.append((name, method, key(ref), key(got), r0, r1, same, len(p_ref)))
+        r0 = rate(os.path.join(job, "predictions.jsonl"), aux)
+        r1 = rate(os.path.join(ev["output_dir"], "predictions.jsonl"), aux)
+        rows.append((name, method, task_quality(main_t, ref), task_quality(main_t, got), r0, r1, same, len(p_ref)))
         print("bundle_check: %s / %s: quality %.4f -> %.4f, identical %d/%d" % (
             name, method, rows[-1][2], rows[-1][3], same, len(p_ref)), file=sys.stderr)
     dts = "adapters %s, calibrations %s" % (exp.get("adapter_dtype", "f16"), exp.get("calibration_dtype", "f16"))

@@ -28,8 +28,10 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-TYPES = [("summary", "lang", "summary + translation"), ("summary", "tone", "summary + tone"),
-         ("reply", "lang", "reply + translation"), ("reply", "tone", "reply + tone")]
+sys.path.insert(0, HERE)
+from bench_tables import collect, type_means  # noqa: E402
+
+TYPE_NAMES = ("summary + translation", "summary + tone", "reply + translation", "reply + tone")
 
 
 def absolutize(cfg, cfg_dir):
@@ -64,22 +66,13 @@ def derive(cfg, seed, methods, out_dir):
     return c
 
 
-def table_rows(caldir, cfg_path, tmp):
-    subprocess.run([sys.executable, os.path.join(HERE, "bench_tables.py"), caldir, tmp, "--config", cfg_path,
-                    "--compare", ""], check=True, capture_output=True)
-    with open(os.path.join(tmp, "results.json")) as f:
-        return json.load(f)
-
-
 def summarize(rows, method):
-    """(overall quality, overall rate, [(quality, rate) per type]) of method."""
-    per = []
-    for m, k, _ in TYPES:
-        sel = [r for r in rows if r["method"] == method and r["main"] == m and r["kind"] == k]
-        if not sel:
-            return None
-        per.append((statistics.mean(r["quality"] for r in sel), statistics.mean(r["success_rate"] for r in sel)))
-    return statistics.mean(q for q, _ in per), statistics.mean(s for _, s in per), per
+    """(overall quality, overall rate, [(quality, rate) per task type]) of
+    method, or None unless it has jobs of every type."""
+    per = type_means(rows, method)
+    if not all(per):
+        return None
+    return statistics.mean(q for q, _ in per), statistics.mean(r for _, r in per), per
 
 
 def main():
@@ -125,12 +118,9 @@ def main():
             sys.exit("seed_study: calibrate failed for seed %d: see %s" % (s, log.name))
         log.close()
     # tables
-    results = {}
-    tmp = os.path.join(runs, "seeds", "tables")
-    results[1] = table_rows(base_cal, cfg_path, os.path.join(tmp, "seed1"))
+    results = {1: collect(base_cal)[0]}
     for s in seeds:
-        results[s] = table_rows(os.path.join(runs, "seeds", "seed%d" % s, "calibrate"), cfgs[s],
-                                os.path.join(tmp, "seed%d" % s))
+        results[s] = collect(os.path.join(runs, "seeds", "seed%d" % s, "calibrate"))[0]
     out = ["# Calibration seeds (%s)" % a.name, "",
            "`scripts/seed_study.py %s --seeds %s --methods %s`: the calibrations retrained with other seeds "
            "(training.seed orders the batches, calibration.init_seed draws LC++'s P1); the base, the "
@@ -138,8 +128,8 @@ def main():
            "(init_seed 0). Quality is ROUGE-L for summaries and weighted ROUGE for replies; rate is the "
            "language / tone success rate; \"mean\" averages the four task types as Table 1 and the plot do." %
            (a.name, a.seeds, a.methods), ""]
-    head = "| method | seed | mean quality | mean rate | " + " | ".join("%s | rate" % n for _, _, n in TYPES) + " |"
-    out += [head, "| --- | --- | ---: | ---: |" + " ---: | ---: |" * len(TYPES)]
+    head = "| method | seed | mean quality | mean rate | " + " | ".join("%s | rate" % n for n in TYPE_NAMES) + " |"
+    out += [head, "| --- | --- | ---: | ---: |" + " ---: | ---: |" * len(TYPE_NAMES)]
     for m in methods:
         got = []
         for s in [1] + seeds:
@@ -157,7 +147,7 @@ def main():
                 " | ".join("%.4f ± %.4f | %.3f ± %.3f" % (
                     statistics.mean(g[2][i][0] for g in got), sd([g[2][i][0] for g in got]),
                     statistics.mean(g[2][i][1] for g in got), sd([g[2][i][1] for g in got]))
-                    for i in range(len(TYPES)))))
+                    for i in range(len(TYPE_NAMES)))))
     text = "\n".join(out) + "\n"
     dest = os.path.join(ROOT, "results", "benchmark-" + a.name, "seeds.md")
     os.makedirs(os.path.dirname(dest), exist_ok=True)

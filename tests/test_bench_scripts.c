@@ -101,6 +101,17 @@ static void write_job(const char *caldir, const char *task, const char *method, 
     cr_assert_eq(tu_write_file(p, js, strlen(js)), 0);
 }
 
+/* Runs Python `code` in scripts/ (so it can import the scripts) and asserts
+ * that it exits 0; its output is the failure message. */
+static void python_check(const char *code) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cd '%s/scripts' && /usr/bin/python3 -c '%s' 2>&1", tu_source_dir(), code);
+    int st;
+    char *log = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0, "%s", log);
+    free(log);
+}
+
 static int has_line(const char *text, const char *line) {
     size_t n = strlen(line);
     for (const char *s = text; (s = strstr(s, line)); s++)
@@ -170,26 +181,17 @@ Test(bench_scripts, bench_tables_means_and_storage, .timeout = 120) {
  * the same quality get labels that do not overlap one another. */
 Test(bench_scripts, plot_labels_do_not_overlap) {
     require_python();
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd,
-             "cd '%s/scripts' && /usr/bin/python3 -c '\n"
-             "import math, bench_tables as b\n"
-             "pts = [(1e-4, 0.06 + 0.0005 * i, \"method %%d\" %% i) for i in range(8)] + [(0.1, 0.09, \"LC++\")]\n"
-             "xr, yr = (1e-4 / 1.4, 3.0), (0.0, 0.1)\n"
-             "at = b.place_labels(pts, xr, yr)\n"
-             "cw = 6.2 * (math.log10(xr[1]) - math.log10(xr[0])) / 770\n"
-             "lh = 11.5 * (yr[1] - yr[0]) / 440\n"
-             "box = {n: (math.log10(x), math.log10(x) + cw * (len(n) + 2), y) for n, (x, y) in at.items()}\n"
-             "bad = [(m, n) for m in box for n in box if m < n and box[m][0] < box[n][1] and box[n][0] < box[m][1]"
-             " and abs(box[m][2] - box[n][2]) < lh * 0.999]\n"
-             "assert not bad, bad\n"
-             "assert at[\"LC++\"] == (0.1, 0.09), \"a free label moved\"\n"
-             "' 2>&1",
-             tu_source_dir());
-    int st;
-    char *log = tu_capture(cmd, &st);
-    cr_assert_eq(st, 0, "%s", log);
-    free(log);
+    python_check("import math, bench_tables as b\n"
+                 "pts = [(1e-4, 0.06 + 0.0005 * i, \"method %d\" % i) for i in range(8)] + [(0.1, 0.09, \"LC++\")]\n"
+                 "xr, yr = (1e-4 / 1.4, 3.0), (0.0, 0.1)\n"
+                 "at = b.place_labels(pts, xr, yr)\n"
+                 "cw = 6.2 * (math.log10(xr[1]) - math.log10(xr[0])) / 770\n"
+                 "lh = 11.5 * (yr[1] - yr[0]) / 440\n"
+                 "box = {n: (math.log10(x), math.log10(x) + cw * (len(n) + 2), y) for n, (x, y) in at.items()}\n"
+                 "bad = [(m, n) for m in box for n in box if m < n and box[m][0] < box[n][1] and box[n][0] < box[m][1]"
+                 " and abs(box[m][2] - box[n][2]) < lh * 0.999]\n"
+                 "assert not bad, bad\n"
+                 "assert at[\"LC++\"] == (0.1, 0.09), \"a free label moved\"\n");
 }
 
 /* scripts/seed_study.py's config for one seed: training.seed and the
@@ -197,31 +199,24 @@ Test(bench_scripts, plot_labels_do_not_overlap) {
  * config is written elsewhere), the output moved. */
 Test(bench_scripts, seed_study_derives_seed_configs) {
     require_python();
+    python_check("import seed_study as s\n"
+                 "cfg = {\"model\": \"../m.bin\", \"output_dir\": \"out\", \"training\": {\"seed\": 1, \"steps\": 5},\n"
+                 "       \"adapters\": [{\"name\": \"a\", \"path\": \"l/a\"}],\n"
+                 "       \"tasks\": [{\"name\": \"x+es\", \"joint_expert\": \"j\", \"data\": {\"train\": \"d/t.jsonl\", \"test\": \"/abs/t.jsonl\"}}],\n"
+                 "       \"methods\": [{\"name\": \"linear\", \"type\": \"merge\"}, {\"name\": \"LC++\", \"type\": \"calibrate\",\n"
+                 "                    \"calibration\": {\"kind\": \"lowrank\", \"rank\": 4}}]}\n"
+                 "c = s.derive(s.absolutize(cfg, \"/cfg/dir\"), 7, [\"LC++\"], \"/runs/seed7\")\n"
+                 "assert c[\"training\"] == {\"seed\": 7, \"steps\": 5}, c[\"training\"]\n"
+                 "assert [m[\"name\"] for m in c[\"methods\"]] == [\"LC++\"]\n"
+                 "assert c[\"methods\"][0][\"calibration\"][\"init_seed\"] == 7\n"
+                 "assert c[\"model\"] == \"/cfg/m.bin\" and c[\"adapters\"][0][\"path\"] == \"/cfg/dir/l/a\"\n"
+                 "assert c[\"tasks\"][0][\"data\"] == {\"train\": \"/cfg/dir/d/t.jsonl\", \"test\": \"/abs/t.jsonl\"}\n"
+                 "assert c[\"tasks\"][0][\"joint_expert\"] == \"/cfg/dir/j\" and c[\"output_dir\"] == \"/runs/seed7\"\n"
+                 "assert cfg[\"training\"][\"seed\"] == 1, \"the original config changed\"\n");
     char cmd[4096];
-    snprintf(cmd, sizeof cmd,
-             "cd '%s/scripts' && /usr/bin/python3 -c '\n"
-             "import seed_study as s\n"
-             "cfg = {\"model\": \"../m.bin\", \"output_dir\": \"out\", \"training\": {\"seed\": 1, \"steps\": 5},\n"
-             "       \"adapters\": [{\"name\": \"a\", \"path\": \"l/a\"}],\n"
-             "       \"tasks\": [{\"name\": \"x+es\", \"joint_expert\": \"j\", \"data\": {\"train\": \"d/t.jsonl\", \"test\": \"/abs/t.jsonl\"}}],\n"
-             "       \"methods\": [{\"name\": \"linear\", \"type\": \"merge\"}, {\"name\": \"LC++\", \"type\": \"calibrate\",\n"
-             "                    \"calibration\": {\"kind\": \"lowrank\", \"rank\": 4}}]}\n"
-             "c = s.derive(s.absolutize(cfg, \"/cfg/dir\"), 7, [\"LC++\"], \"/runs/seed7\")\n"
-             "assert c[\"training\"] == {\"seed\": 7, \"steps\": 5}, c[\"training\"]\n"
-             "assert [m[\"name\"] for m in c[\"methods\"]] == [\"LC++\"]\n"
-             "assert c[\"methods\"][0][\"calibration\"][\"init_seed\"] == 7\n"
-             "assert c[\"model\"] == \"/cfg/m.bin\" and c[\"adapters\"][0][\"path\"] == \"/cfg/dir/l/a\"\n"
-             "assert c[\"tasks\"][0][\"data\"] == {\"train\": \"/cfg/dir/d/t.jsonl\", \"test\": \"/abs/t.jsonl\"}\n"
-             "assert c[\"tasks\"][0][\"joint_expert\"] == \"/cfg/dir/j\" and c[\"output_dir\"] == \"/runs/seed7\"\n"
-             "assert cfg[\"training\"][\"seed\"] == 1, \"the original config changed\"\n"
-             "' 2>&1",
-             tu_source_dir());
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/scripts/seed_study.py' no-such-benchmark 2>&1", tu_source_dir());
     int st;
     char *log = tu_capture(cmd, &st);
-    cr_assert_eq(st, 0, "%s", log);
-    free(log);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/scripts/seed_study.py' no-such-benchmark 2>&1", tu_source_dir());
-    log = tu_capture(cmd, &st);
     cr_assert_neq(st, 0);
     cr_assert(strstr(log, "no-such-benchmark"), "%s", log);
     free(log);
