@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "account.h"
+#include "lc_time.h"
 #include "cmaes.h"
 #include "config.h"
 #include "dataset.h"
@@ -123,11 +124,6 @@ typedef struct {
     double t0;
 } ctx_t;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 
 static int find_adapter(const ctx_t *x, const char *name) {
@@ -484,7 +480,7 @@ static int write_json_file(const char *path, cJSON *j, lc_err *err) {
 /* ---- evaluation of one configured model ------------------------------------------ */
 
 static void progress(ctx_t *x, const task_entry *t, const method_entry *me, const char *what) {
-    double el = now_s() - x->t0;
+    double el = lc_now_s() - x->t0;
     char eta[32] = "?";
     if (x->job > 1) {
         double e = el / (x->job - 1) * (x->n_jobs - x->job + 1);
@@ -602,9 +598,9 @@ static int build_merge(ctx_t *x, task_entry *t, const method_entry *me, const ch
         double w[ADAPTER_MAX] = {0}, best;
         cmaes_opts co = {me->hub_budget, me->hub_sigma, -1.5, 1.5, (uint64_t)me->merge.seed + 1, 0,
                          hub_progress};
-        double t0 = now_s();
+        double t0 = lc_now_s();
         if (cmaes_minimize(hub_objective, &h, w, n, &co, &best, err)) return LC_FAIL;
-        ji->train_seconds = now_s() - t0;
+        ji->train_seconds = lc_now_s() - t0;
         for (int i = 0; i < n; i++) s.weights[i] = w[i];
         fprintf(stderr, "calibrate: %s / %s: LoraHub weights", t->name, me->name);
         for (int i = 0; i < n; i++) fprintf(stderr, " %s=%.4f", ls[i]->name, w[i]);
@@ -1242,7 +1238,7 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, "calibrate: %d tasks x %d methods = %d jobs -> %s\n", x->n_tasks, x->n_methods,
             x->n_jobs, x->out_dir);
-    x->t0 = now_s();
+    x->t0 = lc_now_s();
     for (int ti = 0; ti < x->n_tasks; ti++)
         for (int mi = 0; mi < x->n_methods; mi++) {
             if (!in_list(tasks_only, x->tasks[ti].name) || !in_list(only, x->methods[mi].name)) continue;

@@ -23,7 +23,7 @@
 #include <strings.h>
 
 #include "loaders.h" /* lc_read_file */
-#include "model.h"   /* lc_rng */
+#include "lc_rng.h"
 
 #define N_BAD_SHOWN 5
 
@@ -713,19 +713,12 @@ int dataset_load(dataset *d, const dataset_spec *spec, const tokenizer *tok, lc_
 
 /* ---- batches -------------------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
 /* order = the permutation of `epoch`: a function of (seed, epoch) only. */
 static void make_order(batch_iter *it) {
     for (int i = 0; i < it->n; i++) it->order[i] = i;
     if (!it->shuffle) return;
     lc_rng r;
-    lc_rng_seed(&r, splitmix64(it->seed ^ splitmix64((uint64_t)(uint32_t)it->epoch)));
+    lc_rng_seed(&r, lc_splitmix64(it->seed ^ lc_splitmix64((uint64_t)(uint32_t)it->epoch)));
     for (int i = it->n - 1; i > 0; i--) { /* Fisher-Yates, unbiased draws */
         uint64_t bound = (uint64_t)i + 1, lim = (1ull << 32) - ((1ull << 32) % bound), x;
         do x = lc_rng_u32(&r);

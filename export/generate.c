@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "bundle.h"
+#include "lc_time.h"
 #include "generation.h"
 #include "loaders.h"
 #include "model.h"
@@ -123,11 +124,6 @@ static int parse_float(const char *s, const char *flag, float *out) {
     return 0;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 #define MAX_ADAPTERS ADAPTER_MAX
 
@@ -284,7 +280,7 @@ int main(int argc, char **argv) {
     char *text = NULL;
     model_decoder *dec = NULL;
     int *ids = NULL;
-    double t0 = now_s();
+    double t0 = lc_now_s();
 
     if (model_load(&m, model_path, &err)) {
         fprintf(stderr, "generate: %s\n", err.msg);
@@ -322,7 +318,7 @@ int main(int argc, char **argv) {
         ad.cals[ad.n_cals++] = &cals[i];
     }
     if (bundle_path_arg) {
-        double tb = now_s();
+        double tb = lc_now_s();
         if (bundle_open(&bnd, bundle_path_arg, &err)) {
             fprintf(stderr, "generate: %s\n", err.msg);
             goto done;
@@ -347,7 +343,7 @@ int main(int argc, char **argv) {
         if (!quiet)
             fprintf(stderr, "generate: bundle %s, task '%s': %zu bytes, loaded in %.3f s (%zu bytes used "
                     "in place from the mapping, %zu converted)\n", bundle_path_arg, task_arg,
-                    bundle_size(bnd), now_s() - tb, mapped, copied);
+                    bundle_size(bnd), lc_now_s() - tb, mapped, copied);
         /* the settings the task was evaluated with, where the command line is silent */
         const cJSON *res = cJSON_GetObjectItemCaseSensitive(bt.task, "results");
         const cJSON *gj = cJSON_GetObjectItemCaseSensitive(res, "generation");
@@ -457,7 +453,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "generate: %s\n", err.msg);
         goto done;
     }
-    double t_load = now_s() - t0;
+    double t_load = lc_now_s() - t0;
     if (!have_seed) seed = (int)(time(NULL) & 0x7fffffff);
     lc_rng rng;
     lc_rng_seed(&rng, (uint64_t)seed);
@@ -477,7 +473,7 @@ int main(int argc, char **argv) {
     if (print_ids) gs.on_token = put_id;
     else gs.on_text = put_text;
     gs.trim_leading = have_bt && !raw_prompt;
-    double t1 = now_s();
+    double t1 = lc_now_s();
     int n_new = 0;
     if (generate_text(dec, max_seq, run_m, tok, ids, n_prompt, &g, &rng, &gs, &text, &n_new, &err)) {
         fprintf(stderr, "generate: %s\n", err.msg);
@@ -485,7 +481,7 @@ int main(int argc, char **argv) {
     }
     printf("\n");
     fflush(stdout);
-    double t_end = now_s(), dt = t_end - t1, dt_rest = t_end - gs.t_first;
+    double t_end = lc_now_s(), dt = t_end - t1, dt_rest = t_end - gs.t_first;
     /* The second rate leaves out the first step, as llama2.c's run.c does
      * ("achieved tok/s": steps after the first over the time since it). */
     if (!quiet)

@@ -239,26 +239,6 @@ int model_for_each_tensor(model *m, model_tensor_fn fn, void *ctx) {
 
 /* ---- random numbers --------------------------------------------------- */
 
-void lc_rng_seed(lc_rng *r, uint64_t seed) {
-    r->state = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
-    if (!r->state) r->state = 1;
-}
-
-uint32_t lc_rng_u32(lc_rng *r) { /* xorshift64* */
-    r->state ^= r->state >> 12;
-    r->state ^= r->state << 25;
-    r->state ^= r->state >> 27;
-    return (uint32_t)((r->state * 0x2545F4914F6CDD1Dull) >> 32);
-}
-
-float lc_rng_uniform(lc_rng *r) { return (lc_rng_u32(r) >> 8) / 16777216.0f; }
-
-float lc_rng_normal(lc_rng *r) {
-    float u1 = lc_rng_uniform(r), u2 = lc_rng_uniform(r);
-    if (u1 < 1e-7f) u1 = 1e-7f;
-    return sqrtf(-2.0f * logf(u1)) * cosf(2.0f * (float)M_PI * u2);
-}
-
 static void fill_normal(float *p, size_t n, float std, lc_rng *r) {
     for (size_t i = 0; i < n; i++) p[i] = std * lc_rng_normal(r);
 }

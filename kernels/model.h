@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "lc_err.h"
+#include "lc_rng.h"
 
 /* ---- configuration ---------------------------------------------------- */
 
@@ -251,15 +252,6 @@ void model_decoder_free(model_decoder *d);
 float *model_decoder_step(model_decoder *d, int token, int pos);
 
 /* ---- sampling --------------------------------------------------------- */
-
-typedef struct {
-    uint64_t state;
-} lc_rng;
-
-void lc_rng_seed(lc_rng *r, uint64_t seed);
-uint32_t lc_rng_u32(lc_rng *r);
-float lc_rng_uniform(lc_rng *r); /* [0, 1) */
-float lc_rng_normal(lc_rng *r);
 
 /* temperature 0 = greedy (argmax, lowest index on ties); else softmax at
  * temperature then nucleus (top_p in (0,1]; 1 = full distribution).

@@ -96,13 +96,6 @@ void model_acts_set_dropout(model_acts *a, uint64_t seed) { a->drop_seed = seed;
 
 /* ---- LoRA dropout ------------------------------------------------------- */
 
-static inline uint64_t splitmix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
 /* xd (N, in) = x * keep / (1 - p), keep ~ Bernoulli(1 - p) drawn from
  * (seed, layer, module, adapter, element). */
 static void lora_dropout(float *xd, const float *x, size_t n, float p, uint64_t seed, int l, int mo,
@@ -112,7 +105,7 @@ static void lora_dropout(float *xd, const float *x, size_t n, float p, uint64_t 
     const uint32_t thresh = (uint32_t)(p * 4294967296.0);
 #pragma omp parallel for simd schedule(static) if (n >= (1u << 16))
     for (size_t k = 0; k < n; k++) {
-        uint32_t u = (uint32_t)(splitmix64(stream + k) >> 32);
+        uint32_t u = (uint32_t)(lc_splitmix64(stream + k) >> 32);
         xd[k] = u >= thresh ? x[k] * scale : 0.0f;
     }
 }

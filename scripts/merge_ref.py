@@ -2,7 +2,7 @@
 """merge_ref.py: an independent float64 PyTorch reference for the LoRA merge
 methods of calibrate/MERGING.md (linear, concat, svd, ties, dare_linear,
 dare_ties, slerp, lorahub, learned), written from that document, not from
-calibrate/lib/merge.c.
+kernels/merge.c.
 
 Run it with Debian's torch (1.13):
 

@@ -1,4 +1,4 @@
-/* The LoRA merge methods (calibrate/lib/merge.c) against an independent
+/* The LoRA merge methods (kernels/merge.c) against an independent
  * float64 PyTorch implementation of calibrate/MERGING.md
  * (scripts/merge_ref.py, written from the spec, not from the C).
  *

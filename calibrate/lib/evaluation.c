@@ -1,5 +1,6 @@
 /* evaluation.c: see evaluation.h. */
 #include "evaluation.h"
+#include "lc_time.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -10,11 +11,6 @@
 
 #include "loaders.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void eval_summary_free(eval_summary *s) {
     if (s->predictions)
@@ -81,7 +77,7 @@ int evaluate_dataset(const model *m, const adapter_set *ad, const tokenizer *tok
     if (lc_make_dirs(out_dir, err) || model_decoder_init(&dec, m, ad, max_seq, err)) goto done;
     lc_rng rng;
     lc_rng_seed(&rng, g->seed);
-    double t0 = now_s();
+    double t0 = lc_now_s();
     const int tty = isatty(2);
     for (int i = 0; i < d->n; i++) {
         const ds_example *e = &d->ex[i];
@@ -92,7 +88,7 @@ int evaluate_dataset(const model *m, const adapter_set *ad, const tokenizer *tok
         }
         refs[i] = e->target;
         out->new_tokens += n_new;
-        double el = now_s() - t0;
+        double el = lc_now_s() - t0;
         /* redrawn on a terminal; plain lines every 10% otherwise */
         if (tty || (i + 1) % (d->n / 10 > 0 ? d->n / 10 : 1) == 0 || i + 1 == d->n)
             fprintf(stderr, "%sevaluate %s: %d/%d examples | %.1f tok/s | ETA %.0fs%s", tty ? "\r" : "",
@@ -100,7 +96,7 @@ int evaluate_dataset(const model *m, const adapter_set *ad, const tokenizer *tok
                     el / (i + 1) * (d->n - i - 1), tty ? "\033[K" : "\n");
     }
     if (tty) fputc('\n', stderr);
-    out->seconds = now_s() - t0;
+    out->seconds = lc_now_s() - t0;
     if (metrics_corpus_eval((const char *const *)preds, refs, d->n, ro, NULL, &out->scores, err))
         goto done;
 

@@ -1,15 +1,11 @@
 /* generation.c: see generation.h. */
 #include "generation.h"
+#include "lc_time.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 const char *gen_find_stop(const char *text, const gen_opts *o) {
     const char *first = NULL;
@@ -117,7 +113,7 @@ int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer
     float *logits = NULL;
     for (int pos = 0; pos < n; pos++) {
         logits = model_decoder_step(d, ids[pos], pos);
-        if (s && s->n_steps++ == 0) s->t_first = now_s();
+        if (s && s->n_steps++ == 0) s->t_first = lc_now_s();
     }
     char *out = NULL;
     for (int k = 0; k < budget && logits; k++) {

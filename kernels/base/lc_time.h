@@ -1,0 +1,13 @@
+/* lc_time.h: monotonic wall-clock seconds, for timings in run summaries. */
+#ifndef LC_TIME_H
+#define LC_TIME_H
+
+#include <time.h>
+
+static inline double lc_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+#endif
