@@ -5,8 +5,9 @@
  * Results are stored as float32 (a LoRA or a delta added into weights). */
 #include "merge.h"
 
-#include <cblas.h>
+#include "gemm.h"
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,7 +128,7 @@ static int task_vector(const lora *lr, const model_config *c, int l, int m, doub
     /* the scale in float64 from alpha and r (lr->scale is its float32 copy) */
     const double scale = lr->rslora ? (double)lr->alpha / sqrt((double)r) : (double)lr->alpha / r;
     // tau (out, in) = scale * B (out, r) · A (r, in)
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, r, scale, b, r, a, in, 0.0, tau,
+    lc_dgemm(LC_N, LC_N, out, in, r, scale, b, r, a, in, 0.0, tau,
                 in);
     free(a), free(b);
     return LC_OK;
@@ -233,7 +234,7 @@ static int truncate_rank(double *a, int out, int in, int k, lc_err *err) {
     if (svd_truncated(a, out, in, k, U, S, Vt, err)) goto done;
     for (int i = 0; i < out; i++)
         for (int j = 0; j < k; j++) U[(size_t)i * k + j] *= S[j];
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, k, 1.0, U, k, Vt, in, 0.0, a, in);
+    lc_dgemm(LC_N, LC_N, out, in, k, 1.0, U, k, Vt, in, 0.0, a, in);
     rc = LC_OK;
 done:
     free(U), free(S), free(Vt);
@@ -274,7 +275,7 @@ int merge_module_delta(const merge_spec *s, lora *const *ls, int n, const model_
             for (size_t k = 0; k < (size_t)r * in; k++) sa[k] += s->weights[i] * lr->A[slot][k];
             for (size_t k = 0; k < (size_t)o * r; k++) sb[k] += s->weights[i] * lr->B[slot][k];
         }
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, o, in, r, ls[0]->scale, sb, r, sa, in,
+        lc_dgemm(LC_N, LC_N, o, in, r, ls[0]->scale, sb, r, sa, in,
                     0.0, out, in);
         free(sa), free(sb);
         rc = LC_OK;

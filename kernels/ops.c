@@ -1,7 +1,7 @@
 /* ops.c: numeric kernels (see ops.h for shapes and contracts). */
 #include "ops.h"
 
-#include <cblas.h>
+#include "gemm.h"
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -15,7 +15,7 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
     if (C <= 0) {
         if (!accumulate) memset(out, 0, sizeof(float) * (size_t)N * OC);
     } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C,
+        lc_sgemm(LC_N, LC_T, N, OC, C, 1.0f, inp, C, w, C,
                     accumulate ? 1.0f : 0.0f, out, OC);
     }
     if (bias) rows_add(out, bias, N, OC);
@@ -24,7 +24,7 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
 // dinp (N, C) += dout (N, OC) · w (OC, C)
 void matmul_backward_input(float *dinp, const float *dout, const float *w, int N, int C, int OC) {
     if (N <= 0 || C <= 0 || OC <= 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f,
+    lc_sgemm(LC_N, LC_N, N, C, OC, 1.0f, dout, OC, w, C, 1.0f,
                 dinp, C);
 }
 
@@ -33,7 +33,7 @@ void matmul_backward_weight(float *dw, float *dbias, const float *dout, const fl
                             int C, int OC) {
     if (N <= 0 || OC <= 0) return;
     if (dw && C > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
+        lc_sgemm(LC_T, LC_N, OC, C, N, 1.0f, dout, OC, inp, C,
                     1.0f, dw, C);
     if (dbias) colsum_add(dbias, dout, N, OC);
 }
@@ -264,7 +264,7 @@ void attention_forward(float *out, float *probs, const float *q, const float *k,
                 const int n = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK, cols = r0 + n;
                 float *Pb = P + (size_t)r0 * T;
                 // P[r0:r0+n, :cols] = scale * Q[r0:r0+n] · K[:cols]^T
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, cols, hd, scale,
+                lc_sgemm(LC_N, LC_T, n, cols, hd, scale,
                             qb + (size_t)r0 * qs, qs, kb, ks, 0.0f, Pb, T);
                 for (int i = 0; i < n; i++) {
                     const int t = r0 + i;
@@ -279,7 +279,7 @@ void attention_forward(float *out, float *probs, const float *q, const float *k,
                     memset(row + t + 1, 0, sizeof(float) * (size_t)(cols - t - 1));
                 }
                 // O[r0:r0+n] = P[r0:r0+n, :cols] · V[:cols]
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, cols, 1.0f, Pb, T, vb,
+                lc_sgemm(LC_N, LC_N, n, hd, cols, 1.0f, Pb, T, vb,
                             ks, 0.0f, ob + (size_t)r0 * qs, qs);
             }
         }
@@ -309,7 +309,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                     const int n = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK, cols = r0 + n;
                     const float *Pb = P + (size_t)r0 * T;
                     // dS (n, cols) = dO[r0:r0+n] · V[:cols]^T
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, cols, hd, 1.0f,
+                    lc_sgemm(LC_N, LC_T, n, cols, hd, 1.0f,
                                 dout + qo + (size_t)r0 * qs, qs, v + ko, ks, 0.0f, dS, T);
                     for (int i = 0; i < n; i++) {
                         const int t = r0 + i;
@@ -321,13 +321,13 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         for (int j = t + 1; j < cols; j++) d[j] = 0.0f;
                     }
                     // dQ[r0:r0+n] = scale dS · K[:cols]
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, cols, scale, dS, T,
+                    lc_sgemm(LC_N, LC_N, n, hd, cols, scale, dS, T,
                                 k + ko, ks, 0.0f, dq + qo + (size_t)r0 * qs, qs);
                     // dK[:cols] += scale dS^T · Q[r0:r0+n]
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, hd, n, scale, dS, T,
+                    lc_sgemm(LC_T, LC_N, cols, hd, n, scale, dS, T,
                                 q + qo + (size_t)r0 * qs, qs, 1.0f, dk + ko, ks);
                     // dV[:cols] += P[r0:r0+n, :cols]^T · dO[r0:r0+n]
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, hd, n, 1.0f, Pb, T,
+                    lc_sgemm(LC_T, LC_N, cols, hd, n, 1.0f, Pb, T,
                                 dout + qo + (size_t)r0 * qs, qs, 1.0f, dv + ko, ks);
                 }
             }

@@ -16,7 +16,7 @@
  * and the low-rank activations x A^T and x P1^T. The normalised inputs and
  * silu(gate)*up are recomputed in backward (cheap, and it saves 3 (N, D)
  * plus one (N, F) buffer per layer). */
-#include <cblas.h>
+#include "gemm.h"
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -256,10 +256,10 @@ static void adapted_forward(const model *m, model_acts *a, layer_acts *la, int l
             xin = a->xdrop;
         }
         // ax (N, r) = drop(x) (N, in) · A (r, in)^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, 1.0f, xin, in, lr->A[s], in,
+        lc_sgemm(LC_N, LC_T, N, r, in, 1.0f, xin, in, lr->A[s], in,
                     0.0f, ax, r);
         // y (N, out) += ws * ax (N, r) · B (out, r)^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, r, lora_ws(lr, s), ax, r,
+        lc_sgemm(LC_N, LC_T, N, out, r, lora_ws(lr, s), ax, r,
                     lr->B[s], r, 1.0f, y, out);
     }
     for (int i = 0; i < ad->n_cals; i++) {
@@ -272,9 +272,9 @@ static void adapted_forward(const model *m, model_acts *a, layer_acts *la, int l
             float *p1x = la->p1x[mo][i];
             const int k = cb->rank;
             // p1x (N, k) = x · P1^T ; y += p1x · P2^T
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, k, in, 1.0f, x, in, cb->P1[s],
+            lc_sgemm(LC_N, LC_T, N, k, in, 1.0f, x, in, cb->P1[s],
                         in, 0.0f, p1x, k);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, k, 1.0f, p1x, k, cb->P2[s],
+            lc_sgemm(LC_N, LC_T, N, out, k, 1.0f, p1x, k, cb->P2[s],
                         k, 1.0f, y, out);
         }
     }
@@ -302,7 +302,7 @@ static void adapted_backward(model *m, model_acts *a, layer_acts *la, int l, int
         const float ws = lora_ws(lr, s);
         float *ax = la->ax[mo][i];
         // dlow (N, r) = dy (N, out) · B (out, r)   (d loss / d(ws * ax))
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, out, 1.0f, dy, out, lr->B[s], r,
+        lc_sgemm(LC_N, LC_N, N, r, out, 1.0f, dy, out, lr->B[s], r,
                     0.0f, dlow, r);
         // d loss / d coef = weight * scale * <dlow, ax>
         if (lr->gcoef) lr->gcoef[s] += lr->weight * lr->scale * (float)dot_f64(dlow, ax, (size_t)N * r);
@@ -313,21 +313,21 @@ static void adapted_backward(model *m, model_acts *a, layer_acts *la, int l, int
         }
         if (lr->grad) {
             // dB (out, r) += ws * dy^T · ax ;  dA (r, in) += ws * dlow^T · xa
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, N, ws, dy, out, ax, r, 1.0f,
+            lc_sgemm(LC_T, LC_N, out, r, N, ws, dy, out, ax, r, 1.0f,
                         lr->gB[s], r);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, N, ws, dlow, r, xa, in, 1.0f,
+            lc_sgemm(LC_T, LC_N, r, in, N, ws, dlow, r, xa, in, 1.0f,
                         lr->gA[s], in);
         }
         if (xa != x) {
             /* dx += drop'(ws * dlow A): the same mask applied to the gradient */
             float *g = a->xdrop2;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, ws, dlow, r, lr->A[s],
+            lc_sgemm(LC_N, LC_N, N, in, r, ws, dlow, r, lr->A[s],
                         in, 0.0f, g, in);
             lora_dropout(g, g, (size_t)N * in, lr->dropout, a->drop_seed, l, mo, i);
             axpy(dx, g, 1.0f, (size_t)N * in);
         } else {
             // dx (N, in) += ws * dlow (N, r) · A (r, in)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, ws, dlow, r, lr->A[s],
+            lc_sgemm(LC_N, LC_N, N, in, r, ws, dlow, r, lr->A[s],
                         in, 1.0f, dx, in);
         }
     }
@@ -341,15 +341,15 @@ static void adapted_backward(model *m, model_acts *a, layer_acts *la, int l, int
         }
         const int k = cb->rank;
         // dlow (N, k) = dy · P2
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, k, out, 1.0f, dy, out, cb->P2[s],
+        lc_sgemm(LC_N, LC_N, N, k, out, 1.0f, dy, out, cb->P2[s],
                     k, 0.0f, dlow, k);
         if (cb->grad) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, k, N, 1.0f, dy, out,
+            lc_sgemm(LC_T, LC_N, out, k, N, 1.0f, dy, out,
                         la->p1x[mo][i], k, 1.0f, cb->gP2[s], k);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, in, N, 1.0f, dlow, k, x, in,
+            lc_sgemm(LC_T, LC_N, k, in, N, 1.0f, dlow, k, x, in,
                         1.0f, cb->gP1[s], in);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, k, 1.0f, dlow, k, cb->P1[s],
+        lc_sgemm(LC_N, LC_N, N, in, k, 1.0f, dlow, k, cb->P1[s],
                     in, 1.0f, dx, in);
     }
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "model.h"
 #include "ops.h"
 #include "testutil.h"
@@ -312,4 +313,51 @@ Test(kernels, lc_expf_matches_expf) {
     cr_assert_eq(lc_expf(-INFINITY), 0.0f);
     cr_assert_gt(lc_expf(INFINITY), 1e38f); /* huge, not meant for x > 88 */
     cr_assert_eq(lc_expf(-INFINITY), 0.0f);
+}
+
+/* lc_sgemm (OpenBLAS in this build) and the portable implementation the
+ * device runtime uses, both against a double-precision product, for every
+ * transpose pair, strides wider than the matrices, beta 0 and 1, and sizes
+ * that are not multiples of the dot product's eight lanes. */
+static void gemm_check(int ta, int tb, int M, int N, int K, float alpha, float beta, int portable) {
+    lc_rng r;
+    lc_rng_seed(&r, (uint64_t)(ta * 1000 + tb * 100 + M + N * 7 + K * 13));
+    const int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    const int lda = ac + 3, ldb = bc + 2, ldc = N + 1;
+    float *A = malloc(sizeof(float) * (size_t)ar * lda), *B = malloc(sizeof(float) * (size_t)br * ldb);
+    float *C = malloc(sizeof(float) * (size_t)M * ldc), *C0 = malloc(sizeof(float) * (size_t)M * ldc);
+    randn(A, (size_t)ar * lda, 1.0f, &r);
+    randn(B, (size_t)br * ldb, 1.0f, &r);
+    randn(C0, (size_t)M * ldc, 1.0f, &r);
+    memcpy(C, C0, sizeof(float) * (size_t)M * ldc);
+    (portable ? lc_sgemm_portable : lc_sgemm)(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    double worst = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0, mag = 0;
+            for (int k = 0; k < K; k++) {
+                double a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                double b = tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                s += a * b;
+                mag += fabs(a * b);
+            }
+            double want = alpha * s + beta * C0[(size_t)i * ldc + j];
+            double e = fabs(C[(size_t)i * ldc + j] - want) / (mag + 1.0);
+            if (e > worst) worst = e;
+        }
+    cr_expect_lt(worst, 1e-5, "%s gemm ta=%d tb=%d %dx%dx%d: relative error %.3g",
+                 portable ? "portable" : "blas", ta, tb, M, N, K, worst);
+    free(A), free(B), free(C), free(C0);
+}
+
+Test(kernels, gemm_blas_and_portable_match_double_reference) {
+    static const int dims[][3] = {{1, 1, 1}, {1, 37, 64}, {5, 3, 7}, {17, 29, 33}, {64, 48, 200}};
+    for (int p = 0; p < 2; p++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (size_t d = 0; d < sizeof dims / sizeof *dims; d++) {
+                    gemm_check(ta, tb, dims[d][0], dims[d][1], dims[d][2], 1.0f, 0.0f, p);
+                    gemm_check(ta, tb, dims[d][0], dims[d][1], dims[d][2], 0.5f, 1.0f, p);
+                }
+    cr_expect_str_eq(lc_gemm_backend(), "openblas");
 }
