@@ -27,7 +27,6 @@ static void usage(FILE *f) {
           f);
 }
 
-static const char *const BAD_ROW_NAMES[] = {"error", "skip", NULL};
 
 int main(int argc, char **argv) {
     const char *cfg_path = NULL;
@@ -67,7 +66,7 @@ int main(int argc, char **argv) {
     int max_len, add_bos, bad_row, max_ex;
     gen_opts g;
     rouge_opts ro;
-    if (job_load_base(c, &m, &tok, NULL, &err) || eval_opts_from_cfg(c, &g, &ro, &err) ||
+    if (job_load_base(c, &m, &tok, &err) || eval_opts_from_cfg(c, &g, &ro, &err) ||
         cfg_string(c, "output_dir", 1, NULL, &s_out, &err) ||
         cfg_string(c, "label", 0, "evaluation", &label, &err) ||
         cfg_string(c, "data.path", 1, NULL, &s_data, &err) ||

@@ -6,19 +6,28 @@
 
 #include "loaders.h"
 
-int job_load_base(cfg *c, model *m, tokenizer **tok, char **model_path, lc_err *err) {
+int job_base_paths(cfg *c, char **model_path, char **tok_path, lc_err *err) {
     const char *s_model, *s_tok;
-    if (model_path) *model_path = NULL;
+    *model_path = *tok_path = NULL;
     if (cfg_string(c, "model", 1, NULL, &s_model, err) ||
         cfg_string(c, "tokenizer", 0, NULL, &s_tok, err))
         return LC_FAIL;
-    char *mp = cfg_resolve_path(c, s_model), *tp = NULL;
+    *model_path = cfg_resolve_path(c, s_model);
+    if (s_tok) *tok_path = cfg_resolve_path(c, s_tok);
+    if (!*model_path || (s_tok && !*tok_path)) {
+        free(*model_path), free(*tok_path);
+        *model_path = *tok_path = NULL;
+        return lc_errf(err, "out of memory");
+    }
+    return LC_OK;
+}
+
+int job_load_base(cfg *c, model *m, tokenizer **tok, lc_err *err) {
+    char *mp, *tp;
     int rc = LC_FAIL;
-    if (!mp) return lc_errf(err, "out of memory");
+    if (job_base_paths(c, &mp, &tp, err)) return LC_FAIL;
     if (model_load(m, mp, err)) goto done;
-    if (s_tok) {
-        tp = cfg_resolve_path(c, s_tok);
-    } else {
+    if (!tp) {
         char buf[4096];
         if (model_tokenizer_path(mp, m->cfg.vocab_size, buf, sizeof buf, err)) goto done;
         tp = strdup(buf);
@@ -32,7 +41,6 @@ int job_load_base(cfg *c, model *m, tokenizer **tok, char **model_path, lc_err *
 done:
     free(tp);
     if (rc) model_free(m);
-    if (rc == LC_OK && model_path) *model_path = mp;
-    else free(mp);
+    free(mp);
     return rc;
 }

@@ -9,9 +9,13 @@
 #include "model.h"
 #include "tokenizer.h"
 
-/* Reads "model" (required) and "tokenizer" (default: beside the model, see
- * model_tokenizer_path), loads both. *model_path (malloc'd, resolved
- * against the config's folder) may be NULL if not wanted. */
-int job_load_base(cfg *c, model *m, tokenizer **tok, char **model_path, lc_err *err);
+/* Reads "model" (required) and "tokenizer" (optional) and resolves them
+ * against the config's folder (malloc'd; *tok_path NULL when the key is
+ * absent). Loads nothing: for checking a config without the model. */
+int job_base_paths(cfg *c, char **model_path, char **tok_path, lc_err *err);
+
+/* Reads the same keys and loads both; the tokenizer defaults to the one
+ * beside the model (model_tokenizer_path). */
+int job_load_base(cfg *c, model *m, tokenizer **tok, lc_err *err);
 
 #endif

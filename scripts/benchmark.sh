@@ -70,10 +70,11 @@ elif [ -n "$SUBSET" ]; then
   for v in $VARIANTS; do
     [ -f "$C/joint-$v.json" ] || { echo "benchmark: no variant '$v' in $C (see its joint-*.json)" >&2; exit 2; }
   done
-  # the adapters of every task in the selected variants' families: a Shared
-  # LC trains on the whole family
-  LORAS=$(/usr/bin/python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); want=sys.argv[2].split(","); fam={t.get("family", t["name"]) for t in c["tasks"] if t["name"] in want}; print(" ".join(sorted({a for t in c["tasks"] if t.get("family", t["name"]) in fam for a in t["adapters"]})))' "$C/calibrate.json" "$SUBSET")
   ONLY="$METHODS"
+  # the adapters the selected jobs need, as calibrate itself decides (a
+  # selected Shared LC trains on every task of its family)
+  LORAS=$($B/calibrate --config "$C/calibrate.json" --tasks "$SUBSET" ${ONLY:+--only "$ONLY"} --plan |
+    /usr/bin/python3 -c 'import json,sys; print(" ".join(sorted(j["adapter"] for j in map(json.loads, sys.stdin) if "adapter" in j)))')
 else
   VARIANTS=$(ls $C/joint-*.json | sed 's#.*/joint-##; s#\.json##')
   LORAS=$(ls $C/lora-*.json | sed 's#.*/lora-##; s#\.json##')

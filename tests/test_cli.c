@@ -248,3 +248,37 @@ Test(cli, sampling_is_reproducible_from_the_seed) {
     cr_assert_str_eq(d, e, "top-p 0.0001 should equal greedy");
     free(a); free(b); free(c); free(d); free(e);
 }
+
+/* calibrate --plan: reads and checks the config without the model or any
+ * adapter file (none exist here), lists the adapters the selection needs
+ * (a selected Shared LC trains on its whole family) and the jobs in run
+ * order, and runs nothing. */
+static char *calibrate_plan(const char *args, int *st) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cd %s && %s --config configs/benchmark/stories260k/calibrate.json %s --plan 2>&1",
+             tu_source_dir(), tu_bin("calibrate"), args);
+    return tu_capture(cmd, st);
+}
+
+Test(cli, calibrate_plan_lists_adapters_and_jobs_without_loading) {
+    int st;
+    char *all = calibrate_plan("--tasks reply+ca", &st);
+    cr_assert(all && st == 0, "calibrate --plan failed: %s", all ? all : "");
+    /* Shared LC is among the methods: the translation family's adapters */
+    cr_expect(strstr(all, "{\"adapter\":\"translate-es\""), "family adapter missing:\n%s", all);
+    cr_expect(strstr(all, "\"task\":\"reply+ca\",\"family\":\"reply+translate\",\"method\":\"LC++\""),
+              "LC++ job missing:\n%s", all);
+    cr_expect(!strstr(all, "\"task\":\"reply+es\""), "unselected task listed:\n%s", all);
+    free(all);
+    char *lc = calibrate_plan("--tasks reply+ca --only LC", &st);
+    cr_assert(lc && st == 0, "calibrate --plan --only LC failed: %s", lc ? lc : "");
+    cr_expect(strstr(lc, "{\"adapter\":\"reply\""), "%s", lc);
+    cr_expect(strstr(lc, "{\"adapter\":\"translate-ca\""), "%s", lc);
+    cr_expect(!strstr(lc, "translate-es"), "no Shared LC selected, yet the family is listed:\n%s", lc);
+    cr_expect(strstr(lc, "{\"job\":1,\"task\":\"reply+ca\""), "%s", lc);
+    cr_expect(!strstr(lc, "{\"job\":2,"), "one job expected:\n%s", lc);
+    free(lc);
+    char *none = calibrate_plan("--tasks no-such-task", &st);
+    cr_expect(st != 0 && none && strstr(none, "select no job"), "%s", none ? none : "");
+    free(none);
+}
