@@ -10,6 +10,7 @@
  * calib.<short>.P1 (k, in) | (L, k, in), calib.<short>.P2 (out, k) |
  * (L, out, k); metadata format, version, kind, rank, per_layer, modules. */
 #include "loaders.h"
+#include "config.h"
 #include "tensor_file.h"
 
 #include <cjson/cJSON.h>
@@ -72,16 +73,6 @@ static int check_shape(const tensor_file *tf, const tensor_info *ti, int ndim,
     tensor_shape_str(got, sizeof got, ti->ndim, ti->shape);
     return lc_errf(err, "%s: tensor '%s': expected shape %s, found %s", tensor_file_path_of(tf, ti),
                    ti->name, want, got);
-}
-
-static const char *json_type_name(const cJSON *v) {
-    if (cJSON_IsString(v)) return "string";
-    if (cJSON_IsNumber(v)) return "number";
-    if (cJSON_IsBool(v)) return "boolean";
-    if (cJSON_IsNull(v)) return "null";
-    if (cJSON_IsArray(v)) return "array";
-    if (cJSON_IsObject(v)) return "object";
-    return "invalid value";
 }
 
 static const cJSON *json_get(const cJSON *obj, const char *key) {
@@ -167,13 +158,13 @@ static int parse_peft_config(const char *text, const char *src, int n_layers, pe
     const cJSON *v;
     if (!cJSON_IsObject(root)) {
         lc_errf(err, "%s: expected a JSON object at the top level, found %s", src,
-                json_type_name(root));
+                cfg_json_type(root));
         goto done;
     }
     if ((v = json_get(root, "peft_type")) &&
         (!cJSON_IsString(v) || strcmp(v->valuestring, "LORA"))) {
         lc_errf(err, "%s: key 'peft_type': expected \"LORA\", found %s%s%s", src,
-                cJSON_IsString(v) ? "'" : "", cJSON_IsString(v) ? v->valuestring : json_type_name(v),
+                cJSON_IsString(v) ? "'" : "", cJSON_IsString(v) ? v->valuestring : cfg_json_type(v),
                 cJSON_IsString(v) ? "'" : "");
         goto done;
     }
@@ -183,7 +174,7 @@ static int parse_peft_config(const char *text, const char *src, int n_layers, pe
     }
     if (!json_is_int(v) || v->valuedouble <= 0) {
         if (!cJSON_IsNumber(v))
-            lc_errf(err, "%s: key 'r': expected a number, found %s", src, json_type_name(v));
+            lc_errf(err, "%s: key 'r': expected a number, found %s", src, cfg_json_type(v));
         else
             lc_errf(err, "%s: key 'r': expected a positive integer, found %g", src, v->valuedouble);
         goto done;
@@ -192,7 +183,7 @@ static int parse_peft_config(const char *text, const char *src, int n_layers, pe
     pc->alpha = 8; /* PEFT's default */
     if ((v = json_get(root, "lora_alpha"))) {
         if (!cJSON_IsNumber(v)) {
-            lc_errf(err, "%s: key 'lora_alpha': expected a number, found %s", src, json_type_name(v));
+            lc_errf(err, "%s: key 'lora_alpha': expected a number, found %s", src, cfg_json_type(v));
             goto done;
         }
         pc->alpha = v->valuedouble;
@@ -200,14 +191,14 @@ static int parse_peft_config(const char *text, const char *src, int n_layers, pe
     if ((v = json_get(root, "lora_dropout"))) {
         if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < 1)) {
             lc_errf(err, "%s: key 'lora_dropout': expected a number in [0, 1), found %s", src,
-                    cJSON_IsNumber(v) ? "a value out of range" : json_type_name(v));
+                    cJSON_IsNumber(v) ? "a value out of range" : cfg_json_type(v));
             goto done;
         }
         pc->dropout = v->valuedouble;
     }
     if ((v = json_get(root, "use_rslora"))) {
         if (!cJSON_IsBool(v)) {
-            lc_errf(err, "%s: key 'use_rslora': expected a boolean, found %s", src, json_type_name(v));
+            lc_errf(err, "%s: key 'use_rslora': expected a boolean, found %s", src, cfg_json_type(v));
             goto done;
         }
         pc->rslora = cJSON_IsTrue(v);
@@ -257,7 +248,7 @@ static int parse_peft_config(const char *text, const char *src, int n_layers, pe
                 lc_errf(err, "%s: key 'target_modules[%d]': unsupported module %s%s%s (supported: "
                         "q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)", src, i,
                         cJSON_IsString(it) ? "'" : "",
-                        cJSON_IsString(it) ? it->valuestring : json_type_name(it),
+                        cJSON_IsString(it) ? it->valuestring : cfg_json_type(it),
                         cJSON_IsString(it) ? "'" : "");
                 goto done;
             }
@@ -269,7 +260,7 @@ static int parse_peft_config(const char *text, const char *src, int n_layers, pe
         }
     } else {
         lc_errf(err, "%s: key 'target_modules': expected a list or a string, found %s", src,
-                json_type_name(v));
+                cfg_json_type(v));
         goto done;
     }
     /* layers_to_transform */
@@ -285,7 +276,7 @@ static int parse_peft_config(const char *text, const char *src, int n_layers, pe
             else snprintf(key, sizeof key, "layers_to_transform[%d]", i);
             if (!json_is_int(it)) {
                 lc_errf(err, "%s: key '%s': expected an integer, found %s", src, key,
-                        json_type_name(it));
+                        cfg_json_type(it));
                 goto done;
             }
             int layer = (int)it->valuedouble;

@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "loaders.h"
+#include "recipe.h"
 #include "tensor_file.h"
 
 const char *const BUNDLE_DTYPE_NAMES[] = {"f32", "f16", "i8", NULL};
@@ -578,36 +579,6 @@ const char **bundle_task_names(const bundle *b, int *n) {
         if (cJSON_IsString(nm)) names[(*n)++] = nm->valuestring;
     }
     return names;
-}
-
-int merge_spec_from_json(const cJSON *j, merge_spec *s, const char **names, int *n, lc_err *err) {
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "method");
-    int method = -1;
-    for (int k = 0; cJSON_IsString(m) && MERGE_NAMES[k]; k++)
-        if (!strcmp(m->valuestring, MERGE_NAMES[k])) method = k;
-    if (method < 0) return lc_errf(err, "merge recipe: unknown or missing 'method'");
-    merge_spec_default(s, (merge_method)method);
-    const cJSON *ads = cJSON_GetObjectItemCaseSensitive(j, "adapters");
-    if (!cJSON_IsArray(ads) || cJSON_GetArraySize(ads) < 1 || cJSON_GetArraySize(ads) > ADAPTER_MAX)
-        return lc_errf(err, "merge recipe: 'adapters' must list 1 to %d adapters", ADAPTER_MAX);
-    *n = 0;
-    for (const cJSON *a = ads->child; a; a = a->next) {
-        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(a, "name");
-        if (!cJSON_IsString(nm)) return lc_errf(err, "merge recipe: adapters[%d] has no name", *n);
-        double w = 1.0;
-        jnum(a, "weight", &w);
-        names[*n] = nm->valuestring;
-        s->weights[(*n)++] = w;
-    }
-    double v;
-    if (jnum(j, "density", &v)) s->density = v;
-    if (jnum(j, "lambda", &v)) s->lambda = v;
-    if (jnum(j, "seed", &v)) s->seed = (uint64_t)v;
-    if (jnum(j, "svd_rank", &v)) s->svd_rank = (int)v;
-    if (jnum(j, "t", &v)) s->t = v;
-    const cJSON *mean = cJSON_GetObjectItemCaseSensitive(j, "ties_mean");
-    if (cJSON_IsString(mean)) s->mean = !strcmp(mean->valuestring, "weight") ? TIES_MEAN_WEIGHT : TIES_MEAN_COUNT;
-    return LC_OK;
 }
 
 static unsigned modules_mask(const cJSON *arr) {

@@ -84,8 +84,5 @@ const char **bundle_task_names(const bundle *b, int *n);
 int bundle_task_load(bundle *b, model *base, const char *task, bundle_task *out, lc_err *err);
 void bundle_task_free(bundle_task *t);
 
-/* Parses a merge recipe (calibrate's results.json "merge" object) into a
- * spec; adapter names in order into names[] (pointers into j). */
-int merge_spec_from_json(const cJSON *j, merge_spec *s, const char **names, int *n, lc_err *err);
 
 #endif

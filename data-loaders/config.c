@@ -34,7 +34,7 @@ struct cfg {
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static const char *type_name(const cJSON *j) {
+const char *cfg_json_type(const cJSON *j) {
     if (!j) return "nothing";
     if (cJSON_IsBool(j)) return "boolean";
     if (cJSON_IsNull(j)) return "null";
@@ -138,7 +138,7 @@ int cfg_parse(cfg **out, const char *text, const char *src, lc_err *err) {
     }
     if (!cJSON_IsObject(c->root)) {
         lc_errf(err, "%s: expected a JSON object at the top level, found %s", src,
-                type_name(c->root));
+                cfg_json_type(c->root));
         cfg_free(c);
         return LC_FAIL;
     }
@@ -220,7 +220,7 @@ static int lookup(const cfg *cc, const char *key, int mark, cfg_node **out, lc_e
         if (!cJSON_IsObject(nd->j)) {
             int pl = (int)(p - key) - 1;
             return lc_errf(err, "%s: key '%.*s': expected an object, found %s", c->path,
-                           pl, key, type_name(nd->j));
+                           pl, key, cfg_json_type(nd->j));
         }
         if (mark) nd->touched = 1; /* looked into: its unknown keys get reported */
         cfg_node *next = NULL;
@@ -240,7 +240,7 @@ static int lookup(const cfg *cc, const char *key, int mark, cfg_node **out, lc_e
                 return lc_errf(err, "%s: invalid key path '%s'", c->path, key);
             if (!cJSON_IsArray(nd->j))
                 return lc_errf(err, "%s: key '%.*s': expected an array, found %s", c->path,
-                               (int)(p - key), key, type_name(nd->j));
+                               (int)(p - key), key, cfg_json_type(nd->j));
             if (mark) nd->touched = 1;
             if (idx >= nd->n) return 0;
             nd = &nd->kids[idx];
@@ -277,7 +277,7 @@ static int get(cfg *c, const char *key, int required, cJSON **j, lc_err *err) {
 static int type_err(const cfg *c, const char *key, const char *expected, const cJSON *j,
                     lc_err *err) {
     return lc_errf(err, "%s: key '%s': expected %s, found %s", c->path, key, expected,
-                   type_name(j));
+                   cfg_json_type(j));
 }
 
 /* Integer check shared by cfg_int, cfg_i64 and cfg_int_list. */
@@ -383,7 +383,7 @@ int cfg_enum(cfg *c, const char *key, int required, int def, const char *const *
     }
     if (!cJSON_IsString(j))
         return lc_errf(err, "%s: key '%s': expected one of %s, found %s", c->path, key, list,
-                       type_name(j));
+                       cfg_json_type(j));
     for (int i = 0; choices && choices[i]; i++)
         if (strcmp(j->valuestring, choices[i]) == 0) {
             *out = i;
@@ -410,7 +410,7 @@ int cfg_string_list(cfg *c, const char *key, int required, const char ***out, in
         if (!cJSON_IsString(e)) {
             free(v);
             return lc_errf(err, "%s: key '%s[%d]': expected a string, found %s", c->path, key,
-                           i, type_name(e));
+                           i, cfg_json_type(e));
         }
         v[i] = e->valuestring;
     }
@@ -491,7 +491,7 @@ int cfg_array_len(cfg *c, const char *key, lc_err *err) {
     for (int i = 0; i < nd->n; i++)
         if (!cJSON_IsObject(nd->kids[i].j))
             return lc_errf(err, "%s: key '%s[%d]': expected an object, found %s", c->path, key,
-                           i, type_name(nd->kids[i].j));
+                           i, cfg_json_type(nd->kids[i].j));
     return nd->n;
 }
 

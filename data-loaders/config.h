@@ -6,6 +6,8 @@
 #ifndef CONFIG_H
 #define CONFIG_H
 
+#include <cjson/cJSON.h>
+
 #include "lc_err.h"
 
 typedef struct cfg cfg; /* opaque; one parsed JSON file */
@@ -44,5 +46,10 @@ int cfg_array_len(cfg *c, const char *key, lc_err *err);
 char *cfg_resolve_path(const cfg *c, const char *value);
 /* Error on the first key never read. */
 int cfg_finish(cfg *c, lc_err *err);
+
+
+/* The JSON type of j as error messages spell it ("number", "string",
+ * "boolean", "null", "array", "object"; "nothing" for NULL). */
+const char *cfg_json_type(const cJSON *j);
 
 #endif

@@ -11,6 +11,7 @@
  * BAD_ROW_SKIP, skipped and counted. Anything wrong with the file as a
  * whole (cannot read, bad CSV header, bad template) is always an error. */
 #include "dataset.h"
+#include "config.h"
 
 #include <cjson/cJSON.h>
 #include <csv.h>
@@ -24,6 +25,8 @@
 
 #include "loaders.h" /* lc_read_file */
 #include "lc_rng.h"
+
+const char *const BAD_ROW_NAMES[] = {"error", "skip", NULL};
 
 #define N_BAD_SHOWN 5
 
@@ -92,16 +95,6 @@ static void number_text(double v, char *buf, size_t cap) {
         snprintf(buf, cap, "%.*g", prec, v);
         if (strtod(buf, NULL) == v) return;
     }
-}
-
-static const char *json_type_name(const cJSON *j) {
-    if (cJSON_IsNull(j)) return "null";
-    if (cJSON_IsArray(j)) return "an array";
-    if (cJSON_IsObject(j)) return "an object";
-    if (cJSON_IsBool(j)) return "a boolean";
-    if (cJSON_IsNumber(j)) return "a number";
-    if (cJSON_IsString(j)) return "a string";
-    return "a raw value";
 }
 
 /* ---- templates ---------------------------------------------------------- */
@@ -222,8 +215,8 @@ static int record_get(const record *r, const char *name, char *num, size_t numca
             *s = cJSON_IsTrue(v) ? "true" : "false";
             *len = strlen(*s);
         } else {
-            snprintf(why, whycap, "field '%s' is %s, expected a string or a number", name,
-                     json_type_name(v));
+            snprintf(why, whycap, "field '%s': expected a string or a number, found %s", name,
+                     cfg_json_type(v));
             return 1;
         }
         return 0;
@@ -411,7 +404,7 @@ static int load_jsonl(loader *L, char *buf, size_t len) {
             continue;
         }
         if (!cJSON_IsObject(j)) {
-            int rc = bad_row(L, line, "expected a JSON object, found %s", json_type_name(j));
+            int rc = bad_row(L, line, "expected a JSON object, found %s", cfg_json_type(j));
             cJSON_Delete(j);
             if (rc) return LC_FAIL;
             continue;

@@ -14,6 +14,8 @@
 #include "tokenizer.h"
 
 typedef enum { BAD_ROW_ERROR = 0, BAD_ROW_SKIP } bad_row_policy;
+/* Config spellings of bad_row_policy, in enum order, NULL-terminated. */
+extern const char *const BAD_ROW_NAMES[];
 
 typedef struct {
     const char *path;            /* .jsonl or .csv (by extension) */

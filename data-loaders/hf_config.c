@@ -5,6 +5,7 @@
  *   "<src>: key 'hidden_size': expected a number, found string"
  *   "<src>: key 'rope_scaling.rope_type': unsupported value 'yarn' ..." */
 #include "loaders.h"
+#include "config.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -16,16 +17,6 @@
 
 
 /* ---- JSON helpers ----------------------------------------------------- */
-
-static const char *json_type_name(const cJSON *v) {
-    if (cJSON_IsString(v)) return "string";
-    if (cJSON_IsNumber(v)) return "number";
-    if (cJSON_IsBool(v)) return "boolean";
-    if (cJSON_IsNull(v)) return "null";
-    if (cJSON_IsArray(v)) return "array";
-    if (cJSON_IsObject(v)) return "object";
-    return "invalid value";
-}
 
 /* Absent and null both count as "not given". */
 static const cJSON *json_get(const cJSON *obj, const char *key) {
@@ -44,7 +35,7 @@ static int json_int(const cJSON *obj, const char *key, const char *path, int req
     }
     if (!cJSON_IsNumber(v))
         return lc_errf(err, "%s: key '%s': expected a number, found %s", src, path,
-                       json_type_name(v));
+                       cfg_json_type(v));
     double d = v->valuedouble;
     if (!(d == floor(d)) || d < -2147483648.0 || d > 2147483647.0)
         return lc_errf(err, "%s: key '%s': expected an integer, found %g", src, path, d);
@@ -62,7 +53,7 @@ static int json_num(const cJSON *obj, const char *key, const char *path, int req
     }
     if (!cJSON_IsNumber(v))
         return lc_errf(err, "%s: key '%s': expected a number, found %s", src, path,
-                       json_type_name(v));
+                       cfg_json_type(v));
     *out = v->valuedouble;
     return LC_OK;
 }
@@ -76,7 +67,7 @@ static int json_bool(const cJSON *obj, const char *key, int def, int *out, const
     }
     if (!cJSON_IsBool(v))
         return lc_errf(err, "%s: key '%s': expected a boolean, found %s", src, key,
-                       json_type_name(v));
+                       cfg_json_type(v));
     *out = cJSON_IsTrue(v) ? 1 : 0;
     return LC_OK;
 }
@@ -89,7 +80,7 @@ static int json_str(const cJSON *obj, const char *key, const char *path, const c
     if (!v) return LC_OK;
     if (!cJSON_IsString(v))
         return lc_errf(err, "%s: key '%s': expected a string, found %s", src, path,
-                       json_type_name(v));
+                       cfg_json_type(v));
     *out = v->valuestring;
     return LC_OK;
 }
@@ -107,7 +98,7 @@ static int json_token_id(const cJSON *obj, const char *key, int *out, const char
         snprintf(path, sizeof path, "%s[0]", key);
         if (!cJSON_IsNumber(first))
             return lc_errf(err, "%s: key '%s': expected a number, found %s", src, path,
-                           json_type_name(first));
+                           cfg_json_type(first));
         double d = first->valuedouble;
         if (!(d == floor(d)) || d < -1 || d > 2147483647.0)
             return lc_errf(err, "%s: key '%s': expected a token id, found %g", src, path, d);
@@ -116,7 +107,7 @@ static int json_token_id(const cJSON *obj, const char *key, int *out, const char
     }
     if (!cJSON_IsNumber(v))
         return lc_errf(err, "%s: key '%s': expected a number or a list of numbers, found %s", src,
-                       key, json_type_name(v));
+                       key, cfg_json_type(v));
     double d = v->valuedouble;
     if (!(d == floor(d)) || d < -1 || d > 2147483647.0)
         return lc_errf(err, "%s: key '%s': expected a token id, found %g", src, key, d);
@@ -135,7 +126,7 @@ static int parse_rope_scaling(const cJSON *rs, const char *src, model_config *c,
     if (!rs) return LC_OK;
     if (!cJSON_IsObject(rs))
         return lc_errf(err, "%s: key 'rope_scaling': expected an object or null, found %s", src,
-                       json_type_name(rs));
+                       cfg_json_type(rs));
     const char *type = NULL, *key = "rope_scaling.rope_type";
     if (json_str(rs, "rope_type", key, &type, src, err)) return LC_FAIL;
     if (!type) {
@@ -185,7 +176,7 @@ int hf_config_parse(const char *json_text, const char *src, model_config *c, lc_
     int rc = LC_FAIL;
     if (!cJSON_IsObject(root)) {
         lc_errf(err, "%s: expected a JSON object at the top level, found %s", src,
-                json_type_name(root));
+                cfg_json_type(root));
         goto done;
     }
 

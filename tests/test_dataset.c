@@ -517,10 +517,10 @@ static void check_bad(const char *name, int max_len, int line, const char *what,
 }
 
 Test(dataset, bad_row_invalid_json) { check_bad("bad_json.jsonl", 64, 3, "invalid JSON near column", 3); }
-Test(dataset, bad_row_not_an_object) { check_bad("bad_array.jsonl", 64, 2, "expected a JSON object, found an array", 2); }
+Test(dataset, bad_row_not_an_object) { check_bad("bad_array.jsonl", 64, 2, "expected a JSON object, found array", 2); }
 Test(dataset, bad_row_missing_field) { check_bad("bad_missing.jsonl", 64, 2, "missing field 'answer'", 2); }
-Test(dataset, bad_row_null_field) { check_bad("bad_null.jsonl", 64, 2, "field 'answer' is null", 2); }
-Test(dataset, bad_row_object_field) { check_bad("bad_object.jsonl", 64, 2, "field 'question' is an object", 2); }
+Test(dataset, bad_row_null_field) { check_bad("bad_null.jsonl", 64, 2, "field 'answer': expected a string or a number, found null", 2); }
+Test(dataset, bad_row_object_field) { check_bad("bad_object.jsonl", 64, 2, "field 'question': expected a string or a number, found object", 2); }
 Test(dataset, bad_row_invalid_utf8_jsonl) { check_bad("bad_utf8.jsonl", 64, 2, "invalid UTF-8 at column 18", 2); }
 Test(dataset, bad_row_invalid_utf8_csv) { check_bad("bad_utf8.csv", 64, 3, "invalid UTF-8 in field 'answer'", 2); }
 Test(dataset, bad_row_csv_quoting) { check_bad("bad_quote.csv", 64, 3, "bad CSV quoting", 2); }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "bundle.h"
+#include "recipe.h"
 #include "loaders.h"
 #include "merge.h"
 #include "model.h"
@@ -596,4 +597,53 @@ Test(export, corrupted_bundles_never_crash, .init = setup, .timeout = 900) {
     free(t);
     free(d);
     model_free(&base);
+}
+
+/* The merge recipe reader is strict (data-loaders/recipe.c): what the
+ * writer never produces is an error naming the key, not a default. */
+static void recipe_error(const char *json, const char *needle) {
+    cJSON *j = cJSON_Parse(json);
+    cr_assert(j, "test JSON does not parse: %s", json);
+    merge_spec s;
+    const char *names[ADAPTER_MAX];
+    int n;
+    lc_err err = {{0}};
+    cr_expect_eq(merge_spec_from_json(j, &s, names, &n, &err), LC_FAIL, "accepted: %s", json);
+    cr_expect(strstr(err.msg, needle), "error '%s' lacks '%s'", err.msg, needle);
+    cJSON_Delete(j);
+}
+
+Test(export, merge_recipe_reader_is_strict_and_round_trips) {
+    recipe_error("{\"method\":\"ties\",\"adapters\":[{\"name\":\"a\"}],\"ties_mean\":\"median\"}", "'ties_mean'");
+    recipe_error("{\"method\":\"ties\",\"adapters\":[{\"name\":\"a\"}],\"density\":\"0.5\"}", "'density': expected a number, found string");
+    recipe_error("{\"method\":\"ties\",\"adapters\":[{\"name\":\"a\"}],\"density\":1.5}", "'density': 1.5 is outside");
+    recipe_error("{\"method\":\"slerp\",\"adapters\":[{\"name\":\"a\"},{\"name\":\"b\"}],\"t\":-1}", "'t'");
+    recipe_error("{\"method\":\"linear\",\"adapters\":[{\"name\":\"a\",\"weight\":true}]}", "adapters[0].'weight'");
+    recipe_error("{\"method\":\"linear\",\"adapters\":[{\"weight\":1}]}", "adapters[0] has no name");
+    recipe_error("{\"method\":\"blend\",\"adapters\":[{\"name\":\"a\"}]}", "blend is not a merge method");
+    recipe_error("{\"adapters\":[{\"name\":\"a\"}]}", "'method': missing");
+    recipe_error("[1]", "expected an object, found array");
+    /* every method the writer writes reads back to the same spec */
+    for (int m = 0; m < MERGE_COUNT; m++) {
+        merge_spec s, r;
+        merge_spec_default(&s, (merge_method)m);
+        s.weights[0] = 0.25, s.weights[1] = 1.5, s.density = 0.3, s.lambda = 1.2, s.seed = 7;
+        s.mean = TIES_MEAN_WEIGHT, s.t = 0.4, s.svd_rank = 3;
+        const char *nm[2] = {"first", "second"}, *got[ADAPTER_MAX];
+        recipe_lorahub hub = {5, 40, 0.05};
+        cJSON *j = merge_spec_to_json(&s, nm, NULL, 2, &hub);
+        cr_assert(j);
+        int n;
+        lc_err err = {{0}};
+        cr_assert_eq(merge_spec_from_json(j, &r, got, &n, &err), LC_OK, "%s: %s", MERGE_NAMES[m], err.msg);
+        cr_expect_eq(n, 2);
+        cr_expect_str_eq(got[1], "second");
+        cr_expect_eq(r.method, s.method);
+        cr_expect_eq(r.weights[0], 0.25);
+        cr_expect_eq(r.weights[1], 1.5);
+        if (m == MERGE_TIES || m == MERGE_DARE_TIES) cr_expect_eq(r.mean, TIES_MEAN_WEIGHT, "%s", MERGE_NAMES[m]);
+        if (m == MERGE_SLERP) cr_expect_eq(r.t, 0.4);
+        if (m == MERGE_SVD) cr_expect_eq(r.svd_rank, 3);
+        cJSON_Delete(j);
+    }
 }

@@ -6,6 +6,7 @@
 
 #include "interop.h"
 #include "loaders.h"
+#include "recipe.h"
 #include "tensor_file.h"
 
 #define MAX_EXPORT_ADAPTERS 64
