@@ -122,6 +122,13 @@ void param_list_scale_grad(param_list *pl, float sc) {
         for (size_t k = 0; k < pl->p[i].n; k++) pl->p[i].grad[k] *= sc;
 }
 
+double param_list_clip_grad_norm(param_list *pl, double max_norm) {
+    double total = param_list_grad_norm(pl);
+    if (max_norm > 0 && isfinite(total) && total > max_norm)
+        param_list_scale_grad(pl, (float)(max_norm / total));
+    return total;
+}
+
 /* ---- AdamW ---------------------------------------------------------------- */
 
 int adamw_init(adamw *o, const param_list *pl, double beta1, double beta2, double eps,
@@ -501,13 +508,12 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
             step_loss += l / o->grad_accum;
             step_tokens += (long)B * Tb;
         }
-        double gnorm = param_list_grad_norm(pl);
+        double gnorm = param_list_clip_grad_norm(pl, o->grad_clip);
         if (!isfinite(gnorm)) {
             lc_errf(err, "%s: step %ld: non-finite gradient norm (%g); stopped, the last good "
                     "checkpoint is %s", what, step + 1, gnorm, ckpt);
             goto done;
         }
-        if (o->grad_clip > 0 && gnorm > o->grad_clip) param_list_scale_grad(pl, (float)(o->grad_clip / gnorm));
         double lr = lr_schedule(o->schedule, o->lr, step, o->steps, o->warmup, o->min_lr_ratio);
         adamw_step(&opt, lr);
         st.step = step + 1;
