@@ -124,8 +124,8 @@ void param_list_scale_grad(param_list *pl, float sc) {
 
 double param_list_clip_grad_norm(param_list *pl, double max_norm) {
     double total = param_list_grad_norm(pl);
-    if (max_norm > 0 && isfinite(total) && total > max_norm)
-        param_list_scale_grad(pl, (float)(max_norm / total));
+    double coef = max_norm / (total + 1e-6); /* torch's epsilon */
+    if (max_norm > 0 && isfinite(total) && coef < 1) param_list_scale_grad(pl, (float)coef);
     return total;
 }
 
@@ -153,7 +153,9 @@ void adamw_free(adamw *o) {
 
 void adamw_step(adamw *o, double lr) {
     o->step++;
+    /* as torch: the betas and 1 - beta each rounded once to float32 */
     const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
+    const float c1 = (float)(1.0 - o->beta1), c2 = (float)(1.0 - o->beta2);
     const float bc1 = (float)(1.0 - pow(o->beta1, (double)o->step));
     const float bc2 = (float)(1.0 - pow(o->beta2, (double)o->step));
     const float flr = (float)lr, decay = (float)(1.0 - lr * o->weight_decay);
@@ -164,8 +166,8 @@ void adamw_step(adamw *o, double lr) {
         const float *g = r->grad;
         const float dk = r->decay ? decay : 1.0f;
         for (size_t k = 0; k < r->n; k++) {
-            m[k] = b1 * m[k] + (1.0f - b1) * g[k];
-            v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];
+            m[k] = b1 * m[k] + c1 * g[k];
+            v[k] = b2 * v[k] + c2 * g[k] * g[k];
             float mhat = m[k] / bc1, vhat = v[k] / bc2;
             p[k] = p[k] * dk - flr * mhat / (sqrtf(vhat) + eps);
         }
