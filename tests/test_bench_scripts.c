@@ -16,10 +16,7 @@
 
 #include "testutil.h"
 
-static void require_python(void) {
-    cr_assert_eq(tu_system("/usr/bin/python3 -c 'import json' >/dev/null 2>&1"), 0,
-                 "/usr/bin/python3 is missing: run scripts/setup.sh");
-}
+static void require_python(void) { tu_require_python("json", "Debian's python3"); }
 
 Test(bench_scripts, committed_configs_are_the_generators_output, .timeout = 120) {
     require_python();
@@ -125,7 +122,7 @@ static int has_line(const char *text, const char *line) {
  * the plot is drawn. */
 Test(bench_scripts, bench_tables_means_and_storage, .timeout = 120) {
     require_python();
-    cr_assert_eq(tu_system("command -v gnuplot >/dev/null"), 0, "gnuplot is missing: run scripts/setup.sh");
+    tu_require("command -v gnuplot", "gnuplot", "Debian's gnuplot-nox");
     const char *d = tu_tmpdir();
     char cal[1200], cmd[4096], p[1300];
     snprintf(cal, sizeof cal, "%s/cal", d);

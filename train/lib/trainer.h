@@ -46,6 +46,11 @@ void param_list_zero_grad(param_list *pl);
 /* sqrt(sum of squared gradients); NaN/Inf if any gradient is not finite. */
 double param_list_grad_norm(const param_list *pl);
 void param_list_scale_grad(param_list *pl, float s);
+/* torch.nn.utils.clip_grad_norm_, as train_run clips: total =
+ * param_list_grad_norm; when max_norm > 0 and total is finite, every
+ * gradient is multiplied by min(1, max_norm / (total + 1e-6)). Returns
+ * total (before clipping). */
+double param_list_clip_grad_norm(param_list *pl, double max_norm);
 
 /* ---- AdamW (PyTorch's torch.optim.AdamW) -------------------------------- */
 
