@@ -121,7 +121,9 @@ int model_tokenizer_path(const char *model_path, int vocab_size, char *out, size
         char magic[4] = {0};
         size_t got = fread(magic, 1, 4, f);
         fclose(f);
-        if (got == 4 && !memcmp(magic, "GGUF", 4)) {
+        size_t pl = strlen(model_path);
+        if ((got == 4 && !memcmp(magic, "GGUF", 4)) ||
+            (pl >= 5 && !strcmp(model_path + pl - 5, ".gguf"))) {
             snprintf(out, n, "%s", model_path);
             return LC_OK;
         }

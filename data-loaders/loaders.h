@@ -45,7 +45,7 @@ int model_tokenizer_path(const char *model_path, int vocab_size, char *out, size
 /* Dispatches on what `path` is:
  *   directory with config.json      -> Hugging Face folder (safetensors,
  *                                      single or sharded; F32/F16/BF16)
- *   file starting with "GGUF"       -> GGUF base (model_load_gguf)
+ *   *.gguf or a file starting "GGUF" -> GGUF base (model_load_gguf)
  *   HDF5 file (signature)           -> the project's HDF5 layout
  *   anything else                   -> llama2.c legacy checkpoint */
 int model_load(model *m, const char *path, lc_err *err);

@@ -1781,6 +1781,11 @@ int tokenizer_load(tokenizer **out, const char *path, int vocab_size, lc_err *er
     }
     t->path = file;
     int is_json = has_json_ext(file);
+    size_t fl = strlen(file);
+    if (fl >= 5 && !strcmp(file + fl - 5, ".gguf")) {
+        tokenizer_free(t);
+        return tokenizer_load_gguf(out, path, vocab_size, err);
+    }
     if (!is_json) { /* sniff: a JSON object, GGUF, or a llama2.c file (int32 first) */
         FILE *f = fopen(file, "rb");
         if (f) {
