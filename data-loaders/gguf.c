@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "qtype.h"
-#include "tensor_file.h"
+#include "quant.h"
 
 /* ---- type tables ------------------------------------------------------- */
 
@@ -599,26 +599,15 @@ int64_t gguf_arr_i64(const gguf_value *a, uint64_t i) {
 /* ---- tensor data -> f32 ------------------------------------------------ */
 
 int gguf_tensor_read_f32(const gguf_file *f, const gguf_tensor *t, float *out, lc_err *err) {
-    size_t n = 1;
-    for (int d = 0; d < t->n_dims; d++) n *= (size_t)t->ne[d];
-    const unsigned char *p = t->data;
-    switch (t->type) {
-    case QT_F32:
-        memcpy(out, p, n * 4);
-        return LC_OK;
-    case QT_F16:
-        for (size_t i = 0; i < n; i++) out[i] = lc_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
-        return LC_OK;
-    case QT_BF16:
-        for (size_t i = 0; i < n; i++) {
-            uint32_t b = (uint32_t)(p[2 * i] | p[2 * i + 1] << 8) << 16;
-            memcpy(&out[i], &b, 4);
-        }
-        return LC_OK;
-    default:
+    int64_t n = 1;
+    for (int d = 0; d < t->n_dims; d++) n *= t->ne[d];
+    if (!qtype_name(t->type))
         return lc_errf(err, "%s: tensor '%s': type %s cannot be converted to F32 (supported: "
-                       "F32, F16, BF16)", f->path, t->name, gguf_type_name(t->type));
-    }
+                       "F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)", f->path, t->name,
+                       gguf_type_name(t->type));
+    if (qrow_to_f32(t->type, t->data, out, n, err))
+        return lc_err_prefix(err, "%s: tensor '%s': ", f->path, t->name);
+    return LC_OK;
 }
 
 /* ---- writer ------------------------------------------------------------ */

@@ -26,7 +26,7 @@
 #include "gguf.h"
 #include "loaders.h"
 #include "qtype.h"
-#include "tensor_file.h"
+#include "quant.h"
 #include "tokenizer.h"
 
 /* ---- names ------------------------------------------------------------- */
@@ -439,7 +439,8 @@ static uint32_t file_type_of(int type) {
     }
 }
 
-/* Encodes n floats (whole rows of `cols`) as `type` into a malloc'd buffer. */
+/* Encodes rows x cols floats as `type` into a malloc'd buffer, with
+ * kernels/quant.h's conversions (bit-exact against ggml's quantizers). */
 static int encode_rows(const float *src, size_t rows, size_t cols, int type, void **out,
                        size_t *nbytes, const char *name, lc_err *err) {
     size_t rb = qtype_row_bytes(type, (int64_t)cols);
@@ -447,22 +448,9 @@ static int encode_rows(const float *src, size_t rows, size_t cols, int type, voi
                             qtype_name(type));
     unsigned char *buf = malloc(rb * rows);
     if (!buf) return lc_errf(err, "tensor '%s': out of memory", name);
-    size_t n = rows * cols;
-    switch (type) {
-    case QT_F32:
-        memcpy(buf, src, n * 4);
-        break;
-    case QT_F16:
-    case QT_BF16:
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h = type == QT_F16 ? lc_f32_to_f16(src[i]) : lc_f32_to_bf16(src[i]);
-            buf[2 * i] = (unsigned char)h;
-            buf[2 * i + 1] = (unsigned char)(h >> 8);
-        }
-        break;
-    default:
+    if (qrow_from_f32(type, src, buf, (int64_t)(rows * cols), err)) {
         free(buf);
-        return lc_errf(err, "tensor '%s': writing %s is not supported", name, qtype_name(type));
+        return lc_err_prefix(err, "tensor '%s': ", name);
     }
     *out = buf;
     *nbytes = rb * rows;
