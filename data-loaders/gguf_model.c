@@ -203,7 +203,37 @@ static int config_from_gguf(const gguf_file *f, model_config *c, lc_err *err) {
     c->qkv_bias = !strcmp(arch, "qwen2") || gguf_find_tensor(f, "blk.0.attn_q.bias") != NULL;
     c->tie_embeddings = gguf_find_tensor(f, "output.weight") == NULL;
     if (!strcmp(arch, "mistral")) snprintf(c->arch, sizeof c->arch, "mistral");
-    rc = model_config_validate(c, path, err);
+    if (model_config_validate(c, path, err)) goto done;
+    /* The sizes that decide the allocation must agree with tensors that are
+     * in the file before the model is allocated (a corrupt hparam must not
+     * ask for gigabytes): the rest is checked tensor by tensor on load. */
+    struct { const char *name; int64_t ne0, ne1; } probe[] = {
+        {"token_embd.weight", c->dim, c->vocab_size},
+        {"blk.0.attn_q.weight", c->dim, (int64_t)c->n_heads * c->head_dim},
+        {"blk.0.attn_k.weight", c->dim, (int64_t)c->n_kv_heads * c->head_dim},
+        {"blk.0.ffn_up.weight", c->dim, c->hidden_dim}};
+    for (size_t k = 0; k < sizeof probe / sizeof *probe; k++) {
+        const gguf_tensor *t = gguf_find_tensor(f, probe[k].name);
+        if (!t) {
+            lc_errf(err, "%s: tensor '%s': missing", path, probe[k].name);
+            goto done;
+        }
+        if (t->n_dims != 2 || t->ne[0] != probe[k].ne0 || t->ne[1] != probe[k].ne1) {
+            lc_errf(err, "%s: tensor '%s': expected dims [%lld, %lld] from the hparams, found "
+                    "[%lld, %lld%s]", path, probe[k].name, (long long)probe[k].ne0,
+                    (long long)probe[k].ne1, (long long)t->ne[0],
+                    (long long)(t->n_dims > 1 ? t->ne[1] : 1), t->n_dims > 2 ? ", ..." : "");
+            goto done;
+        }
+    }
+    char nm[64];
+    snprintf(nm, sizeof nm, "blk.%d.attn_norm.weight", c->n_layers - 1);
+    if (!gguf_find_tensor(f, nm)) {
+        lc_errf(err, "%s: tensor '%s': missing (key '%s.block_count' is %d)", path, nm, arch,
+                c->n_layers);
+        goto done;
+    }
+    rc = LC_OK;
 done:
     free(arch);
     return rc;
