@@ -58,7 +58,7 @@ static char *run_ok(const char *cmd) {
 
 /* Greedy ids from our generate and from llama.cpp, as text. */
 static char *ours(const char *model, const char *ids, int n, const char *lora) {
-    char cmd[8192];
+    char cmd[16384];
     snprintf(cmd, sizeof cmd,
              "%s --model %s --prompt-ids %s --max-new-tokens %d --temperature 0 --print-ids "
              "%s%s 2>/dev/null",
@@ -67,7 +67,7 @@ static char *ours(const char *model, const char *ids, int n, const char *lora) {
 }
 
 static char *theirs(const char *model, const char *ids, int n, const char *lora) {
-    char cmd[8192];
+    char cmd[16384];
     snprintf(cmd, sizeof cmd, "ASAN_OPTIONS=detect_leaks=0 %s generate %s %d %s %s%s",
              llama_run(), model, n, ids, lora ? "--lora " : "", lora ? lora : "");
     return run_ok(cmd);
@@ -134,7 +134,7 @@ static void assert_same_ids(const char *model_path, const char *ids, int n, cons
 }
 
 static void convert(const char *in, const char *tok, const char *out, const char *type) {
-    char cmd[8192];
+    char cmd[16384];
     snprintf(cmd, sizeof cmd, "%s --model %s %s%s --out %s --type %s 2>&1", tu_bin("convert"), in,
              tok ? "--tokenizer " : "", tok ? tok : "", out, type);
     free(run_ok(cmd));
@@ -180,6 +180,19 @@ static void make_hf(const char *dir, const model_config *c, const char *pre, uin
     snprintf(cmd, sizeof cmd, "python3 %s/scripts/train_bpe.py %s %s --vocab %d >/dev/null 2>&1",
              tu_source_dir(), corpus, dir, c->vocab_size);
     cr_assert_eq(tu_system(cmd), 0, "train_bpe.py failed: %s", cmd);
+    if (!strcmp(pre, "llama3")) {
+        snprintf(cmd, sizeof cmd,
+                 "python3 -c \"import json,sys; p=sys.argv[1]; t=json.load(open(p)); "
+                 "t['pre_tokenizer']={'type':'Sequence','pretokenizers':[{'type':'Split',"
+                 "'pattern':{'Regex':sys.argv[2]},'behavior':'Isolated','invert':False},"
+                 "{'type':'ByteLevel','add_prefix_space':False,'trim_offsets':True,"
+                 "'use_regex':False}]}; t['model']['ignore_merges']=True; "
+                 "json.dump(t, open(p,'w'))\" %s/tokenizer.json '%s'",
+                 dir, "(?i:'\\''s|'\\''t|'\\''re|'\\''ve|'\\''m|'\\''ll|'\\''d)|"
+                 "[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
+                 "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+");
+        cr_assert_eq(tu_system(cmd), 0, "patching the tokenizer failed");
+    }
     if (!strcmp(pre, "qwen2")) {
         snprintf(cmd, sizeof cmd,
                  "python3 -c \"import json,sys; p=sys.argv[1]; t=json.load(open(p)); "
@@ -254,7 +267,7 @@ Test(gguf, stories260k_llamacpp_greedy_ids) {
     free(dir);
 }
 
-static void random_shape_ids(const model_config *c, const char *pre) {
+static void random_shape_ids(const model_config *c, const char *pre, const char *gguf_pre) {
     char *dir = tmpdir_copy();
     char hf[4200], out[4200];
     snprintf(hf, sizeof hf, "%s/hf", dir);
@@ -262,6 +275,14 @@ static void random_shape_ids(const model_config *c, const char *pre) {
     for (size_t k = 0; k < N_TYPES; k++) {
         snprintf(out, sizeof out, "%s/%s-%s.gguf", dir, c->arch, TYPES[k]);
         convert(hf, NULL, out, TYPES[k]);
+        gguf_file *f;
+        lc_err err;
+        char *p = NULL;
+        cr_assert_eq(gguf_open(&f, out, &err), LC_OK, "%s", err.msg);
+        cr_assert_eq(gguf_get_str(f, "tokenizer.ggml.pre", 1, &p, &err), LC_OK, "%s", err.msg);
+        cr_assert_str_eq(p, gguf_pre);
+        free(p);
+        gguf_close(f);
         char *prompt = our_prompt_ids(out, "Hello there, my friend! The fox jumps 123 times.");
         assert_same_ids_tol(out, "256", 48, NULL, NULL, TIE_TOL[k]);
         assert_same_ids_tol(out, prompt, 48, NULL, NULL, TIE_TOL[k]);
@@ -272,12 +293,21 @@ static void random_shape_ids(const model_config *c, const char *pre) {
 
 Test(gguf, qwen2_random_llamacpp_greedy_ids) {
     model_config c = qwen2_cfg();
-    random_shape_ids(&c, "qwen2");
+    random_shape_ids(&c, "qwen2", "qwen2");
 }
 
 Test(gguf, llama_gqa_random_llamacpp_greedy_ids) {
     model_config c = llama_cfg();
-    random_shape_ids(&c, "gpt2");
+    random_shape_ids(&c, "gpt2", "gpt-2");
+}
+
+/* MistralForCausalLM: written as `llama` (permuted q/k), as llama.cpp's
+ * converter does; Llama 3's pre-tokenizer */
+Test(gguf, mistral_random_llamacpp_greedy_ids) {
+    model_config c = llama_cfg();
+    snprintf(c.arch, sizeof c.arch, "mistral");
+    c.n_heads = 4, c.head_dim = 16, c.rope_theta = 1000000.0f;
+    random_shape_ids(&c, "llama3", "llama-bpe");
 }
 
 /* ---- tokenizers ---------------------------------------------------------- */
@@ -302,7 +332,7 @@ static void assert_tokenize_same(const char *gguf) {
             char mine[8192] = "";
             for (int j = 0; j < n; j++) sprintf(mine + strlen(mine), "%s%d", j ? " " : "", ids[j]);
             free(ids);
-            char path[4200], cmd[8192];
+            char path[4200], cmd[16384];
             snprintf(path, sizeof path, "%s/text.txt", dir);
             cr_assert_eq(tu_write_file(path, texts[i], strlen(texts[i])), 0);
             /* $(...) strips trailing newlines: the x keeps them and is cut off */
@@ -322,9 +352,9 @@ static void assert_tokenize_same(const char *gguf) {
 Test(gguf, tokenizers_match_llamacpp) {
     char *dir = tmpdir_copy();
     char hf[4200], out[4200];
-    model_config cs[2] = {qwen2_cfg(), llama_cfg()};
-    const char *pres[2] = {"qwen2", "gpt2"};
-    for (int k = 0; k < 2; k++) {
+    model_config cs[3] = {qwen2_cfg(), llama_cfg(), llama_cfg()};
+    const char *pres[3] = {"qwen2", "gpt2", "llama3"};
+    for (int k = 0; k < 3; k++) {
         snprintf(hf, sizeof hf, "%s/hf%d", dir, k);
         make_hf(hf, &cs[k], pres[k], 3);
         snprintf(out, sizeof out, "%s/tok%d.gguf", dir, k);
@@ -361,7 +391,7 @@ static float *our_logits(const model *m, const int *ids, int n) {
 }
 
 static float *their_logits(const char *gguf, const char *ids_csv, int n, int V) {
-    char cmd[8192];
+    char cmd[16384];
     snprintf(cmd, sizeof cmd, "ASAN_OPTIONS=detect_leaks=0 %s logits %s %s", llama_run(), gguf,
              ids_csv);
     char *txt = run_ok(cmd);
@@ -381,7 +411,7 @@ static float *their_logits(const char *gguf, const char *ids_csv, int n, int V) 
  * that file (not written by us) and its logits must match llama.cpp's on
  * the same file: normwise max|ours - theirs| / max|theirs| <= bound. */
 static void check_llamacpp_file(const char *src, const char *type, double bound) {
-    char out[4200], cmd[8192];
+    char out[4200], cmd[16384];
     snprintf(out, sizeof out, "%s/from-llamacpp-%s.gguf", tu_tmpdir(), type);
     snprintf(cmd, sizeof cmd, "ASAN_OPTIONS=detect_leaks=0 %s quantize %s %s %s", llama_run(), src,
              out, type);
@@ -469,14 +499,14 @@ static void convert_vs_quantize(const char *in, const char *tok, const char *con
 }
 
 Test(gguf, convert_equals_llama_quantize) {
-    static const char *const t32[] = {"q8_0", "q4_0"};
+    static const char *const t32[] = {"f16", "bf16", "q8_0", "q4_0"};
     static const char *const t256[] = {"q8_0", "q4_0", "q4_k", "q6_k"};
     char *dir = tmpdir_copy();
     char hf[4200];
     model_config c = qwen2_cfg();
     snprintf(hf, sizeof hf, "%s/qwen2", dir);
     make_hf(hf, &c, "qwen2", 2);
-    convert_vs_quantize(hf, NULL, t32, 2);
+    convert_vs_quantize(hf, NULL, t32, 4);
     /* rows of 256: every matrix takes the k-quants */
     c = llama_cfg();
     c.dim = 256, c.hidden_dim = 512, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 64;
@@ -488,7 +518,7 @@ Test(gguf, convert_equals_llama_quantize) {
         char bin[4200], tok[4200];
         snprintf(bin, sizeof bin, "%s/stories260K/stories260K.bin", tu_shared_assets());
         snprintf(tok, sizeof tok, "%s/stories260K/tok512.bin", tu_shared_assets());
-        convert_vs_quantize(bin, tok, t32, 2);
+        convert_vs_quantize(bin, tok, t32, 4);
     }
     free(dir);
 }
@@ -671,7 +701,7 @@ static void expect_open_error(const bb *x, const char *name, const char *want) {
     cr_assert(strstr(err.msg, path), "%s: the error does not name the file: %s", name, err.msg);
     cr_assert(strstr(err.msg, want), "%s: expected '%s' in: %s", name, want, err.msg);
     /* and through a program: non-zero exit, the message, no crash */
-    char cmd[8192];
+    char cmd[16384];
     snprintf(cmd, sizeof cmd, "%s --model %s --prompt-ids 1 --max-new-tokens 1 2>&1",
              tu_bin("generate"), path);
     int st;
@@ -739,6 +769,7 @@ typedef struct {
     int bos;                   /* >= 0: tokenizer.ggml.bos_token_id */
     const char *shrink_tensor; /* write this tensor with ne[1] - 1 */
     const char *extra_tensor;  /* add an unused tensor */
+    const char *set_pre;       /* tokenizer.ggml.pre */
 } variant;
 
 static void copy_kv(gguf_writer *w, const char *k, const gguf_value *v, const variant *o) {
@@ -746,6 +777,10 @@ static void copy_kv(gguf_writer *w, const char *k, const gguf_value *v, const va
     int rc = LC_OK;
     if (!strcmp(k, "general.architecture") && o->set_arch) {
         cr_assert_eq(gguf_set_str(w, k, o->set_arch, &err), LC_OK);
+        return;
+    }
+    if (!strcmp(k, "tokenizer.ggml.pre") && o->set_pre) {
+        cr_assert_eq(gguf_set_str(w, k, o->set_pre, &err), LC_OK);
         return;
     }
     if (!strcmp(k, "tokenizer.ggml.bos_token_id") && o->bos >= 0) {
@@ -832,7 +867,7 @@ static void expect_model_error(const char *good, const char *name, const variant
     cr_assert_eq(rc, LC_FAIL, "%s: loaded a bad model", name);
     cr_assert(strstr(err.msg, path), "%s: the error does not name the file: %s", name, err.msg);
     cr_assert(strstr(err.msg, want), "%s: expected '%s' in: %s", name, want, err.msg);
-    char cmd[8192];
+    char cmd[16384];
     snprintf(cmd, sizeof cmd, "%s --model %s --prompt hi --max-new-tokens 1 2>&1",
              tu_bin("generate"), path);
     int st;
@@ -924,5 +959,10 @@ Test(gguf, bad_model) {
     expect_model_error(good, "bos", &v, "key 'tokenizer.ggml.bos_token_id': 999 is out of range");
     memset(&v, 0, sizeof v), v.bos = -1, v.drop_key = "tokenizer.ggml.merges";
     expect_model_error(good, "merges", &v, "key 'tokenizer.ggml.merges': missing");
+    memset(&v, 0, sizeof v), v.bos = -1, v.set_pre = "default";
+    expect_model_error(good, "pre", &v, "key 'tokenizer.ggml.pre': pre-tokenizer 'default' is not "
+                       "supported");
+    memset(&v, 0, sizeof v), v.bos = -1, v.drop_key = "tokenizer.ggml.model";
+    expect_model_error(good, "tokmodel", &v, "key 'tokenizer.ggml.model': missing");
     free(dir);
 }

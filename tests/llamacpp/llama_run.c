@@ -6,7 +6,7 @@
  *   llama_run generate MODEL N IDS [--lora FILE[:SCALE]]   greedy, N new ids
  *   llama_run logits MODEL IDS                             logits of every position
  *   llama_run tokenize MODEL TEXT [--no-special]           ids of TEXT
- *   llama_run quantize IN OUT f16|q8_0|q4_0|q4_k|q6_k                    llama_model_quantize
+ *   llama_run quantize IN OUT f16|bf16|q8_0|q4_0|q4_k|q6_k                    llama_model_quantize
  *
  * IDS is comma-separated ("1" = from BOS). Greedy decoding takes the
  * lowest index among equal maxima (as the project's sample_token) and stops
@@ -194,9 +194,10 @@ static int cmd_tokenize(int argc, char **argv) {
 }
 
 static int cmd_quantize(int argc, char **argv) {
-    if (argc < 3) return fprintf(stderr, "llama_run quantize IN OUT f16|q8_0|q4_0|q4_k|q6_k\n"), 2;
+    if (argc < 3) return fprintf(stderr, "llama_run quantize IN OUT f16|bf16|q8_0|q4_0|q4_k|q6_k\n"), 2;
     struct llama_model_quantize_params qp = llama_model_quantize_default_params();
     if (!strcmp(argv[2], "f16")) qp.ftype = LLAMA_FTYPE_MOSTLY_F16;
+    else if (!strcmp(argv[2], "bf16")) qp.ftype = LLAMA_FTYPE_MOSTLY_BF16;
     else if (!strcmp(argv[2], "q8_0")) qp.ftype = LLAMA_FTYPE_MOSTLY_Q8_0;
     else if (!strcmp(argv[2], "q4_0")) qp.ftype = LLAMA_FTYPE_MOSTLY_Q4_0;
     else if (!strcmp(argv[2], "q4_k")) qp.ftype = LLAMA_FTYPE_MOSTLY_Q4_K_S;
