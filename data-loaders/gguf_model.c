@@ -244,7 +244,6 @@ typedef struct {
     int llama_layout;
     const model_config *c;
     unsigned char *used; /* per GGUF tensor */
-    float *tmp;
     lc_err *err;
 } rd_ctx;
 
@@ -300,7 +299,7 @@ int model_load_gguf(model *m, const char *path, lc_err *err) {
         lc_errf(err, "%s: out of memory", path);
         goto fail;
     }
-    rd_ctx x = {f, !strcmp(c.arch, "llama") || !strcmp(c.arch, "mistral"), &m->cfg, used, NULL, err};
+    rd_ctx x = {f, !strcmp(c.arch, "llama") || !strcmp(c.arch, "mistral"), &m->cfg, used, err};
     if (model_for_each_tensor(m, read_tensor_fn, &x)) goto fail;
     for (int i = 0; i < gguf_n_tensors(f); i++)
         if (!used[i]) {

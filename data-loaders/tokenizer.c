@@ -3019,8 +3019,9 @@ static int bpe_from_parts(tokenizer *t, const tokenizer_parts *p, const char *sr
         free(s);
     }
     for (int i = 0; i < p->n_merges; i++) {
-        if (strchr(p->merges[i], '\n')) continue;
-        cJSON_AddItemToArray(merges, cJSON_CreateString(p->merges[i]));
+        cJSON *m = cJSON_CreateString(p->merges[i]);
+        if (!m) goto oom;
+        cJSON_AddItemToArray(merges, m);
     }
     cJSON *bl = cJSON_CreateObject();
     if (!bl) goto oom;

@@ -558,6 +558,12 @@ Test(gguf, lora_in_llamacpp_llama) {
     lora_case(&c, "gpt2");
 }
 
+Test(gguf, lora_in_llamacpp_mistral) {
+    model_config c = llama_cfg();
+    snprintf(c.arch, sizeof c.arch, "mistral");
+    lora_case(&c, "llama3");
+}
+
 Test(gguf, lora_in_llamacpp_qwen2) {
     model_config c = qwen2_cfg();
     lora_case(&c, "qwen2");
