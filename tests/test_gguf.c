@@ -310,6 +310,42 @@ Test(gguf, mistral_random_llamacpp_greedy_ids) {
     random_shape_ids(&c, "llama3", "llama-bpe");
 }
 
+/* Reading a GGUF and writing it again gives the same bytes (model,
+ * tokenizer and metadata all survive the round trip). */
+static void assert_reconvert_identical(const char *gguf, const char *type) {
+    char *dir = tmpdir_copy();
+    const char *base = strrchr(gguf, '/');
+    char again[4200], cmd[16384];
+    snprintf(again, sizeof again, "%s%s", dir, base);
+    convert(gguf, NULL, again, type);
+    snprintf(cmd, sizeof cmd, "cmp %s %s", gguf, again);
+    cr_assert_eq(tu_system(cmd), 0, "%s read and written again (%s) differs: %s", gguf, type, again);
+    free(dir);
+}
+
+Test(gguf, gguf_to_gguf_is_identity) {
+    char *dir = tmpdir_copy();
+    char hf[4200], out[4200];
+    model_config c = qwen2_cfg();
+    snprintf(hf, sizeof hf, "%s/hf", dir);
+    make_hf(hf, &c, "qwen2", 9);
+    snprintf(out, sizeof out, "%s/m.gguf", dir);
+    convert(hf, NULL, out, "f32");
+    assert_reconvert_identical(out, "f32");
+    snprintf(out, sizeof out, "%s/m16.gguf", dir);
+    convert(hf, NULL, out, "f16");
+    assert_reconvert_identical(out, "f16"); /* F16 -> F32 -> F16 is exact */
+    if (tu_shared_assets()) {
+        char bin[4200], tok[4200];
+        snprintf(bin, sizeof bin, "%s/stories260K/stories260K.bin", tu_shared_assets());
+        snprintf(tok, sizeof tok, "%s/stories260K/tok512.bin", tu_shared_assets());
+        snprintf(out, sizeof out, "%s/s.gguf", dir);
+        convert(bin, tok, out, "f32");
+        assert_reconvert_identical(out, "f32");
+    }
+    free(dir);
+}
+
 /* ---- tokenizers ---------------------------------------------------------- */
 
 static void assert_tokenize_same(const char *gguf) {
