@@ -116,6 +116,18 @@ int model_tokenizer_path(const char *model_path, int vocab_size, char *out, size
         return lc_errf(err, "%s: no tokenizer.json in the model folder; name one with 'tokenizer'",
                        model_path);
     }
+    FILE *f = fopen(model_path, "rb");
+    if (f) {
+        char magic[4] = {0};
+        size_t got = fread(magic, 1, 4, f);
+        fclose(f);
+        size_t pl = strlen(model_path);
+        if ((got == 4 && !memcmp(magic, "GGUF", 4)) ||
+            (pl >= 5 && !strcmp(model_path + pl - 5, ".gguf"))) {
+            snprintf(out, n, "%s", model_path);
+            return LC_OK;
+        }
+    }
     const char *slash = strrchr(model_path, '/');
     int dlen = slash ? (int)(slash - model_path) : 1;
     const char *dir = slash ? model_path : ".";

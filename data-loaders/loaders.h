@@ -32,7 +32,8 @@ void lc_slugify(char *dst, size_t n, const char *src);
  * rename(), so readers never see a half-written file. */
 int lc_write_text_atomic(const char *path, const char *text, lc_err *err);
 
-/* The tokenizer that comes with a model: <dir>/tokenizer.json for a
+/* The tokenizer that comes with a model: the file itself for a GGUF model
+ * (its tokenizer.ggml.* keys); <dir>/tokenizer.json for a
  * Hugging Face folder; tokenizer.bin or tok<vocab>.bin beside a llama2.c
  * checkpoint or HDF5 file. Returns LC_FAIL (err says where it looked) when
  * there is none. */
@@ -44,6 +45,7 @@ int model_tokenizer_path(const char *model_path, int vocab_size, char *out, size
 /* Dispatches on what `path` is:
  *   directory with config.json      -> Hugging Face folder (safetensors,
  *                                      single or sharded; F32/F16/BF16)
+ *   *.gguf or a file starting "GGUF" -> GGUF base (model_load_gguf)
  *   HDF5 file (signature)           -> the project's HDF5 layout
  *   anything else                   -> llama2.c legacy checkpoint */
 int model_load(model *m, const char *path, lc_err *err);
@@ -56,6 +58,23 @@ int model_save_h5(const model *m, const char *path, lc_err *err);
 int model_save_hf(const model *m, const char *dir, lc_err *err);
 /* llama2.c legacy checkpoint (shared classifier iff tied). */
 int model_save_llama2c(const model *m, const char *path, lc_err *err);
+
+/* GGUF base model (data-loaders/gguf_model.c; FORMATS.md "GGUF"): the
+ * llama, qwen2 and mistral layouts of llama.cpp's convert_hf_to_gguf.py,
+ * tensors F32/F16/BF16 (and the quantized types gguf_tensor_read_f32
+ * converts), dequantized into the F32 model; llama's q/k row permutation
+ * is undone. */
+int model_load_gguf(model *m, const char *path, lc_err *err);
+/* Writes m as a GGUF base llama.cpp loads: hparams, the tokenizer (tok;
+ * NULL = none, which llama.cpp refuses), matrices in `type` (a qtype; a
+ * matrix whose rows are not whole blocks falls back: Q4_K -> Q4_0, Q6_K ->
+ * Q8_0, then F16), norms in F32, general.file_type. */
+typedef struct tokenizer tokenizer;
+int model_save_gguf(const model *m, const tokenizer *tok, int type, const char *path,
+                    lc_err *err);
+/* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k" -> qtype; LC_FAIL
+ * for anything else. */
+int gguf_write_type_parse(const char *s, int *type);
 
 /* ---- adapters --------------------------------------------------------- */
 

@@ -231,5 +231,7 @@ int model_load(model *m, const char *path, lc_err *err) {
     fclose(f);
     if (n == sizeof sig && !memcmp(sig, HDF5_SIGNATURE, sizeof sig))
         return model_load_h5(m, path, err);
+    if ((n >= 4 && !memcmp(sig, "GGUF", 4)) || ends_with(path, ".gguf"))
+        return model_load_gguf(m, path, err);
     return model_load_llama2c(m, path, err);
 }

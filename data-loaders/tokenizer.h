@@ -15,8 +15,8 @@
 
 typedef struct tokenizer tokenizer; /* opaque */
 
-/* path: a tokenizer.json, a folder holding one, or a llama2.c tokenizer
- * file (then vocab_size must be the model's; for tokenizer.json it may be 0
+/* path: a tokenizer.json, a folder holding one, a GGUF model file, or a
+ * llama2.c tokenizer file (then vocab_size must be the model's; for tokenizer.json it may be 0
  * or the model's vocabulary, which must be >= the tokenizer's ids). */
 int tokenizer_load(tokenizer **out, const char *path, int vocab_size, lc_err *err);
 void tokenizer_free(tokenizer *t);
@@ -38,5 +38,47 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_s
  * (skip_special = 1 drops special tokens). Byte sequences that are not
  * valid UTF-8 become U+FFFD as in HF. NULL only on out-of-memory. */
 char *tokenizer_decode(const tokenizer *t, const int *ids, int n, int skip_special);
+
+/* ---- a tokenizer as parts (what GGUF's tokenizer.ggml.* keys hold) ------ */
+
+enum { TOKENIZER_SPM = 1, TOKENIZER_BPE = 2 };
+/* GGUF token types (llama.cpp's llama_token_type) */
+enum { TOKTYPE_NORMAL = 1, TOKTYPE_UNKNOWN = 2, TOKTYPE_CONTROL = 3, TOKTYPE_USER_DEFINED = 4,
+       TOKTYPE_UNUSED = 5, TOKTYPE_BYTE = 6 };
+
+typedef struct {
+    int model;          /* TOKENIZER_SPM ("llama") or TOKENIZER_BPE ("gpt2") */
+    char *pre;          /* BPE pre-tokenizer: "gpt-2", "qwen2", "llama-bpe" */
+    int n_tokens;
+    char **tokens;      /* pieces as GGUF stores them: SentencePiece's U+2581 for a
+                         * space (SPM); GPT-2 byte-level characters (BPE) */
+    int *token_lens;
+    float *scores;      /* SPM merge scores; NULL for BPE */
+    int *types;         /* TOKTYPE_* */
+    int n_merges;
+    char **merges;      /* BPE "a b", by rank */
+    int bos, eos, unk;  /* -1 when none */
+    int add_bos, add_eos;
+} tokenizer_parts;
+
+/* Builds a tokenizer from parts (the arrays are copied). SPM is encoded
+ * like llama.cpp's SentencePiece tokenizer (dummy prefix, best-score
+ * merges, <0xNN> byte fallback; the 256 byte tokens must be ids 3..258);
+ * BPE is GPT-2 byte-level BPE with the pre-tokenizer `pre`; CONTROL and
+ * USER_DEFINED tokens become added tokens (special for CONTROL). Errors
+ * say what disagrees and start with `src`. */
+int tokenizer_from_parts(tokenizer **out, const tokenizer_parts *p, const char *src,
+                         lc_err *err);
+/* The reverse, for writing a GGUF: a llama2.c tokenizer becomes SPM, a
+ * byte-level BPE tokenizer.json (the GPT-2, Qwen2 or Llama 3 pre-tokenizer)
+ * becomes BPE; anything else (SentencePiece-style tokenizer.json) is an
+ * error. Free with tokenizer_parts_free. */
+int tokenizer_to_parts(const tokenizer *t, tokenizer_parts *p, lc_err *err);
+void tokenizer_parts_free(tokenizer_parts *p);
+
+/* The tokenizer stored in a GGUF file (tokenizer.ggml.*; gguf_model.c).
+ * vocab_size > 0 must equal its token count. tokenizer_load calls this
+ * for a file that starts with "GGUF". */
+int tokenizer_load_gguf(tokenizer **out, const char *path, int vocab_size, lc_err *err);
 
 #endif

@@ -1,0 +1,78 @@
+/* quant_kernels.h: what quant.c shares with its SIMD paths (quant_avx2.c,
+ * quant_neon.c). Not part of the public API (kernels/quant.h).
+ *
+ * A row dot product takes the stored row and the activation x prepared
+ * once per product (quant_prepare_x in quant.c):
+ *   Q8_0, Q4_0: q (cols int8) with one float scale d per block of 32,
+ *               x ~ d * q, q in [-127, 127] (round to nearest even of
+ *               x * 127 / amax);
+ *   Q4_K, Q6_K: the same in blocks of 256, plus bsum, the sum of q over
+ *               each 16 elements;
+ *   F32, F16, BF16: x itself.
+ * A block whose largest magnitude is not finite gets d = NaN (so the dot
+ * is NaN, as the float product would be), q = 0. */
+#ifndef QUANT_KERNELS_H
+#define QUANT_KERNELS_H
+
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    const float *x;      /* (cols) */
+    const int8_t *q;     /* (cols) */
+    const float *d;      /* (cols / 32) or (cols / 256) */
+    const int32_t *bsum; /* (cols / 16), K-quants only */
+} qx_t;
+
+typedef float (*qdot_fn)(const void *row, const qx_t *x, int64_t cols);
+
+/* The paths' dot product for a type; NULL when the path has none. */
+qdot_fn quant_ref_dot(int type);
+#if defined(__x86_64__)
+qdot_fn quant_avx2_dot(int type); /* call only when the CPU has AVX2, FMA, F16C */
+#endif
+#if defined(__aarch64__)
+qdot_fn quant_neon_dot(int type);
+#endif
+
+/* quant.c's checks and row conversion, for quant_gemm.c */
+#include "quant.h"
+int qmat_check(const qmat *m, lc_err *err);
+/* rows [r0, r0 + n) of m into out (n, cols), threaded when large */
+void qmat_rows_to_f32(const qmat *m, int64_t r0, int64_t n, float *out);
+
+/* The fixed summation tree of the 32 float lanes (F32/F16/BF16 rows): lane
+ * j holds elements j, j+32, j+64, ...; halves are added until one is left
+ * (j + 16, then j + 8, 4, 2, 1). Every path ends with this. */
+static inline float qsum32(float *a) {
+    for (int h = 16; h >= 1; h >>= 1)
+        for (int j = 0; j < h; j++) a[j] = a[j] + a[j + h];
+    return a[0];
+}
+
+/* The same for the 8 lanes of the Q8_0/Q4_0 dot: lane j holds elements
+ * 4j..4j+3 of every block of 32. */
+static inline float qsum8(float *a) {
+    for (int h = 4; h >= 1; h >>= 1)
+        for (int j = 0; j < h; j++) a[j] = a[j] + a[j + h];
+    return a[0];
+}
+
+static inline uint16_t qrd16(const void *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* The 6-bit scale and min of sub-block j of a Q4_K super-block. */
+static inline void q4k_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+#endif
