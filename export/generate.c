@@ -15,6 +15,7 @@
 #include "generation.h"
 #include "loaders.h"
 #include "model.h"
+#include "template.h"
 #include "tokenizer.h"
 
 static void usage(FILE *f) {
@@ -61,43 +62,6 @@ static void usage(FILE *f) {
         "  --quiet                no diagnostics on stderr\n"
         "  --help                 this text\n",
         f);
-}
-
-/* tpl with its one {field} replaced by value ("{{" / "}}" are literal
- * braces); 1 if tpl has several different fields. */
-static int render_one_field(const char *tpl, const char *value, char **out) {
-    const char *field = NULL;
-    size_t flen = 0, n = strlen(tpl) + 1, vl = strlen(value);
-    for (const char *p = tpl; *p; p++) {
-        if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
-            p++;
-            continue;
-        }
-        if (*p != '{') continue;
-        const char *e = strchr(p, '}');
-        if (!e) break;
-        if (field && ((size_t)(e - p - 1) != flen || strncmp(field, p + 1, flen))) return 1;
-        field = p + 1, flen = (size_t)(e - p - 1);
-        n += vl;
-        p = e;
-    }
-    char *s = malloc(n), *d = s;
-    if (!s) return 1;
-    for (const char *p = tpl; *p;) {
-        if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
-            *d++ = *p;
-            p += 2;
-        } else if (*p == '{' && strchr(p, '}')) {
-            memcpy(d, value, vl);
-            d += vl;
-            p = strchr(p, '}') + 1;
-        } else {
-            *d++ = *p++;
-        }
-    }
-    *d = 0;
-    *out = s;
-    return 0;
 }
 
 static int parse_int(const char *s, const char *flag, int *out) {
@@ -370,9 +334,10 @@ int main(int argc, char **argv) {
         /* the task's prompt template, when it has one field: the prompt fills it */
         const cJSON *tp = cJSON_GetObjectItemCaseSensitive(bt.task, "prompt_template");
         if (prompt && !raw_prompt && cJSON_IsString(tp)) {
-            if (render_one_field(tp->valuestring, prompt, &rendered)) {
-                fprintf(stderr, "generate: task '%s': its prompt template \"%s\" has more than one "
-                        "field; pass the whole prompt with --raw-prompt\n", task_arg, tp->valuestring);
+            char which[300];
+            snprintf(which, sizeof which, "task '%s': prompt template", task_arg);
+            if (tmpl_fill_one(tp->valuestring, prompt, which, &rendered, &err)) {
+                fprintf(stderr, "generate: %s; pass the whole prompt with --raw-prompt\n", err.msg);
                 goto done;
             }
             prompt = rendered;
