@@ -955,6 +955,10 @@ static const unsigned char *st_data(const tensor_file *tf, const tensor_info *ti
     return tf->shards[ti->file_index].map + ti->offset;
 }
 
+const void *tensor_file_data(const tensor_file *tf, const tensor_info *ti) {
+    return tf && ti && !tf->is_hdf5 ? st_data(tf, ti) : NULL;
+}
+
 
 int tensor_file_read_f32(tensor_file *tf, const char *name, int expect_ndim,
                          const int64_t *expect_shape, float *dst, lc_err *err) {
