@@ -385,7 +385,7 @@ static lcmt_status make_prompt(lcmt_session *s, const char *input, int **ids, in
         char which[300];
         snprintf(which, sizeof which, "task '%s': prompt template", s->task->info.name);
         if (tmpl_fill_one(s->task->info.prompt_template, input, which, &rendered, &err))
-            return sess_err(s, LCMT_ERR_UNSUPPORTED, "%.1000s%s", err.msg, "; answer with raw_prompt");
+            return sess_err(s, LCMT_ERR_UNSUPPORTED, "%.900s%s", err.msg, "; answer with raw_prompt");
         prompt = rendered;
     }
     *ids = NULL, *n = 0;
