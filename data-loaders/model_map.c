@@ -127,6 +127,17 @@ static int open_hf(model_map *mm, model *m, const char *dir, lc_err *err) {
         }
         mm->owned_bytes = conv * sizeof(float);
     }
+    /* as model_load_hf: a tensor the configuration does not use is an error */
+    for (int i = 0; rc == LC_OK && i < tensor_file_count(mm->tf); i++) {
+        const char *key = tensor_file_at(mm->tf, i)->name;
+        const size_t kl = strlen(key), sl = strlen("rotary_emb.inv_freq");
+        int used = (kl >= sl && !strcmp(key + kl - sl, "rotary_emb.inv_freq")) ||
+                   (cfg.tie_embeddings && !strcmp(key, "lm_head.weight"));
+        for (int k = 0; !used && k < n; k++) used = !strcmp(s[k].name, key);
+        if (!used)
+            rc = lc_errf(err, "%s: tensor '%s': not used by a %s model as described by %s",
+                         tensor_file_path_of(mm->tf, tensor_file_at(mm->tf, i)), key, cfg.arch, path);
+    }
     if (rc == LC_OK && cfg.tie_embeddings) m->w.lm_head = m->w.tok_emb;
     free(s), free(names);
     return rc;

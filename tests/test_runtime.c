@@ -234,7 +234,8 @@ Test(runtime, wrong_base_is_refused) {
     char p[1200];
     snprintf(p, sizeof p, "%s/b.lcb", d);
     for (int v = 0; v < 2; v++) {
-        lcmt_bundle_params bp = {v ? LCMT_VERIFY_FULL : LCMT_VERIFY_SAMPLE};
+        lcmt_bundle_params bp = lcmt_bundle_default_params();
+        bp.verify = v ? LCMT_VERIFY_FULL : LCMT_VERIFY_SAMPLE;
         lcmt_bundle *b = (lcmt_bundle *)1;
         cr_assert_eq(lcmt_bundle_open(other, p, &bp, &b, msg, sizeof msg), LCMT_ERR_WRONG_BASE, "%s", msg);
         cr_assert_null(b);
@@ -311,7 +312,12 @@ Test(runtime, unknown_and_dense_tasks) {
 /* the reference: `generate --bundle` (ids, then text) */
 static void check_against_generate(const char *d, const char *task, const char *input) {
     lcmt_model *m = open_model(d, "model.bin");
-    lcmt_bundle *b = open_bundle(m, d);
+    char p[1200];
+    snprintf(p, sizeof p, "%s/b.lcb", d);
+    lcmt_bundle_params bp = lcmt_bundle_default_params();
+    bp.allow_dense_copy = 1; /* t3 (TIES) */
+    lcmt_bundle *b = NULL;
+    cr_assert_eq(lcmt_bundle_open(m, p, &bp, &b, msg, sizeof msg), LCMT_OK, "%s", msg);
     lcmt_session *s = NULL;
     cr_assert_eq(lcmt_session_new(m, b, task, NULL, &s, msg, sizeof msg), LCMT_OK, "%s", msg);
     idbuf ids;
@@ -336,6 +342,50 @@ Test(runtime, answers_equal_generate_bundle_tiny) {
     const char *d = tiny();
     check_against_generate(d, "t1", "say red blue");
     check_against_generate(d, "t2", "say cat moon");
+    check_against_generate(d, "t3", "say sun dog");
+}
+
+/* allow_dense_copy: the dense task runs on its own copy; switching to and
+ * from it answers as fresh sessions do */
+Test(runtime, dense_task_with_a_copy_and_switches) {
+    const char *d = tiny();
+    lcmt_model *m = open_model(d, "model.bin");
+    char p[1200];
+    snprintf(p, sizeof p, "%s/b.lcb", d);
+    lcmt_bundle_params bp = lcmt_bundle_default_params();
+    bp.allow_dense_copy = 1;
+    lcmt_bundle *b = NULL;
+    cr_assert_eq(lcmt_bundle_open(m, p, &bp, &b, msg, sizeof msg), LCMT_OK, "%s", msg);
+    lcmt_task_info t;
+    cr_assert_eq(lcmt_bundle_task(b, 2, &t), LCMT_OK);
+    cr_assert(t.supported);
+    const char *tasks[3] = {"t3", "t1", "t3"};
+    idbuf fresh[3], ids;
+    for (int k = 0; k < 3; k++) {
+        lcmt_session *s;
+        cr_assert_eq(lcmt_session_new(m, b, tasks[k], NULL, &s, msg, sizeof msg), LCMT_OK, "%s", msg);
+        free(answer(s, "say tree red", &fresh[k]));
+        lcmt_session_free(s);
+    }
+    lcmt_session *s;
+    cr_assert_eq(lcmt_session_new(m, b, "t1", NULL, &s, msg, sizeof msg), LCMT_OK, "%s", msg);
+    for (int k = 0; k < 3; k++) {
+        cr_assert_eq(lcmt_session_set_task(s, tasks[k]), LCMT_OK, "%s", lcmt_session_last_error(s));
+        free(answer(s, "say tree red", &ids));
+        cr_assert_str_eq(ids.ids, fresh[k].ids, "switch %d to %s", k, tasks[k]);
+    }
+    lcmt_session_free(s);
+    /* only_task: the others are listed but not prepared */
+    bp.only_task = "t2";
+    lcmt_bundle *b2 = NULL;
+    cr_assert_eq(lcmt_bundle_open(m, p, &bp, &b2, msg, sizeof msg), LCMT_OK, "%s", msg);
+    cr_assert_eq(lcmt_session_new(m, b2, "t1", NULL, &s, msg, sizeof msg), LCMT_ERR_UNSUPPORTED);
+    cr_assert(strstr(msg, "only_task"), "%s", msg);
+    cr_assert_eq(lcmt_session_new(m, b2, "t2", NULL, &s, msg, sizeof msg), LCMT_OK, "%s", msg);
+    lcmt_session_free(s);
+    lcmt_bundle_free(b2);
+    lcmt_bundle_free(b);
+    lcmt_model_free(m);
 }
 
 Test(runtime, answers_equal_generate_bundle_stories260K) {
@@ -520,7 +570,8 @@ Test(runtime, mapped_safetensors_base_answers_alike) {
     snprintf(src, sizeof src, "cp '%s/tok259.bin' '%s/hf/tok.bin'", d, d);
     cr_assert_eq(tu_system(src), 0);
     snprintf(src, sizeof src, "%s/hf/tok.bin", d);
-    lcmt_model_params mp = {src};
+    lcmt_model_params mp = lcmt_model_default_params();
+    mp.tokenizer_path = src;
     lcmt_model *hf = NULL;
     cr_assert_eq(lcmt_model_open(p, &mp, &hf, msg, sizeof msg), LCMT_OK, "%s", msg);
     lcmt_model_info info;

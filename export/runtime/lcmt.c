@@ -10,6 +10,7 @@
 
 #include "bundle.h"
 #include "generation.h"
+#include "lc_time.h"
 #include "loaders.h"
 #include "merge.h"
 #include "model.h"
@@ -47,7 +48,14 @@ struct lcmt_session {
     const lcmt_bundle *bundle;
     const rt_task *task; /* NULL: the base alone */
     lcmt_session_params p;
+    const model *run_m;  /* what the decoder runs: the base, or a dense task's copy */
     model_decoder *dec;
+    /* adapters from files (lcmt_session_new_with_adapters), owned */
+    lora loras[ADAPTER_MAX];
+    calib cals[ADAPTER_MAX];
+    int n_loras, n_cals;
+    adapter_set ad;
+    lcmt_answer_stats stats;
     int n_ctx;
     atomic_int cancel;
     char err[1024];
@@ -77,7 +85,7 @@ void lcmt_free(void *p) { free(p); }
 /* ---- model --------------------------------------------------------------------- */
 
 lcmt_model_params lcmt_model_default_params(void) {
-    lcmt_model_params p = {NULL};
+    lcmt_model_params p = {NULL, 0};
     return p;
 }
 
@@ -101,7 +109,7 @@ lcmt_status lcmt_model_open(const char *path, const lcmt_model_params *params, l
         lcmt_model_free(m);
         return put_msg(msg, msg_cap, LCMT_ERR_IO, err.msg);
     }
-    if (!tp) {
+    if (!tp && !p.tokenizer_optional) {
         char t[1200];
         snprintf(t, sizeof t, "%s: no tokenizer found beside the model (%s); give tokenizer_path", path,
                  err.msg);
@@ -133,7 +141,7 @@ void lcmt_model_get_info(const lcmt_model *m, lcmt_model_info *info) {
 /* ---- bundle -------------------------------------------------------------------- */
 
 lcmt_bundle_params lcmt_bundle_default_params(void) {
-    lcmt_bundle_params p = {LCMT_VERIFY_SAMPLE};
+    lcmt_bundle_params p = {LCMT_VERIFY_SAMPLE, 0, NULL};
     return p;
 }
 
@@ -158,7 +166,8 @@ static size_t adapter_bytes(const adapter_set *ad, const model_config *c) {
 }
 
 /* Reads the task's settings and prepares it (or records why it cannot run). */
-static int prepare_task(lcmt_bundle *rb, const cJSON *tj, rt_task *t, lc_err *err) {
+static int prepare_task(lcmt_bundle *rb, const cJSON *tj, const lcmt_bundle_params *p, rt_task *t,
+                        lc_err *err) {
     t->info.name = jstr(tj, "name");
     t->info.method = jstr(tj, "method");
     t->info.prompt_template = jstr(tj, "prompt_template");
@@ -189,16 +198,24 @@ static int prepare_task(lcmt_bundle *rb, const cJSON *tj, rt_task *t, lc_err *er
     int n;
     if (merge_spec_from_json(mj, &spec, names, &n, err))
         return lc_err_prefix(err, "%s: task '%s': ", bundle_path(rb->b), t->info.name);
-    if (!merge_gives_lora(&spec)) {
-        t->info.unsupported_why = "its merge is dense (it folds into a copy of the base weights, which "
-                                  "the runtime does not make); export it with a LoRA-form merge";
+    if (p->only_task && strcmp(p->only_task, t->info.name)) {
+        t->info.unsupported_why = "not prepared: the bundle was opened for another task only (only_task)";
         return LC_OK;
     }
+    if (!merge_gives_lora(&spec) && !p->allow_dense_copy) {
+        t->info.unsupported_why = "its merge is dense (it folds into a copy of the base weights, which "
+                                  "the runtime makes only with allow_dense_copy); export it with a "
+                                  "LoRA-form merge";
+        return LC_OK;
+    }
+#ifdef LC_NO_LAPACK
     if (needs_svd(&spec)) {
         t->info.unsupported_why = "its merge needs an SVD at load, and the runtime has no LAPACK";
         return LC_OK;
     }
-    /* LoRA-form merges never write the base (merged_model keeps m = base) */
+#endif
+    /* LoRA-form merges never write the base (merged_model keeps m = base);
+     * dense ones write their own copy */
     if (bundle_task_load_checked(rb->b, (model *)&rb->model->m, t->info.name, &t->bt, err)) return LC_FAIL;
     t->loaded = 1;
     t->info.supported = 1;
@@ -233,7 +250,7 @@ lcmt_status lcmt_bundle_open(const lcmt_model *model, const char *path, const lc
     }
     for (const cJSON *tj = k ? ts->child : NULL; tj; tj = tj->next) {
         rt_task *t = &rb->t[rb->n++];
-        if (prepare_task(rb, tj, t, &err)) goto fail;
+        if (prepare_task(rb, tj, &p, t, &err)) goto fail;
     }
     *out = rb;
     return LCMT_OK;
@@ -255,6 +272,13 @@ void lcmt_bundle_free(lcmt_bundle *b) {
 
 int lcmt_bundle_n_tasks(const lcmt_bundle *b) { return b ? b->n : 0; }
 
+void lcmt_bundle_get_info(const lcmt_bundle *b, lcmt_bundle_info *info) {
+    memset(info, 0, sizeof *info);
+    if (!b) return;
+    info->file_bytes = bundle_size(b->b);
+    bundle_stats(b->b, &info->converted_bytes, &info->mapped_bytes);
+}
+
 lcmt_status lcmt_bundle_task(const lcmt_bundle *b, int i, lcmt_task_info *info) {
     if (!b || !info || i < 0 || i >= b->n) return LCMT_ERR_ARG;
     *info = b->t[i].info;
@@ -270,7 +294,7 @@ int lcmt_bundle_find_task(const lcmt_bundle *b, const char *name) {
 /* ---- session ------------------------------------------------------------------- */
 
 lcmt_session_params lcmt_session_default_params(void) {
-    lcmt_session_params p = {-1, -1.0f, -1.0f, 0, 0, 0, 0};
+    lcmt_session_params p = {-1, -1.0f, -1.0f, 0, 0, 0, 0, {NULL}, 0};
     return p;
 }
 
@@ -331,8 +355,8 @@ lcmt_status lcmt_session_new(const lcmt_model *model, const lcmt_bundle *bundle,
     lcmt_status st = LCMT_OK;
     if (bundle) st = find_task(s, bundle, task, &s->task);
     lc_err err = {{0}};
-    if (st == LCMT_OK &&
-        model_decoder_init(&s->dec, &model->m, s->task ? &s->task->bt.ad : NULL, s->n_ctx, &err)) {
+    s->run_m = s->task ? s->task->bt.m : &model->m;
+    if (st == LCMT_OK && model_decoder_init(&s->dec, s->run_m, s->task ? &s->task->bt.ad : NULL, s->n_ctx, &err)) {
         st = LCMT_ERR_NOMEM;
         snprintf(s->err, sizeof s->err, "%s", err.msg);
     }
@@ -348,7 +372,48 @@ lcmt_status lcmt_session_new(const lcmt_model *model, const lcmt_bundle *bundle,
 void lcmt_session_free(lcmt_session *s) {
     if (!s) return;
     model_decoder_free(s->dec);
+    for (int i = 0; i < s->n_loras; i++) lora_free(&s->loras[i]);
+    for (int i = 0; i < s->n_cals; i++) calib_free(&s->cals[i]);
     free(s);
+}
+
+lcmt_status lcmt_session_new_with_adapters(const lcmt_model *model, const lcmt_adapter_spec *specs, int n_specs,
+                                           const lcmt_session_params *params, lcmt_session **out, char *msg,
+                                           size_t msg_cap) {
+    if (!out) return put_msg(msg, msg_cap, LCMT_ERR_ARG, "lcmt_session_new_with_adapters: NULL output");
+    *out = NULL;
+    if (!model || n_specs < 0 || (n_specs && !specs))
+        return put_msg(msg, msg_cap, LCMT_ERR_ARG, "lcmt_session_new_with_adapters: NULL model or adapters");
+    lcmt_session *s = NULL;
+    lcmt_status st = lcmt_session_new(model, NULL, NULL, params, &s, msg, msg_cap);
+    if (st != LCMT_OK) return st;
+    lc_err err = {{0}};
+    for (int i = 0; i < n_specs; i++) {
+        const model_config *c = &model->m.cfg;
+        int full = specs[i].is_calibration ? s->n_cals == ADAPTER_MAX : s->n_loras == ADAPTER_MAX;
+        if (full) {
+            snprintf(err.msg, sizeof err.msg, "at most %d LoRAs and %d calibrations", ADAPTER_MAX, ADAPTER_MAX);
+            st = LCMT_ERR_ARG;
+        } else if (specs[i].is_calibration ? calib_load(&s->cals[s->n_cals], c, specs[i].path, &err)
+                                           : lora_load(&s->loras[s->n_loras], c, specs[i].path, &err)) {
+            st = LCMT_ERR_IO;
+        }
+        if (st != LCMT_OK) break;
+        if (specs[i].is_calibration) {
+            s->ad.cals[s->ad.n_cals++] = &s->cals[s->n_cals++];
+        } else {
+            s->loras[s->n_loras].weight = specs[i].weight;
+            s->ad.loras[s->ad.n_loras++] = &s->loras[s->n_loras++];
+        }
+    }
+    if (st == LCMT_OK && model_decoder_set_adapters(s->dec, &s->ad, &err)) st = LCMT_ERR_ARG;
+    if (st != LCMT_OK) {
+        put_msg(msg, msg_cap, st, err.msg);
+        lcmt_session_free(s);
+        return st;
+    }
+    *out = s;
+    return LCMT_OK;
 }
 
 lcmt_status lcmt_session_set_task(lcmt_session *s, const char *task) {
@@ -359,8 +424,16 @@ lcmt_status lcmt_session_set_task(lcmt_session *s, const char *task) {
     lcmt_status st = find_task(s, s->bundle, task, &t);
     if (st != LCMT_OK) return st;
     lc_err err = {{0}};
-    if (model_decoder_set_adapters(s->dec, &t->bt.ad, &err))
+    if (t->bt.m != s->run_m) { /* to or from a dense task: a decoder over that task's weights */
+        model_decoder *d;
+        if (model_decoder_init(&d, t->bt.m, &t->bt.ad, s->n_ctx, &err))
+            return sess_err(s, LCMT_ERR_NOMEM, "%s%s", err.msg, "");
+        model_decoder_free(s->dec);
+        s->dec = d;
+        s->run_m = t->bt.m;
+    } else if (model_decoder_set_adapters(s->dec, &t->bt.ad, &err)) {
         return sess_err(s, LCMT_ERR_NOMEM, "%s%s", err.msg, "");
+    }
     s->task = t;
     s->err[0] = 0;
     return LCMT_OK;
@@ -378,6 +451,7 @@ const char *lcmt_session_last_error(const lcmt_session *s) { return s ? s->err :
 static lcmt_status make_prompt(lcmt_session *s, const char *input, int **ids, int *n) {
     const model *m = &s->model->m;
     const tokenizer *tok = s->model->tok;
+    if (!tok) return sess_err(s, LCMT_ERR_ARG, "the model was opened without a tokenizer: answer from ids%s%s", "", "");
     char *rendered = NULL;
     const char *prompt = input ? input : "";
     lc_err err = {{0}};
@@ -406,7 +480,7 @@ static lcmt_status make_prompt(lcmt_session *s, const char *input, int **ids, in
         snprintf(a, sizeof a, "%d", *n), snprintf(b, sizeof b, "%d", s->n_ctx);
         free(*ids);
         *ids = NULL;
-        return sess_err(s, LCMT_ERR_ARG, "the prompt has %s tokens, the session's context is %s", a, b);
+        return sess_err(s, LCMT_ERR_ARG, "the prompt has %s tokens, the model's context is %s", a, b);
     }
     return LCMT_OK;
 }
@@ -430,24 +504,27 @@ static void fwd_token(void *ctx, int id) {
 
 static int poll_cancel_fwd(void *ctx) { return poll_cancel(((stream_ctx *)ctx)->s); }
 
-lcmt_status lcmt_session_answer(lcmt_session *s, const char *input, const lcmt_stream *stream, char **answer) {
-    if (answer) *answer = NULL;
-    if (!s) return LCMT_ERR_ARG;
-    s->err[0] = 0;
-    int *ids = NULL, n_prompt = 0;
-    lcmt_status st = make_prompt(s, input, &ids, &n_prompt);
-    if (st != LCMT_OK) {
-        atomic_store(&s->cancel, 0);
-        return st;
-    }
+/* Generates from prompt ids (taken over) as the session's task. */
+static lcmt_status answer_core(lcmt_session *s, int *ids, int n_prompt, const lcmt_stream *stream, char **answer,
+                               double t0) {
     const rt_task *t = s->task;
+    lcmt_status st = LCMT_OK;
     int max_new = s->p.max_new_tokens >= 0 ? s->p.max_new_tokens : t && t->max_new >= 0 ? t->max_new : 256;
     gen_opts g = {0};
     g.temperature = s->p.temperature >= 0 ? s->p.temperature : t && t->temperature >= 0 ? t->temperature : 0.0f;
     g.top_p = s->p.top_p > 0 && s->p.top_p <= 1 ? s->p.top_p : t && t->top_p > 0 ? t->top_p : 0.9f;
     g.stop_at_bos = 1;
-    if (t && !s->p.no_stop)
+    if (s->p.n_stop > 0) {
+        for (int i = 0; i < s->p.n_stop && i < GEN_MAX_STOP; i++)
+            if (s->p.stop[i] && s->p.stop[i][0]) g.stop[g.n_stop++] = s->p.stop[i];
+    } else if (t && !s->p.no_stop) {
         for (int i = 0; i < t->n_stop; i++) g.stop[g.n_stop++] = t->stop[i];
+    }
+    if (g.n_stop && !s->model->tok) {
+        free(ids);
+        atomic_store(&s->cancel, 0);
+        return sess_err(s, LCMT_ERR_ARG, "stop strings need a tokenizer%s%s", "", "");
+    }
     /* as generate: run to max_new or to the end of the context */
     int max_seq = n_prompt + max_new;
     if (max_seq > s->n_ctx) max_seq = s->n_ctx;
@@ -465,18 +542,62 @@ lcmt_status lcmt_session_answer(lcmt_session *s, const char *input, const lcmt_s
     lc_err err = {{0}};
     char *text = NULL;
     int n_new = 0;
-    if (generate_text(s->dec, max_seq, &s->model->m, s->model->tok, ids, n_prompt, &g, &rng, &gs, &text, &n_new,
+    if (generate_text(s->dec, max_seq, s->run_m, s->model->tok, ids, n_prompt, &g, &rng, &gs, &text, &n_new,
                       &err)) {
         st = sess_err(s, LCMT_ERR_FAIL, "%s%s", err.msg, "");
     } else if (gs.was_cancelled) {
         st = LCMT_ERR_CANCELLED;
         snprintf(s->err, sizeof s->err, "cancelled after %d new tokens", n_new);
     }
+    const double t1 = lc_now_s();
+    s->stats = (lcmt_answer_stats){gs.n_prompt, n_new, gs.n_steps, t1 - t0, gs.n_steps ? gs.t_first - t0 : 0};
     free(ids);
     atomic_store(&s->cancel, 0);
     if (answer && st != LCMT_ERR_FAIL) *answer = text;
     else free(text);
     return st;
+}
+
+lcmt_status lcmt_session_answer(lcmt_session *s, const char *input, const lcmt_stream *stream, char **answer) {
+    if (answer) *answer = NULL;
+    if (!s) return LCMT_ERR_ARG;
+    const double t0 = lc_now_s();
+    s->err[0] = 0;
+    int *ids = NULL, n_prompt = 0;
+    lcmt_status st = make_prompt(s, input, &ids, &n_prompt);
+    if (st != LCMT_OK) {
+        atomic_store(&s->cancel, 0);
+        return st;
+    }
+    return answer_core(s, ids, n_prompt, stream, answer, t0);
+}
+
+lcmt_status lcmt_session_answer_ids(lcmt_session *s, const int *prompt_ids, int n_ids, const lcmt_stream *stream,
+                                    char **answer) {
+    if (answer) *answer = NULL;
+    if (!s) return LCMT_ERR_ARG;
+    const double t0 = lc_now_s();
+    s->err[0] = 0;
+    const int V = s->model->m.cfg.vocab_size;
+    if (!prompt_ids || n_ids < 1) return sess_err(s, LCMT_ERR_ARG, "the prompt is empty%s%s", "", "");
+    if (n_ids > s->n_ctx) {
+        snprintf(s->err, sizeof s->err, "the prompt has %d tokens, the model's context is %d", n_ids, s->n_ctx);
+        return LCMT_ERR_ARG;
+    }
+    for (int i = 0; i < n_ids; i++)
+        if (prompt_ids[i] < 0 || prompt_ids[i] >= V) {
+            snprintf(s->err, sizeof s->err, "prompt id %d at %d is not a token id in [0, %d)", prompt_ids[i], i, V);
+            return LCMT_ERR_ARG;
+        }
+    int *ids = malloc(sizeof(int) * (size_t)n_ids);
+    if (!ids) return sess_err(s, LCMT_ERR_NOMEM, "out of memory%s%s", "", "");
+    memcpy(ids, prompt_ids, sizeof(int) * (size_t)n_ids);
+    return answer_core(s, ids, n_ids, stream, answer, t0);
+}
+
+void lcmt_session_last_stats(const lcmt_session *s, lcmt_answer_stats *stats) {
+    if (s) *stats = s->stats;
+    else memset(stats, 0, sizeof *stats);
 }
 
 lcmt_status lcmt_session_prompt_logits(lcmt_session *s, const char *input, float *out, int n_out) {

@@ -79,6 +79,8 @@ typedef struct lcmt_session lcmt_session;
 typedef struct {
     const char *tokenizer_path; /* NULL: the model's own (folder's tokenizer.json, or
                                  * tokenizer.bin / tok<vocab>.bin beside a checkpoint) */
+    int tokenizer_optional;     /* 1: open without a tokenizer when none is found (then only
+                                 * lcmt_session_answer_ids, without stop strings, works) */
 } lcmt_model_params;
 
 LCMT_API lcmt_model_params lcmt_model_default_params(void);
@@ -112,6 +114,12 @@ typedef enum {
 
 typedef struct {
     lcmt_verify verify;
+    /* 1: prepare dense-merge tasks too, each in a private copy of the base
+     * weights (n_params * 4 bytes per task); 0 (default): they are listed
+     * as unsupported. */
+    int allow_dense_copy;
+    /* non-NULL: prepare only this task (the others are listed, unsupported) */
+    const char *only_task;
 } lcmt_bundle_params;
 
 LCMT_API lcmt_bundle_params lcmt_bundle_default_params(void);
@@ -135,6 +143,13 @@ typedef struct {
     size_t adapter_bytes;        /* bytes of the task's prepared adapters */
 } lcmt_task_info;
 
+typedef struct {
+    size_t file_bytes;      /* the bundle file */
+    size_t mapped_bytes;    /* adapter bytes used in place from the mapping (f32) */
+    size_t converted_bytes; /* adapter bytes converted at open (f16, i8) */
+} lcmt_bundle_info;
+
+LCMT_API void lcmt_bundle_get_info(const lcmt_bundle *b, lcmt_bundle_info *info);
 LCMT_API int lcmt_bundle_n_tasks(const lcmt_bundle *b);
 /* Task i (0 <= i < n_tasks); the strings live as long as b. */
 LCMT_API lcmt_status lcmt_bundle_task(const lcmt_bundle *b, int i, lcmt_task_info *info);
@@ -153,6 +168,8 @@ typedef struct {
     int raw_prompt;    /* 1: the input is the whole prompt (no task template) */
     int no_stop;       /* 1: no stop strings */
     int n_ctx;         /* KV-cache positions; 0 = the model's max_seq_len */
+    const char *stop[8]; /* n_stop > 0: these stop strings instead of the task's */
+    int n_stop;
 } lcmt_session_params;
 
 LCMT_API lcmt_session_params lcmt_session_default_params(void);
@@ -164,6 +181,19 @@ LCMT_API lcmt_status lcmt_session_new(const lcmt_model *model, const lcmt_bundle
                                       const char *task, const lcmt_session_params *params,
                                       lcmt_session **out, char *msg, size_t msg_cap);
 LCMT_API void lcmt_session_free(lcmt_session *s);
+
+/* Adapters from files instead of a bundle: PEFT LoRA folders
+ * (adapter_config.json + adapter_model.safetensors) with a merge weight,
+ * and calibrations (safetensors), all active at once. */
+typedef struct {
+    const char *path;
+    float weight;       /* LoRA merge weight (1 = as trained); unused for calibrations */
+    int is_calibration; /* 0: LoRA; 1: calibration (LC / LC++) */
+} lcmt_adapter_spec;
+
+LCMT_API lcmt_status lcmt_session_new_with_adapters(const lcmt_model *model, const lcmt_adapter_spec *specs,
+                                                    int n_specs, const lcmt_session_params *params,
+                                                    lcmt_session **out, char *msg, size_t msg_cap);
 
 /* Switches to another task of the session's bundle: swaps adapter
  * pointers and settings (no allocation unless the new task's rank exceeds
@@ -188,6 +218,22 @@ typedef struct {
  * generated so far in *answer. */
 LCMT_API lcmt_status lcmt_session_answer(lcmt_session *s, const char *input,
                                          const lcmt_stream *stream, char **answer);
+/* The same from token ids (no template, no BOS added; prompt_ids[i] in
+ * [0, vocab_size)). */
+LCMT_API lcmt_status lcmt_session_answer_ids(lcmt_session *s, const int *prompt_ids, int n_ids,
+                                             const lcmt_stream *stream, char **answer);
+
+typedef struct {
+    int n_prompt;         /* prompt tokens used */
+    int n_new;            /* tokens generated */
+    int n_steps;          /* decoder steps */
+    double seconds;       /* the whole answer */
+    double first_seconds; /* from the call to the end of the first decoder step */
+} lcmt_answer_stats;
+
+/* Statistics of the session's last answer. */
+LCMT_API void lcmt_session_last_stats(const lcmt_session *s, lcmt_answer_stats *stats);
+
 /* The logits (vocab_size floats, into out[0..n_out)) after the prompt made
  * from input as lcmt_session_answer makes it: for scoring and tests. */
 LCMT_API lcmt_status lcmt_session_prompt_logits(lcmt_session *s, const char *input, float *out,

@@ -15,7 +15,7 @@ file(GLOB LCMT_RUNTIME_KERNELS CONFIGURE_DEPENDS
      ${CMAKE_SOURCE_DIR}/kernels/base/*.c ${CMAKE_SOURCE_DIR}/kernels/*.c)
 # The data-loaders a base and a bundle need (add gguf.c here for GGUF bases).
 set(LCMT_RUNTIME_LOADERS
-    model_io.c model_map.c hf_config.c llama2c.c tensor_file.c tensor_file_h5.c fsutil.c
+    model_io.c model_map.c adapter_io.c hf_config.c llama2c.c tensor_file.c tensor_file_h5.c fsutil.c
     tokenizer.c unicode_tables.c template.c bundle.c generation.c)
 list(TRANSFORM LCMT_RUNTIME_LOADERS PREPEND ${CMAKE_SOURCE_DIR}/data-loaders/)
 
