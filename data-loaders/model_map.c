@@ -90,8 +90,12 @@ static int open_hf(model_map *mm, model *m, const char *dir, lc_err *err) {
     rc = LC_OK;
     for (int i = 0; i < n && rc == LC_OK; i++) {
         const tensor_info *ti = tensor_file_find(mm->tf, s[i].name);
-        if (!ti) {
-            rc = lc_errf(err, "%s: tensor '%s' not found", tensor_file_path(mm->tf), s[i].name);
+        if (!ti) { /* the messages of model_load_hf */
+            if (!strcmp(s[i].name, "lm_head.weight"))
+                rc = lc_errf(err, "%s: tensor '%s': missing (%s has tie_word_embeddings false)",
+                             tensor_file_path(mm->tf), s[i].name, path);
+            else
+                rc = lc_errf(err, "%s: tensor '%s': missing", tensor_file_path(mm->tf), s[i].name);
             break;
         }
         const int64_t numel = s[i].ndim == 2 ? s[i].shape[0] * s[i].shape[1] : s[i].shape[0];

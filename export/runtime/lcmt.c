@@ -136,6 +136,7 @@ void lcmt_model_get_info(const lcmt_model *m, lcmt_model_info *info) {
     info->vocab_size = c->vocab_size, info->max_seq_len = c->max_seq_len;
     info->n_params = m->m.n_params;
     model_map_stats(m->map, &info->mapped_bytes, &info->owned_bytes);
+    info->has_tokenizer = m->tok != NULL;
 }
 
 /* ---- bundle -------------------------------------------------------------------- */
@@ -150,12 +151,14 @@ static const char *jstr(const cJSON *o, const char *k) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+#ifdef LC_NO_LAPACK
 /* 1 if the merge needs an SVD at load (no LAPACK in the runtime) */
 static int needs_svd(const merge_spec *s) {
     return s->method == MERGE_SVD ||
            ((s->method == MERGE_TIES || s->method == MERGE_DARE_LINEAR || s->method == MERGE_DARE_TIES) &&
             s->svd_rank > 0);
 }
+#endif
 
 static size_t adapter_bytes(const adapter_set *ad, const model_config *c) {
     size_t n = 0;
@@ -190,6 +193,8 @@ static int prepare_task(lcmt_bundle *rb, const cJSON *tj, const lcmt_bundle_para
     if (cJSON_IsArray(sj))
         cJSON_ArrayForEach(e, sj) if (cJSON_IsString(e) && e->valuestring[0] && t->n_stop < GEN_MAX_STOP)
             t->stop[t->n_stop++] = e->valuestring;
+    t->info.max_new_tokens = t->max_new, t->info.temperature = t->temperature, t->info.top_p = t->top_p;
+    t->info.n_stop = t->n_stop;
     if (!t->info.name) return lc_errf(err, "%s: manifest: a task has no name", bundle_path(rb->b));
     if (!t->results) return lc_errf(err, "out of memory");
 

@@ -96,6 +96,7 @@ typedef struct {
     size_t n_params;
     size_t mapped_bytes; /* weights used in place from the file */
     size_t owned_bytes;  /* weights held in memory (converted or read) */
+    int has_tokenizer;
 } lcmt_model_info;
 
 LCMT_API void lcmt_model_get_info(const lcmt_model *m, lcmt_model_info *info);
@@ -141,6 +142,10 @@ typedef struct {
     int supported;               /* 1 if a session can run it */
     const char *unsupported_why; /* NULL when supported */
     size_t adapter_bytes;        /* bytes of the task's prepared adapters */
+    /* the generation settings it was evaluated with (-1 where the results do not say) */
+    int max_new_tokens;
+    float temperature, top_p;
+    int n_stop;
 } lcmt_task_info;
 
 typedef struct {
