@@ -53,6 +53,12 @@ add_executable(lcmt_example ${CMAKE_SOURCE_DIR}/export/runtime/example.c)
 target_link_libraries(lcmt_example lcmt_runtime)
 add_executable(lcmt_check ${CMAKE_SOURCE_DIR}/export/runtime/lcmt_check.c)
 target_link_libraries(lcmt_check lcmt_runtime)
+# measurements (scripts/bench_runtime.sh); it also writes its test inputs,
+# so it uses the runtime's internal headers
+add_executable(lcmt_bench ${CMAKE_SOURCE_DIR}/export/runtime/lcmt_bench.c)
+target_link_libraries(lcmt_bench lcmt_runtime)
+target_include_directories(lcmt_bench PRIVATE ${CMAKE_SOURCE_DIR}/kernels/base ${CMAKE_SOURCE_DIR}/kernels
+                           ${CMAKE_SOURCE_DIR}/data-loaders)
 
 install(TARGETS lcmt_runtime lcmt_runtime_shared
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
