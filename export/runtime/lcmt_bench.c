@@ -274,8 +274,9 @@ static int run(char **argv) {
     printf("prompt tokens:                %8d (first token %.2f ms after the call: %d decoder steps)\n",
            as.n_prompt, (f.t_first ? f.t_first - t_answer : 0) * 1e3, as.n_steps);
     printf("process start to first token: %8.2f ms\n", (f.t_first ? f.t_first - t0 : t_end - t0) * 1e3);
-    printf("resident memory after it:     %8.1f MB (weights mapped: %.1f MB)\n", rss / 1024.0,
-           (mi.mapped_bytes + mi.owned_bytes) / 1048576.0);
+    printf("resident memory after it:     %8.1f MB (weights %.1f MB: %.1f mapped, %.1f in memory)\n",
+           rss / 1024.0, (mi.mapped_bytes + mi.owned_bytes) / 1048576.0, mi.mapped_bytes / 1048576.0,
+           mi.owned_bytes / 1048576.0);
     printf("task switch:                  %8.3f us\n", sw * 1e6);
     lcmt_session_free(s);
     lcmt_bundle_free(b);
