@@ -554,6 +554,18 @@ Test(runtime, two_threads_answer_as_one_at_a_time) {
     lcmt_model_free(m);
 }
 
+/* the example app: loads once, lists the tasks, answers as t1, t2, t1 */
+Test(runtime, example_program_runs) {
+    const char *d = tiny();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s '%s/model.bin' '%s/b.lcb' t1 t2 'say red blue' 2>&1", tu_bin("lcmt_example"), d, d);
+    char *out = run(cmd);
+    cr_assert(strstr(out, "task t3") && strstr(out, "dense"), "%s", out);
+    const char *a = strstr(out, "[t1]"), *b = a ? strstr(a, "[t2]") : NULL, *c = b ? strstr(b, "[t1]") : NULL;
+    cr_assert(a && b && c && strstr(out, "switched in"), "%s", out);
+    free(out);
+}
+
 /* ---- memory ------------------------------------------------------------------------------ */
 
 Test(runtime, mapped_safetensors_base_answers_alike) {

@@ -160,11 +160,12 @@ static int needs_svd(const merge_spec *s) {
 }
 #endif
 
-static size_t adapter_bytes(const adapter_set *ad, const model_config *c) {
+/* floats of the task's prepared adapters (a view's n_params counts the
+ * tensors it points at) */
+static size_t adapter_bytes(const adapter_set *ad) {
     size_t n = 0;
     for (int i = 0; i < ad->n_loras; i++) n += ad->loras[i]->n_params;
     for (int i = 0; i < ad->n_cals; i++) n += ad->cals[i]->n_params;
-    (void)c;
     return n * sizeof(float);
 }
 
@@ -224,7 +225,7 @@ static int prepare_task(lcmt_bundle *rb, const cJSON *tj, const lcmt_bundle_para
     if (bundle_task_load_checked(rb->b, (model *)&rb->model->m, t->info.name, &t->bt, err)) return LC_FAIL;
     t->loaded = 1;
     t->info.supported = 1;
-    t->info.adapter_bytes = adapter_bytes(&t->bt.ad, &rb->model->m.cfg);
+    t->info.adapter_bytes = adapter_bytes(&t->bt.ad);
     return LC_OK;
 }
 
