@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "loaders.h"
 #include "tensor_file.h"
@@ -64,6 +66,21 @@ static int weight_slots(model *m, wslot **out, char **names_out, lc_err *err) {
     return n;
 }
 
+/* Maps the page-cache pages of [p, p+n) into the page table in one call
+ * (Linux >= 5.14): decoding touches every weight at the first token, and
+ * taking those faults one by one cost 1.1 s for 438 MB on the test VM.
+ * Advice only: failure (older kernel, not yet cached) is harmless, the
+ * pages then come in by faults as before. */
+static void prefault(const void *p, size_t n) {
+#ifdef MADV_POPULATE_READ
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = (uintptr_t)p / page * page, z = (uintptr_t)p + n;
+    (void)madvise((void *)a, z - a, MADV_POPULATE_READ);
+#else
+    (void)p, (void)n;
+#endif
+}
+
 static int host_is_le(void) {
     const uint16_t one = 1;
     return *(const unsigned char *)&one == 1;
@@ -113,6 +130,7 @@ static int open_hf(model_map *mm, model *m, const char *dir, lc_err *err) {
         if (ti->dtype == DT_F32 && host_is_le() && p && ((uintptr_t)p % sizeof(float)) == 0) {
             *s[i].slot = (float *)p; /* read-only: inference never writes the base */
             mm->mapped += (size_t)numel * sizeof(float);
+            prefault(p, (size_t)numel * sizeof(float));
         } else {
             conv += (size_t)numel;
         }
@@ -147,7 +165,7 @@ static int open_hf(model_map *mm, model *m, const char *dir, lc_err *err) {
     return rc;
 }
 
-int model_map_open(model_map **out, model *m, const char *path, lc_err *err) {
+int model_map_open(model_map **out, model *m, const char *path, int copy, lc_err *err) {
     *out = NULL;
     memset(m, 0, sizeof *m);
     model_map *mm = calloc(1, sizeof *mm);
@@ -155,7 +173,7 @@ int model_map_open(model_map **out, model *m, const char *path, lc_err *err) {
     struct stat st;
     char cfg[4200];
     int rc;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+    if (!copy && stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
         snprintf(cfg, sizeof cfg, "%s/config.json", path) < (int)sizeof cfg && stat(cfg, &st) == 0) {
         rc = open_hf(mm, m, path, err);
     } else {

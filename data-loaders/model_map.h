@@ -17,8 +17,10 @@
 typedef struct model_map model_map;
 
 /* Opens path (as model_load dispatches: Hugging Face folder, llama2.c
- * checkpoint, HDF5) into *m; *out keeps the mapping alive. */
-int model_map_open(model_map **out, model *m, const char *path, lc_err *err);
+ * checkpoint, HDF5) into *m; *out keeps the mapping alive. copy = 1 reads
+ * every format into one owned block (2 MB pages where the kernel gives
+ * them) instead of mapping it. */
+int model_map_open(model_map **out, model *m, const char *path, int copy, lc_err *err);
 /* Frees m's tables and the mapping or copy behind it. */
 void model_map_close(model_map *mm, model *m);
 /* Bytes of weights used in place from the file, and bytes held in memory. */

@@ -22,16 +22,18 @@ fi
 m110="$work/110m"
 [ -f "$m110/b.lcb" ] || "$bench" make110m "$m110"
 
-run() { # name model tokenizer bundle task_a task_b input
+run() { # name model tokenizer bundle task_a task_b input (LCMT_BENCH_COPY=1: weights copied, not mapped)
   cat "$2"/* "$2" "$4" >/dev/null 2>&1 || true # warm page cache
   "$bench" run "$2" "$3" "$4" "$5" "$6" "$7" "$(date +%s%N)" >/dev/null # warm-up
   echo "== $1"
-  echo "\$ lcmt_bench run $2 $3 $4 $5 $6 '$7' \$(date +%s%N)"
+  echo "\$ ${LCMT_BENCH_COPY:+LCMT_BENCH_COPY=1 }lcmt_bench run $2 $3 $4 $5 $6 '$7' \$(date +%s%N)"
   "$bench" run "$2" "$3" "$4" "$5" "$6" "$7" "$(date +%s%N)"
 }
 run "stories260K (llama2.c checkpoint, read into memory) + bundle, task t1" \
   "$s260/model.bin" - "$s260/b.lcb" t1 t2 "say red blue"
 run "stories110M shape (random F32 safetensors, mapped) + bundle, task t1" \
+  "$m110" "$m110/tok32000.bin" "$m110/b.lcb" t1 t2 "hello"
+LCMT_BENCH_COPY=1 run "the same with copy_weights (read into 2 MB pages instead of mapped)" \
   "$m110" "$m110/tok32000.bin" "$m110/b.lcb" t1 t2 "hello"
 
 echo "== binary sizes"

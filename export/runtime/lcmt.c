@@ -85,7 +85,7 @@ void lcmt_free(void *p) { free(p); }
 /* ---- model --------------------------------------------------------------------- */
 
 lcmt_model_params lcmt_model_default_params(void) {
-    lcmt_model_params p = {NULL, 0};
+    lcmt_model_params p = {NULL, 0, 0};
     return p;
 }
 
@@ -98,7 +98,7 @@ lcmt_status lcmt_model_open(const char *path, const lcmt_model_params *params, l
     lcmt_model *m = calloc(1, sizeof *m);
     if (!m) return put_msg(msg, msg_cap, LCMT_ERR_NOMEM, "out of memory");
     lc_err err = {{0}};
-    if (model_map_open(&m->map, &m->m, path, &err)) {
+    if (model_map_open(&m->map, &m->m, path, p.copy_weights, &err)) {
         free(m);
         return put_msg(msg, msg_cap, LCMT_ERR_IO, err.msg);
     }

@@ -238,6 +238,7 @@ static int run(char **argv) {
     char msg[1024];
     lcmt_model_params mp = lcmt_model_default_params();
     if (strcmp(argv[1], "-")) mp.tokenizer_path = argv[1];
+    mp.copy_weights = getenv("LCMT_BENCH_COPY") && atoi(getenv("LCMT_BENCH_COPY"));
     lcmt_model *m;
     lcmt_bundle *b;
     lcmt_session *s;

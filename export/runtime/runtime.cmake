@@ -63,5 +63,7 @@ target_include_directories(lcmt_bench PRIVATE ${CMAKE_SOURCE_DIR}/kernels/base $
 install(TARGETS lcmt_runtime lcmt_runtime_shared
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(FILES ${CMAKE_SOURCE_DIR}/export/runtime/lcmt.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# relocatable: the prefix is found from the .pc file's own place
+file(RELATIVE_PATH LCMT_PC_UP /${CMAKE_INSTALL_LIBDIR}/pkgconfig /)
 configure_file(${CMAKE_SOURCE_DIR}/export/runtime/lcmt_runtime.pc.in ${CMAKE_BINARY_DIR}/lcmt_runtime.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/lcmt_runtime.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
