@@ -244,6 +244,27 @@ Test(runtime, wrong_base_is_refused) {
     lcmt_model_free(other);
 }
 
+/* the sampled check sees a change inside a sampled block (each tensor's
+ * first bytes are sampled), as the full check does */
+Test(runtime, sampled_base_check_sees_a_changed_weight) {
+    const char *d = tiny();
+    char p[1200], b[1200];
+    lc_err err;
+    model mm;
+    snprintf(p, sizeof p, "%s/model.bin", d);
+    cr_assert_eq(model_load(&mm, p, &err), LC_OK, "%s", err.msg);
+    mm.w.tok_emb[1] += 0.5f;
+    snprintf(p, sizeof p, "%s/edited.bin", d);
+    cr_assert_eq(model_save_llama2c(&mm, p, &err), LC_OK, "%s", err.msg);
+    model_free(&mm);
+    lcmt_model *m = open_model(d, "edited.bin");
+    snprintf(b, sizeof b, "%s/b.lcb", d);
+    lcmt_bundle *bd = NULL;
+    cr_assert_eq(lcmt_bundle_open(m, b, NULL, &bd, msg, sizeof msg), LCMT_ERR_WRONG_BASE, "%s", msg);
+    cr_assert(strstr(msg, "weights_sample_crc32"), "%s", msg);
+    lcmt_model_free(m);
+}
+
 Test(runtime, bad_files_are_refused) {
     const char *d = tiny();
     lcmt_model *m = NULL;
