@@ -3,6 +3,7 @@
 #include "lcmt.h"
 
 #include <cjson/cJSON.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,11 +305,14 @@ lcmt_session_params lcmt_session_default_params(void) {
     return p;
 }
 
-static lcmt_status sess_err(lcmt_session *s, lcmt_status st, const char *fmt, const char *a, const char *b)
-    __attribute__((format(printf, 3, 0)));
-static lcmt_status sess_err(lcmt_session *s, lcmt_status st, const char *fmt, const char *a, const char *b) {
-    int n = snprintf(s->err, sizeof s->err, fmt, a, b);
-    (void)n; /* a longer message is cut at sizeof s->err */
+/* Records the session's error message (cut at sizeof s->err) and returns st. */
+static lcmt_status sess_err(lcmt_session *s, lcmt_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static lcmt_status sess_err(lcmt_session *s, lcmt_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof s->err, fmt, ap);
+    va_end(ap);
     return st;
 }
 
@@ -424,8 +428,8 @@ lcmt_status lcmt_session_new_with_adapters(const lcmt_model *model, const lcmt_a
 
 lcmt_status lcmt_session_set_task(lcmt_session *s, const char *task) {
     if (!s) return LCMT_ERR_ARG;
-    if (!s->bundle || !task) return sess_err(s, LCMT_ERR_ARG, "lcmt_session_set_task: %s%s",
-                                             s->bundle ? "NULL task" : "the session has no bundle", "");
+    if (!s->bundle || !task) return sess_err(s, LCMT_ERR_ARG, "lcmt_session_set_task: %s",
+                                             s->bundle ? "NULL task" : "the session has no bundle");
     const rt_task *t;
     lcmt_status st = find_task(s, s->bundle, task, &t);
     if (st != LCMT_OK) return st;
@@ -433,12 +437,12 @@ lcmt_status lcmt_session_set_task(lcmt_session *s, const char *task) {
     if (t->bt.m != s->run_m) { /* to or from a dense task: a decoder over that task's weights */
         model_decoder *d;
         if (model_decoder_init(&d, t->bt.m, &t->bt.ad, s->n_ctx, &err))
-            return sess_err(s, LCMT_ERR_NOMEM, "%s%s", err.msg, "");
+            return sess_err(s, LCMT_ERR_NOMEM, "%s", err.msg);
         model_decoder_free(s->dec);
         s->dec = d;
         s->run_m = t->bt.m;
     } else if (model_decoder_set_adapters(s->dec, &t->bt.ad, &err)) {
-        return sess_err(s, LCMT_ERR_NOMEM, "%s%s", err.msg, "");
+        return sess_err(s, LCMT_ERR_NOMEM, "%s", err.msg);
     }
     s->task = t;
     s->err[0] = 0;
@@ -457,7 +461,7 @@ const char *lcmt_session_last_error(const lcmt_session *s) { return s ? s->err :
 static lcmt_status make_prompt(lcmt_session *s, const char *input, int **ids, int *n) {
     const model *m = &s->model->m;
     const tokenizer *tok = s->model->tok;
-    if (!tok) return sess_err(s, LCMT_ERR_ARG, "the model was opened without a tokenizer: answer from ids%s%s", "", "");
+    if (!tok) return sess_err(s, LCMT_ERR_ARG, "the model was opened without a tokenizer: answer from ids");
     char *rendered = NULL;
     const char *prompt = input ? input : "";
     lc_err err = {{0}};
@@ -465,28 +469,27 @@ static lcmt_status make_prompt(lcmt_session *s, const char *input, int **ids, in
         char which[300];
         snprintf(which, sizeof which, "task '%s': prompt template", s->task->info.name);
         if (tmpl_fill_one(s->task->info.prompt_template, input, which, &rendered, &err))
-            return sess_err(s, LCMT_ERR_UNSUPPORTED, "%.900s%s", err.msg, "; answer with raw_prompt");
+            return sess_err(s, LCMT_ERR_UNSUPPORTED, "%s; answer with raw_prompt", err.msg);
         prompt = rendered;
     }
     *ids = NULL, *n = 0;
     if (prompt[0] && tokenizer_encode(tok, prompt, strlen(prompt), 1, ids, n, &err)) {
         free(rendered);
-        return sess_err(s, LCMT_ERR_ARG, "input: %.1000s%s", err.msg, "");
+        return sess_err(s, LCMT_ERR_ARG, "input: %s", err.msg);
     }
     free(rendered);
     if (*n == 0) { /* start from BOS alone, as generate does */
         free(*ids);
         *ids = malloc(sizeof(int));
-        if (!*ids) return sess_err(s, LCMT_ERR_NOMEM, "out of memory%s%s", "", "");
+        if (!*ids) return sess_err(s, LCMT_ERR_NOMEM, "out of memory");
         (*ids)[0] = tokenizer_bos(tok) >= 0 ? tokenizer_bos(tok) : m->cfg.bos_id >= 0 ? m->cfg.bos_id : 1;
         *n = 1;
     }
     if (*n > s->n_ctx) {
-        char a[32], b[32];
-        snprintf(a, sizeof a, "%d", *n), snprintf(b, sizeof b, "%d", s->n_ctx);
+        const int n_tok = *n;
         free(*ids);
         *ids = NULL;
-        return sess_err(s, LCMT_ERR_ARG, "the prompt has %s tokens, the model's context is %s", a, b);
+        return sess_err(s, LCMT_ERR_ARG, "the prompt has %d tokens, the model's context is %d", n_tok, s->n_ctx);
     }
     return LCMT_OK;
 }
@@ -529,7 +532,7 @@ static lcmt_status answer_core(lcmt_session *s, int *ids, int n_prompt, const lc
     if (g.n_stop && !s->model->tok) {
         free(ids);
         atomic_store(&s->cancel, 0);
-        return sess_err(s, LCMT_ERR_ARG, "stop strings need a tokenizer%s%s", "", "");
+        return sess_err(s, LCMT_ERR_ARG, "stop strings need a tokenizer");
     }
     /* as generate: run to max_new or to the end of the context */
     int max_seq = n_prompt + max_new;
@@ -550,7 +553,7 @@ static lcmt_status answer_core(lcmt_session *s, int *ids, int n_prompt, const lc
     int n_new = 0;
     if (generate_text(s->dec, max_seq, s->run_m, s->model->tok, ids, n_prompt, &g, &rng, &gs, &text, &n_new,
                       &err)) {
-        st = sess_err(s, LCMT_ERR_FAIL, "%s%s", err.msg, "");
+        st = sess_err(s, LCMT_ERR_FAIL, "%s", err.msg);
     } else if (gs.was_cancelled) {
         st = LCMT_ERR_CANCELLED;
         snprintf(s->err, sizeof s->err, "cancelled after %d new tokens", n_new);
@@ -585,18 +588,14 @@ lcmt_status lcmt_session_answer_ids(lcmt_session *s, const int *prompt_ids, int 
     const double t0 = lc_now_s();
     s->err[0] = 0;
     const int V = s->model->m.cfg.vocab_size;
-    if (!prompt_ids || n_ids < 1) return sess_err(s, LCMT_ERR_ARG, "the prompt is empty%s%s", "", "");
-    if (n_ids > s->n_ctx) {
-        snprintf(s->err, sizeof s->err, "the prompt has %d tokens, the model's context is %d", n_ids, s->n_ctx);
-        return LCMT_ERR_ARG;
-    }
+    if (!prompt_ids || n_ids < 1) return sess_err(s, LCMT_ERR_ARG, "the prompt is empty");
+    if (n_ids > s->n_ctx)
+        return sess_err(s, LCMT_ERR_ARG, "the prompt has %d tokens, the model's context is %d", n_ids, s->n_ctx);
     for (int i = 0; i < n_ids; i++)
-        if (prompt_ids[i] < 0 || prompt_ids[i] >= V) {
-            snprintf(s->err, sizeof s->err, "prompt id %d at %d is not a token id in [0, %d)", prompt_ids[i], i, V);
-            return LCMT_ERR_ARG;
-        }
+        if (prompt_ids[i] < 0 || prompt_ids[i] >= V)
+            return sess_err(s, LCMT_ERR_ARG, "prompt id %d at %d is not a token id in [0, %d)", prompt_ids[i], i, V);
     int *ids = malloc(sizeof(int) * (size_t)n_ids);
-    if (!ids) return sess_err(s, LCMT_ERR_NOMEM, "out of memory%s%s", "", "");
+    if (!ids) return sess_err(s, LCMT_ERR_NOMEM, "out of memory");
     memcpy(ids, prompt_ids, sizeof(int) * (size_t)n_ids);
     return answer_core(s, ids, n_ids, stream, answer, t0);
 }
@@ -610,9 +609,7 @@ lcmt_status lcmt_session_prompt_logits(lcmt_session *s, const char *input, float
     if (!s) return LCMT_ERR_ARG;
     const int V = s->model->m.cfg.vocab_size;
     if (!out || n_out < V) {
-        char a[32];
-        snprintf(a, sizeof a, "%d", V);
-        return sess_err(s, LCMT_ERR_ARG, "lcmt_session_prompt_logits: out needs %s floats%s", a, "");
+        return sess_err(s, LCMT_ERR_ARG, "lcmt_session_prompt_logits: out needs %d floats", V);
     }
     int *ids = NULL, n = 0;
     lcmt_status st = make_prompt(s, input, &ids, &n);
