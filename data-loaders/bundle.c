@@ -10,8 +10,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
+#include "lc_crc32.h"
 #include "loaders.h"
 #include "recipe.h"
 #include "tensor_file.h"
@@ -20,16 +20,7 @@ const char *const BUNDLE_DTYPE_NAMES[] = {"f32", "f16", "i8", NULL};
 static const char MAGIC[8] = {'L', 'C', 'M', 'T', 'B', 'N', 'D', 'L'};
 #define HEADER_SIZE 64
 
-static uint32_t crc(const void *p, size_t n) {
-    uLong c = crc32(0L, Z_NULL, 0);
-    const unsigned char *b = p;
-    while (n > 0) { /* zlib's length is a uInt */
-        uInt k = n > 0x40000000u ? 0x40000000u : (uInt)n;
-        c = crc32(c, b, k);
-        b += k, n -= k;
-    }
-    return (uint32_t)c;
-}
+static uint32_t crc(const void *p, size_t n) { return lc_crc32(0, p, n); }
 
 static int host_is_le(void) {
     const uint16_t one = 1;
@@ -41,7 +32,8 @@ static size_t align_up(size_t x) { return (x + BUNDLE_ALIGN - 1) / BUNDLE_ALIGN 
 /* ---- identity ------------------------------------------------------------------ */
 
 typedef struct {
-    uLong c;
+    uint32_t c;
+    int sample; /* 0: every byte; 1: the blocks of BUNDLE.md's weights_sample_crc32 */
 } crc_ctx;
 
 static int crc_tensor(const char *name, int ndim, const int64_t *shape, float *data, float *grad,
@@ -51,22 +43,35 @@ static int crc_tensor(const char *name, int ndim, const int64_t *shape, float *d
     size_t n = 1;
     for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
     const unsigned char *b = (const unsigned char *)data;
-    size_t bytes = n * sizeof(float);
-    while (bytes > 0) {
-        uInt k = bytes > 0x40000000u ? 0x40000000u : (uInt)bytes;
-        x->c = crc32(x->c, b, k);
-        b += k, bytes -= k;
+    const size_t bytes = n * sizeof(float);
+    if (!x->sample || bytes <= (size_t)BUNDLE_SAMPLE_BLOCKS * BUNDLE_SAMPLE_BYTES) {
+        x->c = lc_crc32(x->c, b, bytes);
+        return 0;
+    }
+    /* BUNDLE_SAMPLE_BLOCKS blocks evenly spaced from the first byte to the
+     * last block, each starting at a multiple of 4 */
+    const size_t span = bytes - BUNDLE_SAMPLE_BYTES;
+    for (int k = 0; k < BUNDLE_SAMPLE_BLOCKS; k++) {
+        size_t off = (size_t)((double)span * k / (BUNDLE_SAMPLE_BLOCKS - 1)) / 4 * 4;
+        x->c = lc_crc32(x->c, b + off, BUNDLE_SAMPLE_BYTES);
     }
     return 0;
 }
 
 uint32_t model_weights_crc32(const model *m) {
-    crc_ctx x = {crc32(0L, Z_NULL, 0)};
+    crc_ctx x = {0, 0};
     model_for_each_tensor((model *)m, crc_tensor, &x);
-    return (uint32_t)x.c;
+    return x.c;
 }
 
-cJSON *bundle_base_identity(const model *m) {
+uint32_t model_weights_sample_crc32(const model *m) {
+    crc_ctx x = {0, 1};
+    model_for_each_tensor((model *)m, crc_tensor, &x);
+    return x.c;
+}
+
+/* The identity with the full CRC, the sampled one, or both. */
+static cJSON *identity(const model *m, int full, int sample) {
     const model_config *c = &m->cfg;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "arch", c->arch);
@@ -81,9 +86,12 @@ cJSON *bundle_base_identity(const model *m) {
     cJSON_AddBoolToObject(o, "tie_embeddings", c->tie_embeddings);
     cJSON_AddBoolToObject(o, "qkv_bias", c->qkv_bias);
     cJSON_AddNumberToObject(o, "n_params", (double)m->n_params);
-    cJSON_AddNumberToObject(o, "weights_crc32", (double)model_weights_crc32(m));
+    if (full) cJSON_AddNumberToObject(o, "weights_crc32", (double)model_weights_crc32(m));
+    if (sample) cJSON_AddNumberToObject(o, "weights_sample_crc32", (double)model_weights_sample_crc32(m));
     return o;
 }
+
+cJSON *bundle_base_identity(const model *m) { return identity(m, 1, 1); }
 
 /* ---- writer --------------------------------------------------------------------- */
 
@@ -547,10 +555,12 @@ int bundle_tensor(bundle *b, const char *name, int ndim, const int64_t *shape, c
     return LC_OK;
 }
 
-int bundle_check_base(const bundle *b, const model *m, lc_err *err) {
+static int check_base(const bundle *b, const model *m, int quick, lc_err *err) {
     const cJSON *base = cJSON_GetObjectItemCaseSensitive(b->manifest, "base");
     if (!cJSON_IsObject(base)) return lc_errf(err, "%s: manifest: 'base' is missing", b->path);
-    cJSON *mine = bundle_base_identity(m);
+    /* bundles written before weights_sample_crc32 existed are checked in full */
+    const int has_sample = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(base, "weights_sample_crc32"));
+    cJSON *mine = identity(m, !quick || !has_sample, has_sample);
     int rc = LC_OK;
     for (const cJSON *e = mine->child; e && rc == LC_OK; e = e->next) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(base, e->string);
@@ -564,6 +574,12 @@ int bundle_check_base(const bundle *b, const model *m, lc_err *err) {
     }
     cJSON_Delete(mine);
     return rc;
+}
+
+int bundle_check_base(const bundle *b, const model *m, lc_err *err) { return check_base(b, m, 0, err); }
+
+int bundle_check_base_quick(const bundle *b, const model *m, lc_err *err) {
+    return check_base(b, m, 1, err);
 }
 
 /* ---- tasks --------------------------------------------------------------------- */
@@ -690,8 +706,13 @@ void bundle_task_free(bundle_task *t) {
 
 int bundle_task_load(bundle *b, model *base, const char *task, bundle_task *out, lc_err *err) {
     memset(out, 0, sizeof *out);
-    const model_config *c = &base->cfg;
     if (bundle_check_base(b, base, err)) return LC_FAIL;
+    return bundle_task_load_checked(b, base, task, out, err);
+}
+
+int bundle_task_load_checked(bundle *b, model *base, const char *task, bundle_task *out, lc_err *err) {
+    memset(out, 0, sizeof *out);
+    const model_config *c = &base->cfg;
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(b->manifest, "tasks"), *tj = NULL;
     for (const cJSON *e = cJSON_IsArray(ts) ? ts->child : NULL; e; e = e->next) {
         const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name");

@@ -37,10 +37,16 @@ size_t bundle_writer_bytes(const bundle_writer *w, const char *prefix);
 int bundle_writer_close(bundle_writer *w, cJSON *manifest, lc_err *err);
 void bundle_writer_abort(bundle_writer *w);
 
-/* Identity of a base model: architecture, shapes, parameter count and the
- * CRC-32 of its weights (BUNDLE.md), as a JSON object. */
+/* Identity of a base model: architecture, shapes, parameter count, the
+ * CRC-32 of its weights and the CRC-32 of a fixed sample of them
+ * (BUNDLE.md), as a JSON object. */
 cJSON *bundle_base_identity(const model *m);
 uint32_t model_weights_crc32(const model *m);
+/* The sample: per tensor, BUNDLE_SAMPLE_BLOCKS blocks of
+ * BUNDLE_SAMPLE_BYTES evenly spaced (the whole tensor when smaller). */
+#define BUNDLE_SAMPLE_BLOCKS 8
+#define BUNDLE_SAMPLE_BYTES 1024
+uint32_t model_weights_sample_crc32(const model *m);
 
 /* ---- reading -------------------------------------------------------------- */
 
@@ -60,8 +66,13 @@ int bundle_tensor(bundle *b, const char *name, int ndim, const int64_t *shape, c
 /* Number of tensors converted (copied) so far, and bytes used in place. */
 void bundle_stats(const bundle *b, size_t *copied_bytes, size_t *mapped_bytes);
 
-/* Refuses a base whose identity differs from the one recorded. */
+/* Refuses a base whose identity differs from the one recorded: every
+ * field, the full weights CRC included (reads every weight). */
 int bundle_check_base(const bundle *b, const model *m, lc_err *err);
+/* The same with the sampled CRC in place of the full one (about 8 kB read
+ * per tensor: a wrong or other base is refused, a base edited outside the
+ * sample is not); bundles without weights_sample_crc32 get the full check. */
+int bundle_check_base_quick(const bundle *b, const model *m, lc_err *err);
 
 /* One task, ready to run on the base: its merge (merged_model: a LoRA view
  * or a dense copy of the base) plus its calibration. */
@@ -82,6 +93,8 @@ typedef struct {
  * into the manifest). */
 const char **bundle_task_names(const bundle *b, int *n);
 int bundle_task_load(bundle *b, model *base, const char *task, bundle_task *out, lc_err *err);
+/* The same without checking the base (the caller did, once). */
+int bundle_task_load_checked(bundle *b, model *base, const char *task, bundle_task *out, lc_err *err);
 void bundle_task_free(bundle_task *t);
 
 

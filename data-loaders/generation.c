@@ -109,13 +109,15 @@ int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer
         }
         st.ctx_len = strlen(st.ctx_text);
     }
-    if (s) s->n_prompt = start, s->n_steps = 0;
+    if (s) s->n_prompt = start, s->n_steps = 0, s->was_cancelled = 0;
+#define CANCELLED() (s && s->cancelled && s->cancelled(s->ctx) && (s->was_cancelled = 1))
     float *logits = NULL;
-    for (int pos = 0; pos < n; pos++) {
+    for (int pos = 0; pos < n && !CANCELLED(); pos++) {
         logits = model_decoder_step(d, ids[pos], pos);
         if (s && s->n_steps++ == 0) s->t_first = lc_now_s();
     }
     char *out = NULL;
+    if (s && s->was_cancelled) logits = NULL;
     for (int k = 0; k < budget && logits; k++) {
         int next = sample_token(logits, V, o->temperature, o->top_p, rng);
         if (next == eos || (o->stop_at_bos && next == bos)) break;
@@ -131,9 +133,11 @@ int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer
             if (out && gen_find_stop(out, o)) break;
         }
         if (n >= max_seq || k == budget - 1) break; /* no logits needed after the last */
+        if (CANCELLED()) break;
         logits = model_decoder_step(d, next, n - 1);
         if (s) s->n_steps++;
     }
+#undef CANCELLED
     if (streaming) stream_update(&st, ids + start - 1, n - start + 1, 1);
     free(st.ctx_text);
     free(out);

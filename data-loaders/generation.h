@@ -37,7 +37,10 @@ typedef struct {
     void (*on_token)(void *ctx, int id);                 /* each generated id (not EOS/BOS) */
     void *ctx;
     int trim_leading; /* on_text: leave out whitespace before the first visible character */
+    int (*cancelled)(void *ctx); /* polled before every decoder step: non-zero ends the answer
+                                  * there (what was generated is kept; was_cancelled = 1) */
     /* out */
+    int was_cancelled;
     int n_prompt;   /* prompt tokens used (after a cut from the left) */
     int n_steps;    /* decoder steps, prompt included */
     double t_first; /* CLOCK_MONOTONIC seconds when the first decoder step ended */

@@ -2,8 +2,8 @@
  *
  * Reading: safetensors files are memory-mapped read-only; the JSON header is
  * copied out, parsed with cJSON and every field is validated against the
- * file size before the tensor table is built. HDF5 files stay open through
- * the HDF5 library and are read with H5Dread (native type conversion).
+ * file size before the tensor table is built. The HDF5 back end is
+ * tensor_file_h5.c (a build with LC_NO_HDF5 refuses HDF5 files there).
  *
  * Writing: tensors are collected in memory and written on close into
  * "<path>.tmp.<pid>", which is then renamed onto the target path.
@@ -12,9 +12,9 @@
  * through explicit byte assembly, so the code is host-endian independent and
  * never makes unaligned accesses. */
 #include "tensor_file.h"
+#include "tensor_file_impl.h"
 
 #include <cjson/cJSON.h>
-#include <hdf5.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +31,6 @@
 #define ST_MAX_HEADER ((uint64_t)100 << 20)  /* 100 MiB, as the reference lib */
 #define INDEX_MAX_BYTES ((size_t)256 << 20) /* model.safetensors.index.json */
 #define JSON_MAX_EXACT 9007199254740992.0   /* 2^53: exact in a double */
-#define TF_NO_ID ((hid_t)-1)
 #define SUPPORTED_DTYPES "F32 F16 BF16 F64 I32 I64 I8 U8"
 
 static const unsigned char HDF5_SIGNATURE[8] = {0x89, 'H', 'D', 'F',
@@ -184,12 +183,8 @@ static double ld_f64(const unsigned char *p) {
 
 /* ---- small containers -------------------------------------------------- */
 
-typedef struct {
-    tensor_info *v;
-    int n, cap;
-} tlist;
 
-static tensor_info *tlist_add(tlist *l, lc_err *err) {
+tensor_info *tf_tlist_add(tlist *l, lc_err *err) {
     if (l->n == l->cap) {
         if (l->cap > INT_MAX / 4) {
             lc_errf(err, "too many tensors");
@@ -215,10 +210,6 @@ static void tlist_free(tlist *l) {
     memset(l, 0, sizeof *l);
 }
 
-typedef struct {
-    char **key, **val;
-    int n, cap;
-} mlist;
 
 static const char *mlist_get(const mlist *m, const char *key) {
     for (int i = 0; i < m->n; i++)
@@ -228,7 +219,7 @@ static const char *mlist_get(const mlist *m, const char *key) {
 
 /* Adds key=value (copies). If the key exists, keeps the first value unless
  * `dup_is_error`, in which case reports it. */
-static int mlist_put(mlist *m, const char *key, const char *val,
+int tf_mlist_put(mlist *m, const char *key, const char *val,
                      int dup_is_error, lc_err *err) {
     if (mlist_get(m, key)) {
         if (dup_is_error)
@@ -316,26 +307,10 @@ void tensor_shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
 
 /* ---- the tensor_file object ------------------------------------------- */
 
-typedef struct {
-    char *path;
-    unsigned char *map; /* NULL for HDF5 */
-    size_t size;
-} tf_shard;
-
-struct tensor_file {
-    char *path; /* as given to tensor_file_open */
-    int is_hdf5;
-    hid_t h5;
-    int nshards;
-    tf_shard *shards;
-    tlist t;
-    tensor_info **sorted; /* by name, for tensor_file_find */
-    mlist meta;
-};
 
 void tensor_file_free(tensor_file *tf) {
     if (!tf) return;
-    if (tf->h5 >= 0) H5Fclose(tf->h5);
+    if (tf->h5 >= 0) tf_h5_close(tf);
     for (int i = 0; i < tf->nshards; i++) {
         if (tf->shards[i].map) munmap(tf->shards[i].map, tf->shards[i].size);
         free(tf->shards[i].path);
@@ -460,7 +435,7 @@ static int st_parse_meta(const char *fpath, const cJSON *m, mlist *meta,
                            "%s: __metadata__ entry '%s' is not a string "
                            "(safetensors metadata values must be strings)",
                            fpath, k);
-        if (mlist_put(meta, k, e->valuestring, 0, err))
+        if (tf_mlist_put(meta, k, e->valuestring, 0, err))
             return lc_err_prefix(err, "%s: ", fpath);
     }
     return LC_OK;
@@ -561,7 +536,7 @@ static int st_parse_entry(const char *fpath, const char *name, const cJSON *e,
                        fpath, name, end - begin, sh, dtype_table[dt].name,
                        (uint64_t)numel * es, numel, es);
 
-    tensor_info *t = tlist_add(out, err);
+    tensor_info *t = tf_tlist_add(out, err);
     if (!t) return lc_err_prefix(err, "%s: ", fpath);
     t->name = strdup(name);
     if (!t->name) return lc_errf(err, "%s: out of memory", fpath);
@@ -785,7 +760,7 @@ static int open_index(tensor_file *tf, const char *ipath, lc_err *err) {
                         ipath, k);
                 goto done;
             }
-            if (mlist_put(&tf->meta, k, v, 0, err)) {
+            if (tf_mlist_put(&tf->meta, k, v, 0, err)) {
                 lc_err_prefix(err, "%s: ", ipath);
                 goto done;
             }
@@ -851,7 +826,7 @@ static int open_index(tensor_file *tf, const char *ipath, lc_err *err) {
                     ipath, ents[i].name, snames[k]);
             goto done;
         }
-        tensor_info *t = tlist_add(&tf->t, err);
+        tensor_info *t = tf_tlist_add(&tf->t, err);
         if (!t) goto done;
         *t = *src;
         t->name = strdup(src->name);
@@ -874,302 +849,6 @@ done:
     cJSON_Delete(root);
     free(text);
     return rc;
-}
-
-/* ---- HDF5 reading ------------------------------------------------------ */
-
-typedef struct {
-    char desc[320];
-} h5_detail;
-
-typedef struct {
-    char desc[300];
-} h5_inner;
-
-static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *e, void *data) {
-    (void)n;
-    h5_inner *d = data;
-    if (e && e->desc && e->desc[0]) snprintf(d->desc, sizeof d->desc, "%s", e->desc);
-    return 0;
-}
-
-/* The innermost message on HDF5's error stack, as " (HDF5: ...)". */
-static const char *h5_why(h5_detail *d) {
-    h5_inner inner = {{0}};
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, h5_walk_cb, &inner);
-    if (inner.desc[0])
-        snprintf(d->desc, sizeof d->desc, " (HDF5: %s)", inner.desc);
-    else
-        d->desc[0] = 0;
-    return d->desc;
-}
-
-typedef struct {
-    tensor_file *tf;
-    const char *fpath;
-    lc_err *err;
-    int failed;
-} h5_ctx;
-
-static int h5_classify(hid_t tid, tensor_dtype *dt) {
-    H5T_class_t cls = H5Tget_class(tid);
-    size_t sz = H5Tget_size(tid);
-    if (cls == H5T_FLOAT) {
-        if (sz == 4) *dt = DT_F32;
-        else if (sz == 8) *dt = DT_F64;
-        else if (sz == 2) {
-            size_t spos, epos, esize, mpos, msize;
-            if (H5Tget_fields(tid, &spos, &epos, &esize, &mpos, &msize) < 0)
-                return -1;
-            if (esize == 5 && msize == 10) *dt = DT_F16;
-            else if (esize == 8 && msize == 7) *dt = DT_BF16;
-            else return -1;
-        } else
-            return -1;
-        return 0;
-    }
-    if (cls == H5T_INTEGER) {
-        H5T_sign_t sg = H5Tget_sign(tid);
-        if (sg == H5T_SGN_2 && sz == 4) *dt = DT_I32;
-        else if (sg == H5T_SGN_2 && sz == 8) *dt = DT_I64;
-        else if (sg == H5T_SGN_2 && sz == 1) *dt = DT_I8;
-        else if (sg == H5T_SGN_NONE && sz == 1) *dt = DT_U8;
-        else return -1;
-        return 0;
-    }
-    return -1;
-}
-
-static const char *h5_class_name(H5T_class_t c) {
-    switch (c) {
-    case H5T_INTEGER: return "integer";
-    case H5T_FLOAT: return "float";
-    case H5T_STRING: return "string";
-    case H5T_COMPOUND: return "compound";
-    case H5T_ENUM: return "enum";
-    case H5T_ARRAY: return "array";
-    case H5T_VLEN: return "vlen";
-    case H5T_OPAQUE: return "opaque";
-    case H5T_REFERENCE: return "reference";
-    case H5T_BITFIELD: return "bitfield";
-    case H5T_TIME: return "time";
-    default: return "unknown";
-    }
-}
-
-static int h5_describe(h5_ctx *c, hid_t ds, const char *name) {
-    lc_err *err = c->err;
-    int rc = LC_FAIL;
-    hid_t tid = H5Dget_type(ds), sid = TF_NO_ID;
-    h5_detail why;
-    if (tid < 0) {
-        lc_errf(err, "%s: dataset '%s': cannot read its type%s", c->fpath, name,
-                h5_why(&why));
-        goto done;
-    }
-    tensor_dtype dt;
-    if (h5_classify(tid, &dt) != 0) {
-        lc_errf(err,
-                "%s: dataset '%s': unsupported HDF5 type (%s, %zu bytes); "
-                "supported: 32/64-bit float, 8/32/64-bit signed int, uint8",
-                c->fpath, name, h5_class_name(H5Tget_class(tid)), H5Tget_size(tid));
-        goto done;
-    }
-    sid = H5Dget_space(ds);
-    if (sid < 0) {
-        lc_errf(err, "%s: dataset '%s': cannot read its dataspace%s", c->fpath,
-                name, h5_why(&why));
-        goto done;
-    }
-    H5S_class_t scls = H5Sget_simple_extent_type(sid);
-    int nd = 0;
-    hsize_t dims[TENSOR_MAX_DIMS];
-    if (scls == H5S_SIMPLE) {
-        nd = H5Sget_simple_extent_ndims(sid);
-        if (nd < 0 || nd > TENSOR_MAX_DIMS) {
-            lc_errf(err, "%s: dataset '%s': has %d dims, at most %d are supported",
-                    c->fpath, name, nd, TENSOR_MAX_DIMS);
-            goto done;
-        }
-        if (H5Sget_simple_extent_dims(sid, dims, NULL) < 0) {
-            lc_errf(err, "%s: dataset '%s': cannot read its dims%s", c->fpath,
-                    name, h5_why(&why));
-            goto done;
-        }
-    } else if (scls != H5S_SCALAR) {
-        lc_errf(err, "%s: dataset '%s': has a null dataspace (no data)", c->fpath,
-                name);
-        goto done;
-    }
-    int64_t numel = 1;
-    for (int i = 0; i < nd; i++) {
-        if (dims[i] > (hsize_t)INT64_MAX ||
-            (dims[i] != 0 && numel > INT64_MAX / (int64_t)dims[i])) {
-            lc_errf(err, "%s: dataset '%s': too many elements", c->fpath, name);
-            goto done;
-        }
-        numel *= (int64_t)dims[i];
-    }
-    if ((uint64_t)numel > UINT64_MAX / tensor_dtype_size(dt)) {
-        lc_errf(err, "%s: dataset '%s': too many elements", c->fpath, name);
-        goto done;
-    }
-    tensor_info *t = tlist_add(&c->tf->t, err);
-    if (!t) {
-        lc_err_prefix(err, "%s: ", c->fpath);
-        goto done;
-    }
-    t->name = strdup(name);
-    if (!t->name) {
-        lc_errf(err, "%s: out of memory", c->fpath);
-        goto done;
-    }
-    t->dtype = dt;
-    t->ndim = nd;
-    for (int i = 0; i < nd; i++) t->shape[i] = (int64_t)dims[i];
-    t->numel = numel;
-    t->file_index = 0;
-    t->offset = 0;
-    t->nbytes = (uint64_t)numel * tensor_dtype_size(dt);
-    rc = LC_OK;
-done:
-    if (sid >= 0) H5Sclose(sid);
-    if (tid >= 0) H5Tclose(tid);
-    return rc;
-}
-
-static herr_t h5_link_cb(hid_t g, const char *name, const H5L_info_t *info,
-                         void *data) {
-    h5_ctx *c = data;
-    if (info->type != H5L_TYPE_HARD) return 0; /* soft/external: skip */
-    hid_t oid = H5Oopen(g, name, H5P_DEFAULT);
-    if (oid < 0) {
-        h5_detail why;
-        lc_errf(c->err, "%s: cannot open object '%s'%s", c->fpath, name,
-                h5_why(&why));
-        c->failed = 1;
-        return -1;
-    }
-    int rc = LC_OK;
-    if (H5Iget_type(oid) == H5I_DATASET) rc = h5_describe(c, oid, name);
-    H5Oclose(oid);
-    if (rc != LC_OK) {
-        c->failed = 1;
-        return -1;
-    }
-    return 0;
-}
-
-/* Reads one string attribute into a malloc'd string; *skip set for
- * attributes that are not single strings. */
-static char *h5_read_str_attr(hid_t aid, int *skip) {
-    char *out = NULL;
-    hid_t tid = H5Aget_type(aid), sid = TF_NO_ID, mt = TF_NO_ID;
-    *skip = 1;
-    if (tid < 0 || H5Tget_class(tid) != H5T_STRING) goto done;
-    sid = H5Aget_space(aid);
-    if (sid < 0 || H5Sget_simple_extent_npoints(sid) != 1) goto done;
-    *skip = 0;
-    H5T_cset_t cset = H5Tget_cset(tid);
-    mt = H5Tcopy(H5T_C_S1);
-    if (mt < 0 || H5Tset_cset(mt, cset) < 0) goto done;
-    htri_t var = H5Tis_variable_str(tid);
-    if (var > 0) {
-        char *s = NULL;
-        if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Aread(aid, mt, &s) < 0) goto done;
-        out = strdup(s ? s : "");
-        if (s) H5free_memory(s);
-    } else if (var == 0) {
-        size_t sz = H5Tget_size(tid);
-        if (sz == 0 || sz > ((size_t)1 << 30)) goto done;
-        char *buf = calloc(sz + 2, 1);
-        if (!buf) goto done;
-        if (H5Tset_size(mt, sz + 1) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0 ||
-            H5Aread(aid, mt, buf) < 0) {
-            free(buf);
-            goto done;
-        }
-        buf[sz + 1] = 0;
-        out = buf;
-    }
-done:
-    if (mt >= 0) H5Tclose(mt);
-    if (sid >= 0) H5Sclose(sid);
-    if (tid >= 0) H5Tclose(tid);
-    return out;
-}
-
-static herr_t h5_attr_cb(hid_t loc, const char *name, const H5A_info_t *ainfo,
-                         void *data) {
-    (void)ainfo;
-    h5_ctx *c = data;
-    h5_detail why;
-    hid_t aid = H5Aopen(loc, name, H5P_DEFAULT);
-    if (aid < 0) {
-        lc_errf(c->err, "%s: cannot open attribute '%s'%s", c->fpath, name,
-                h5_why(&why));
-        c->failed = 1;
-        return -1;
-    }
-    int skip = 0;
-    char *v = h5_read_str_attr(aid, &skip);
-    if (!v && !skip) h5_why(&why);
-    H5Aclose(aid);
-    if (skip) return 0; /* non-string attributes are not metadata */
-    if (!v) {
-        lc_errf(c->err, "%s: cannot read string attribute '%s'%s", c->fpath, name,
-                why.desc);
-        c->failed = 1;
-        return -1;
-    }
-    int rc = mlist_put(&c->tf->meta, name, v, 0, c->err);
-    free(v);
-    if (rc) {
-        lc_err_prefix(c->err, "%s: ", c->fpath);
-        c->failed = 1;
-        return -1;
-    }
-    return 0;
-}
-
-static int open_hdf5(tensor_file *tf, const char *fpath, lc_err *err) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    h5_detail why;
-    tf->is_hdf5 = 1;
-    tf->shards = lc_calloc(1, sizeof *tf->shards, err);
-    if (!tf->shards) return LC_FAIL;
-    tf->nshards = 1;
-    tf->shards[0].path = strdup(fpath);
-    if (!tf->shards[0].path) return lc_errf(err, "out of memory");
-
-    tf->h5 = H5Fopen(fpath, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (tf->h5 < 0)
-        return lc_errf(err, "%s: cannot open as HDF5%s", fpath, h5_why(&why));
-    hid_t root = H5Gopen2(tf->h5, "/", H5P_DEFAULT);
-    if (root < 0)
-        return lc_errf(err, "%s: cannot open the root group%s", fpath,
-                       h5_why(&why));
-    H5_index_t order = H5_INDEX_NAME;
-    hid_t gcpl = H5Gget_create_plist(root);
-    if (gcpl >= 0) {
-        unsigned flags = 0;
-        if (H5Pget_link_creation_order(gcpl, &flags) >= 0 &&
-            (flags & H5P_CRT_ORDER_TRACKED))
-            order = H5_INDEX_CRT_ORDER; /* tensors in the order written */
-        H5Pclose(gcpl);
-    }
-    h5_ctx c = {tf, fpath, err, 0};
-    herr_t r = H5Literate(root, order, H5_ITER_INC, NULL, h5_link_cb, &c);
-    if (r < 0 && !c.failed)
-        lc_errf(err, "%s: cannot list the root group%s", fpath, h5_why(&why));
-    if (r >= 0) {
-        r = H5Aiterate2(root, H5_INDEX_NAME, H5_ITER_INC, NULL, h5_attr_cb, &c);
-        if (r < 0 && !c.failed)
-            lc_errf(err, "%s: cannot list root attributes%s", fpath,
-                    h5_why(&why));
-    }
-    H5Gclose(root);
-    return r < 0 ? LC_FAIL : LC_OK;
 }
 
 /* ---- open -------------------------------------------------------------- */
@@ -1204,11 +883,10 @@ static int open_dispatch(tensor_file *tf, const char *path, lc_err *err) {
     ssize_t got = read(fd, sig, sizeof sig);
     close(fd);
     if (got == (ssize_t)sizeof sig && memcmp(sig, HDF5_SIGNATURE, 8) == 0)
-        return open_hdf5(tf, path, err);
+        return tf_h5_open(tf, path, err);
     if (ends_with(path, ".h5") || ends_with(path, ".hdf5")) {
         /* The signature may also follow a user block (offset 512, 1024...). */
-        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-        if (H5Fis_hdf5(path) > 0) return open_hdf5(tf, path, err);
+        if (tf_h5_is_hdf5(path)) return tf_h5_open(tf, path, err);
         return lc_errf(err, "%s: not an HDF5 file (no HDF5 signature)", path);
     }
     if (ends_with(path, ".json")) return open_index(tf, path, err);
@@ -1221,7 +899,7 @@ int tensor_file_open(tensor_file **out, const char *path, lc_err *err) {
     if (!path || !path[0]) return lc_errf(err, "tensor_file_open: empty path");
     tensor_file *tf = lc_calloc(1, sizeof *tf, err);
     if (!tf) return LC_FAIL;
-    tf->h5 = TF_NO_ID;
+    tf->h5 = -1;
     tf->path = strdup(path);
     if (!tf->path) {
         free(tf);
@@ -1277,23 +955,10 @@ static const unsigned char *st_data(const tensor_file *tf, const tensor_info *ti
     return tf->shards[ti->file_index].map + ti->offset;
 }
 
-static int h5_read(tensor_file *tf, const tensor_info *ti, hid_t memtype,
-                   void *dst, lc_err *err) {
-    if (ti->numel == 0) return LC_OK;
-    h5_detail why;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t ds = H5Dopen2(tf->h5, ti->name, H5P_DEFAULT);
-    if (ds < 0)
-        return lc_errf(err, "%s: tensor '%s': cannot open dataset%s", tf->path,
-                       ti->name, h5_why(&why));
-    herr_t r = H5Dread(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst);
-    if (r < 0) h5_why(&why);
-    H5Dclose(ds);
-    if (r < 0)
-        return lc_errf(err, "%s: tensor '%s': HDF5 read failed%s", tf->path,
-                       ti->name, why.desc);
-    return LC_OK;
+const void *tensor_file_data(const tensor_file *tf, const tensor_info *ti) {
+    return tf && ti && !tf->is_hdf5 ? st_data(tf, ti) : NULL;
 }
+
 
 int tensor_file_read_f32(tensor_file *tf, const char *name, int expect_ndim,
                          const int64_t *expect_shape, float *dst, lc_err *err) {
@@ -1304,7 +969,7 @@ int tensor_file_read_f32(tensor_file *tf, const char *name, int expect_ndim,
         return lc_errf(err, "%s: tensor '%s': dtype %s is not a float type",
                        tensor_file_path_of(tf, ti), name,
                        tensor_dtype_name(ti->dtype));
-    if (tf->is_hdf5) return h5_read(tf, ti, H5T_NATIVE_FLOAT, dst, err);
+    if (tf->is_hdf5) return tf_h5_read(tf, ti, TF_H5_F32, dst, err);
     const unsigned char *p = st_data(tf, ti);
     size_t n = (size_t)ti->numel;
     switch (ti->dtype) {
@@ -1333,7 +998,7 @@ int tensor_file_read_f64(tensor_file *tf, const char *name, int expect_ndim,
         return lc_errf(err, "%s: tensor '%s': dtype %s is not a float type",
                        tensor_file_path_of(tf, ti), name,
                        tensor_dtype_name(ti->dtype));
-    if (tf->is_hdf5) return h5_read(tf, ti, H5T_NATIVE_DOUBLE, dst, err);
+    if (tf->is_hdf5) return tf_h5_read(tf, ti, TF_H5_F64, dst, err);
     const unsigned char *p = st_data(tf, ti);
     size_t n = (size_t)ti->numel;
     switch (ti->dtype) {
@@ -1374,11 +1039,11 @@ int tensor_file_read_i32(tensor_file *tf, const char *name, int expect_ndim,
                        tensor_file_path_of(tf, ti), name, tensor_dtype_name(dt));
     size_t n = (size_t)ti->numel;
     if (tf->is_hdf5) {
-        if (dt != DT_I64) return h5_read(tf, ti, H5T_NATIVE_INT32, dst, err);
+        if (dt != DT_I64) return tf_h5_read(tf, ti, TF_H5_I32, dst, err);
         /* Read as int64 so that out-of-range values are seen, not clamped. */
         int64_t *tmp = lc_malloc(n * sizeof *tmp, err);
         if (!tmp) return lc_err_prefix(err, "%s: tensor '%s': ", tf->path, name);
-        int rc = h5_read(tf, ti, H5T_NATIVE_INT64, tmp, err);
+        int rc = tf_h5_read(tf, ti, TF_H5_I64, tmp, err);
         for (size_t i = 0; rc == LC_OK && i < n; i++) {
             if (tmp[i] < INT32_MIN || tmp[i] > INT32_MAX)
                 rc = i32_range_err(tf, ti, i, tmp[i], err);
@@ -1417,22 +1082,6 @@ int tensor_file_read_i32(tensor_file *tf, const char *name, int expect_ndim,
 
 /* ---- writer ------------------------------------------------------------ */
 
-typedef struct {
-    char *name;
-    int ndim;
-    int64_t shape[TENSOR_MAX_DIMS];
-    int64_t numel;
-    tensor_dtype dtype;
-    float *data;
-} tw_tensor;
-
-struct tensor_writer {
-    char *path;
-    tensor_writer_format fmt;
-    tw_tensor *t;
-    int n, cap;
-    mlist meta;
-};
 
 void tensor_writer_abort(tensor_writer *w) {
     if (!w) return;
@@ -1478,7 +1127,7 @@ int tensor_writer_meta(tensor_writer *w, const char *key, const char *value,
                        lc_err *err) {
     if (!w || !key || !value) return lc_errf(err, "tensor_writer_meta: NULL argument");
     if (!key[0]) return lc_errf(err, "%s: empty metadata key", w->path);
-    if (mlist_put(&w->meta, key, value, 1, err))
+    if (tf_mlist_put(&w->meta, key, value, 1, err))
         return lc_err_prefix(err, "%s: ", w->path);
     return LC_OK;
 }
@@ -1668,89 +1317,6 @@ done:
     return rc;
 }
 
-static int h5_write(const tensor_writer *w, const char *tmp, lc_err *err) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    h5_detail why;
-    int rc = LC_FAIL;
-    hid_t fcpl = TF_NO_ID, fid = TF_NO_ID, root = TF_NO_ID, strt = TF_NO_ID;
-    hid_t scalar = TF_NO_ID, lcpl = TF_NO_ID, acpl = TF_NO_ID;
-
-    fcpl = H5Pcreate(H5P_FILE_CREATE);
-    lcpl = H5Pcreate(H5P_LINK_CREATE);
-    acpl = H5Pcreate(H5P_ATTRIBUTE_CREATE);
-    if (fcpl < 0 || lcpl < 0 || acpl < 0 ||
-        H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED |
-                                             H5P_CRT_ORDER_INDEXED) < 0 ||
-        H5Pset_char_encoding(lcpl, H5T_CSET_UTF8) < 0 ||
-        H5Pset_char_encoding(acpl, H5T_CSET_UTF8) < 0) {
-        lc_errf(err, "%s: cannot set up HDF5 properties%s", w->path, h5_why(&why));
-        goto done;
-    }
-    fid = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
-    if (fid < 0) {
-        lc_errf(err, "%s: cannot create HDF5 file%s", tmp, h5_why(&why));
-        goto done;
-    }
-    root = H5Gopen2(fid, "/", H5P_DEFAULT);
-    strt = H5Tcopy(H5T_C_S1);
-    scalar = H5Screate(H5S_SCALAR);
-    if (root < 0 || strt < 0 || scalar < 0 || H5Tset_size(strt, H5T_VARIABLE) < 0 ||
-        H5Tset_cset(strt, H5T_CSET_UTF8) < 0) {
-        lc_errf(err, "%s: HDF5 setup failed%s", tmp, h5_why(&why));
-        goto done;
-    }
-    for (int i = 0; i < w->meta.n; i++) {
-        hid_t a = H5Acreate2(root, w->meta.key[i], strt, scalar, acpl, H5P_DEFAULT);
-        const char *v = w->meta.val[i];
-        herr_t r = a < 0 ? -1 : H5Awrite(a, strt, &v);
-        if (r < 0) h5_why(&why);
-        if (a >= 0) H5Aclose(a);
-        if (r < 0) {
-            lc_errf(err, "%s: cannot write attribute '%s'%s", w->path,
-                    w->meta.key[i], why.desc);
-            goto done;
-        }
-    }
-    for (int i = 0; i < w->n; i++) {
-        const tw_tensor *t = &w->t[i];
-        hsize_t dims[TENSOR_MAX_DIMS];
-        for (int d = 0; d < t->ndim; d++) dims[d] = (hsize_t)t->shape[d];
-        hid_t sid = t->ndim ? H5Screate_simple(t->ndim, dims, NULL)
-                            : H5Screate(H5S_SCALAR);
-        hid_t ds = sid < 0 ? TF_NO_ID
-                           : H5Dcreate2(root, t->name, H5T_IEEE_F32LE, sid, lcpl,
-                                        H5P_DEFAULT, H5P_DEFAULT);
-        herr_t r = ds < 0 ? -1 : 0;
-        if (r >= 0 && t->numel > 0)
-            r = H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                         t->data);
-        if (r < 0) h5_why(&why);
-        if (ds >= 0) H5Dclose(ds);
-        if (sid >= 0) H5Sclose(sid);
-        if (r < 0) {
-            lc_errf(err, "%s: tensor '%s': cannot write dataset%s", w->path,
-                    t->name, why.desc);
-            goto done;
-        }
-    }
-    rc = LC_OK;
-done:
-    if (scalar >= 0) H5Sclose(scalar);
-    if (strt >= 0) H5Tclose(strt);
-    if (root >= 0) H5Gclose(root);
-    if (fid >= 0 && H5Fclose(fid) < 0 && rc == LC_OK)
-        rc = lc_errf(err, "%s: closing the HDF5 file failed%s", tmp, h5_why(&why));
-    if (acpl >= 0) H5Pclose(acpl);
-    if (lcpl >= 0) H5Pclose(lcpl);
-    if (fcpl >= 0) H5Pclose(fcpl);
-    if (rc == LC_OK) { /* make the bytes durable before the rename */
-        int fd = open(tmp, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) != 0)
-            rc = lc_errf(err, "%s: fsync failed: %s", tmp, strerror(errno));
-        if (fd >= 0) close(fd);
-    }
-    return rc;
-}
 
 int tensor_writer_close(tensor_writer *w, lc_err *err) {
     if (!w) return lc_errf(err, "tensor_writer_close: NULL writer");
@@ -1761,7 +1327,7 @@ int tensor_writer_close(tensor_writer *w, lc_err *err) {
         return lc_errf(err, "out of memory");
     }
     snprintf(tmp, n, "%s.tmp.%ld", w->path, (long)getpid());
-    int rc = w->fmt == TW_HDF5 ? h5_write(w, tmp, err) : st_write(w, tmp, err);
+    int rc = w->fmt == TW_HDF5 ? tf_h5_write(w, tmp, err) : st_write(w, tmp, err);
     if (rc == LC_OK && rename(tmp, w->path) != 0)
         rc = lc_errf(err, "%s: cannot rename %s onto it: %s", w->path, tmp,
                      strerror(errno));

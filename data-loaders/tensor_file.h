@@ -86,6 +86,11 @@ int tensor_file_read_f64(tensor_file *tf, const char *name, int expect_ndim,
 int tensor_file_read_i32(tensor_file *tf, const char *name, int expect_ndim,
                          const int64_t *expect_shape, int32_t *dst, lc_err *err);
 
+/* The stored bytes of a tensor (little-endian, ti->dtype) inside the
+ * read-only mapping of a safetensors file, valid while tf is open; NULL
+ * for HDF5 files. */
+const void *tensor_file_data(const tensor_file *tf, const tensor_info *ti);
+
 /* ---- writing ---------------------------------------------------------- */
 
 typedef struct tensor_writer tensor_writer; /* opaque */

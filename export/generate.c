@@ -1,6 +1,9 @@
-/* generate: the reference runtime. Loads a base model (llama2.c checkpoint,
- * Hugging Face folder or the project's HDF5 file), any number of LoRAs with
- * weights and calibrations, and generates text with a KV cache.
+/* generate: the reference runtime, a thin program over the on-device
+ * runtime's API (export/runtime/lcmt.h; linked here with the desktop
+ * libraries, so HDF5 models and SVD merges work too). Loads a base model
+ * (llama2.c checkpoint, Hugging Face folder or the project's HDF5 file),
+ * any number of LoRAs with weights and calibrations, or a bundle's task,
+ * and generates text with a KV cache.
  * stdout carries only the generated text (or ids with --print-ids);
  * diagnostics go to stderr. */
 #include <errno.h>
@@ -10,12 +13,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "bundle.h"
 #include "lc_time.h"
-#include "generation.h"
-#include "loaders.h"
-#include "model.h"
-#include "tokenizer.h"
+#include "lcmt.h"
 
 static void usage(FILE *f) {
     fputs(
@@ -63,43 +62,6 @@ static void usage(FILE *f) {
         f);
 }
 
-/* tpl with its one {field} replaced by value ("{{" / "}}" are literal
- * braces); 1 if tpl has several different fields. */
-static int render_one_field(const char *tpl, const char *value, char **out) {
-    const char *field = NULL;
-    size_t flen = 0, n = strlen(tpl) + 1, vl = strlen(value);
-    for (const char *p = tpl; *p; p++) {
-        if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
-            p++;
-            continue;
-        }
-        if (*p != '{') continue;
-        const char *e = strchr(p, '}');
-        if (!e) break;
-        if (field && ((size_t)(e - p - 1) != flen || strncmp(field, p + 1, flen))) return 1;
-        field = p + 1, flen = (size_t)(e - p - 1);
-        n += vl;
-        p = e;
-    }
-    char *s = malloc(n), *d = s;
-    if (!s) return 1;
-    for (const char *p = tpl; *p;) {
-        if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
-            *d++ = *p;
-            p += 2;
-        } else if (*p == '{' && strchr(p, '}')) {
-            memcpy(d, value, vl);
-            d += vl;
-            p = strchr(p, '}') + 1;
-        } else {
-            *d++ = *p++;
-        }
-    }
-    *d = 0;
-    *out = s;
-    return 0;
-}
-
 static int parse_int(const char *s, const char *flag, int *out) {
     char *end;
     errno = 0;
@@ -125,7 +87,8 @@ static int parse_float(const char *s, const char *flag, float *out) {
 }
 
 
-#define MAX_ADAPTERS ADAPTER_MAX
+#define MAX_ADAPTERS 16
+#define MAX_STOP 8
 
 /* streaming to stdout: text as it becomes final, or ids */
 typedef struct {
@@ -153,7 +116,7 @@ int main(int argc, char **argv) {
     float temperature = 1.0f, top_p = 0.9f;
     /* which settings the command line gave (a bundle task's own fill the rest) */
     int set_max_new = 0, set_temperature = 0, set_top_p = 0, no_stop = 0;
-    const char *stops[GEN_MAX_STOP];
+    const char *stops[MAX_STOP];
     int n_stops = 0;
     int seed = 0;
     for (int i = 1; i < argc; i++) {
@@ -201,8 +164,8 @@ int main(int argc, char **argv) {
             set_top_p = 1;
         } else if (!strcmp(a, "--stop")) {
             NEED_VALUE();
-            if (!v[0] || n_stops == GEN_MAX_STOP) {
-                fprintf(stderr, "generate: --stop takes a non-empty text, at most %d times\n", GEN_MAX_STOP);
+            if (!v[0] || n_stops == MAX_STOP) {
+                fprintf(stderr, "generate: --stop takes a non-empty text, at most %d times\n", MAX_STOP);
                 return 2;
             }
             stops[n_stops++] = v;
@@ -266,159 +229,126 @@ int main(int argc, char **argv) {
     }
 
     int rc = 1;
-    lc_err err = {{0}};
-    model m = {0};
-    lora loras[MAX_ADAPTERS];
-    calib cals[MAX_ADAPTERS];
-    int n_lora_ok = 0, n_calib_ok = 0;
-    bundle *bnd = NULL;
-    bundle_task bt = {0};
-    int have_bt = 0;
-    char *rendered = NULL;
-    model *run_m = &m;
-    tokenizer *tok = NULL;
-    char *text = NULL;
-    model_decoder *dec = NULL;
+    char msg[1024];
+    lcmt_model *m = NULL;
+    lcmt_bundle *bnd = NULL;
+    lcmt_session *s = NULL;
     int *ids = NULL;
     double t0 = lc_now_s();
 
-    if (model_load(&m, model_path, &err)) {
-        fprintf(stderr, "generate: %s\n", err.msg);
+    lcmt_model_params mp = lcmt_model_default_params();
+    mp.tokenizer_path = tok_path;
+    mp.tokenizer_optional = !tok_path;
+    if (lcmt_model_open(model_path, &mp, &m, msg, sizeof msg)) {
+        fprintf(stderr, "generate: %s\n", msg);
         goto done;
     }
-    const model_config *c = &m.cfg;
-    adapter_set ad = {0};
-    for (int i = 0; i < n_lora; i++) {
-        char path[4096];
-        float w = 1.0f;
-        snprintf(path, sizeof path, "%s", lora_specs[i]);
-        char *colon = strrchr(path, ':');
-        if (colon && colon[1] && !strchr(colon, '/')) {
-            char *end;
-            float wv = strtof(colon + 1, &end);
-            if (*end == 0) {
-                *colon = 0;
-                w = wv;
-            }
-        }
-        if (lora_load(&loras[i], c, path, &err)) {
-            fprintf(stderr, "generate: %s\n", err.msg);
-            goto done;
-        }
-        n_lora_ok++;
-        loras[i].weight = w;
-        ad.loras[ad.n_loras++] = &loras[i];
-    }
-    for (int i = 0; i < n_calib; i++) {
-        if (calib_load(&cals[i], c, calib_paths[i], &err)) {
-            fprintf(stderr, "generate: %s\n", err.msg);
-            goto done;
-        }
-        n_calib_ok++;
-        ad.cals[ad.n_cals++] = &cals[i];
-    }
-    if (bundle_path_arg) {
-        double tb = lc_now_s();
-        if (bundle_open(&bnd, bundle_path_arg, &err)) {
-            fprintf(stderr, "generate: %s\n", err.msg);
-            goto done;
-        }
-        int nt;
-        const char **names = bundle_task_names(bnd, &nt);
-        if (!task_arg && nt == 1) task_arg = names[0];
-        free(names);
-        if (!task_arg) {
-            fprintf(stderr, "generate: %s holds %d tasks: name one with --task\n", bundle_path_arg, nt);
-            goto done;
-        }
-        if (bundle_task_load(bnd, &m, task_arg, &bt, &err)) {
-            fprintf(stderr, "generate: %s\n", err.msg);
-            goto done;
-        }
-        have_bt = 1;
-        ad = bt.ad;
-        run_m = bt.m;
-        size_t copied, mapped;
-        bundle_stats(bnd, &copied, &mapped);
-        if (!quiet)
-            fprintf(stderr, "generate: bundle %s, task '%s': %zu bytes, loaded in %.3f s (%zu bytes used "
-                    "in place from the mapping, %zu converted)\n", bundle_path_arg, task_arg,
-                    bundle_size(bnd), lc_now_s() - tb, mapped, copied);
-        /* the settings the task was evaluated with, where the command line is silent */
-        const cJSON *res = cJSON_GetObjectItemCaseSensitive(bt.task, "results");
-        const cJSON *gj = cJSON_GetObjectItemCaseSensitive(res, "generation");
-        const cJSON *x;
-        if (!set_max_new && cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(gj, "max_new_tokens")) &&
-            x->valuedouble >= 0 && x->valuedouble < 1e9)
-            max_new = (int)x->valuedouble;
-        if (!set_temperature && cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(gj, "temperature")) &&
-            x->valuedouble >= 0)
-            temperature = (float)x->valuedouble;
-        if (!set_top_p && cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(gj, "top_p")) &&
-            x->valuedouble > 0 && x->valuedouble <= 1)
-            top_p = (float)x->valuedouble;
-        const cJSON *sj = cJSON_GetObjectItemCaseSensitive(gj, "stop");
-        if (!n_stops && !no_stop && cJSON_IsArray(sj)) {
-            const cJSON *e;
-            cJSON_ArrayForEach(e, sj) if (cJSON_IsString(e) && e->valuestring[0] && n_stops < GEN_MAX_STOP)
-                stops[n_stops++] = e->valuestring;
-        }
-        if (!quiet && gj) {
-            fprintf(stderr, "generate: task '%s' answers with max %d new tokens, temperature %g, top-p %g, "
-                    "%d stop string(s)\n", task_arg, max_new, temperature, top_p, n_stops);
-        }
-        /* the task's prompt template, when it has one field: the prompt fills it */
-        const cJSON *tp = cJSON_GetObjectItemCaseSensitive(bt.task, "prompt_template");
-        if (prompt && !raw_prompt && cJSON_IsString(tp)) {
-            if (render_one_field(tp->valuestring, prompt, &rendered)) {
-                fprintf(stderr, "generate: task '%s': its prompt template \"%s\" has more than one "
-                        "field; pass the whole prompt with --raw-prompt\n", task_arg, tp->valuestring);
-                goto done;
-            }
-            prompt = rendered;
-        }
-    }
-
-    if (!tok_path && !prompt_ids) {
-        static char found[4096];
-        lc_err ignored;
-        if (model_tokenizer_path(model_path, c->vocab_size, found, sizeof found, &ignored) == LC_OK)
-            tok_path = found;
-    }
-    if (tok_path) {
-        if (tokenizer_load(&tok, tok_path, c->vocab_size, &err)) {
-            fprintf(stderr, "generate: %s\n", err.msg);
-            goto done;
-        }
-    } else if (!print_ids || prompt) {
+    lcmt_model_info mi;
+    lcmt_model_get_info(m, &mi);
+    if (!mi.has_tokenizer && (!print_ids || prompt)) {
         fprintf(stderr, "generate: no tokenizer found for %s; give --tokenizer, or use "
                         "--prompt-ids with --print-ids\n", model_path);
         goto done;
     }
+    if (n_stops && !mi.has_tokenizer) {
+        fprintf(stderr, "generate: stop strings need a tokenizer (give --tokenizer, or --no-stop)\n");
+        goto done;
+    }
 
-    /* the prompt */
-    int bos = tok && tokenizer_bos(tok) >= 0 ? tokenizer_bos(tok) : c->bos_id >= 0 ? c->bos_id : 1;
-    int *enc = NULL, n_enc = 0;
-    if (prompt && !prompt_ids && tok &&
-        tokenizer_encode(tok, prompt, strlen(prompt), 1, &enc, &n_enc, &err)) {
-        fprintf(stderr, "generate: --prompt: %s\n", err.msg);
+    lcmt_session_params sp = lcmt_session_default_params();
+    sp.raw_prompt = raw_prompt;
+    sp.no_stop = no_stop;
+    for (int i = 0; i < n_stops; i++) sp.stop[i] = stops[i];
+    sp.n_stop = n_stops;
+    if (!have_seed) seed = (int)(time(NULL) & 0x7fffffff);
+    sp.seed = (uint64_t)seed;
+    if (bundle_path_arg) {
+        double tb = lc_now_s();
+        lcmt_bundle_params bp = lcmt_bundle_default_params();
+        bp.verify = LCMT_VERIFY_FULL; /* the reference tool checks every weight */
+        bp.allow_dense_copy = 1;
+        bp.only_task = task_arg;
+        if (lcmt_bundle_open(m, bundle_path_arg, &bp, &bnd, msg, sizeof msg)) {
+            fprintf(stderr, "generate: %s\n", msg);
+            goto done;
+        }
+        const int nt = lcmt_bundle_n_tasks(bnd);
+        lcmt_task_info ti;
+        if (!task_arg && nt == 1 && lcmt_bundle_task(bnd, 0, &ti) == LCMT_OK) task_arg = ti.name;
+        if (!task_arg) {
+            fprintf(stderr, "generate: %s holds %d tasks: name one with --task\n", bundle_path_arg, nt);
+            goto done;
+        }
+        /* the settings the task was evaluated with, where the command line is silent */
+        int k = lcmt_bundle_find_task(bnd, task_arg);
+        if (k >= 0 && lcmt_bundle_task(bnd, k, &ti) == LCMT_OK) {
+            if (!set_max_new && ti.max_new_tokens >= 0) max_new = ti.max_new_tokens;
+            if (!set_temperature && ti.temperature >= 0) temperature = ti.temperature;
+            if (!set_top_p && ti.top_p > 0) top_p = ti.top_p;
+        }
+        lcmt_bundle_info bi;
+        lcmt_bundle_get_info(bnd, &bi);
+        if (!quiet) {
+            fprintf(stderr, "generate: bundle %s, task '%s': %zu bytes, loaded in %.3f s (%zu bytes used "
+                    "in place from the mapping, %zu converted)\n", bundle_path_arg, task_arg,
+                    bi.file_bytes, lc_now_s() - tb, bi.mapped_bytes, bi.converted_bytes);
+            fprintf(stderr, "generate: task '%s' answers with max %d new tokens, temperature %g, top-p %g, "
+                    "%d stop string(s)\n", task_arg, max_new, temperature, top_p,
+                    n_stops ? n_stops : no_stop ? 0 : ti.n_stop);
+        }
+    }
+    sp.max_new_tokens = max_new, sp.temperature = temperature, sp.top_p = top_p;
+    lcmt_status st;
+    if (bnd) {
+        st = lcmt_session_new(m, bnd, task_arg, &sp, &s, msg, sizeof msg);
+    } else {
+        lcmt_adapter_spec specs[2 * MAX_ADAPTERS];
+        char paths[MAX_ADAPTERS][4096];
+        int n = 0;
+        for (int i = 0; i < n_lora; i++) {
+            float w = 1.0f;
+            snprintf(paths[i], sizeof paths[i], "%s", lora_specs[i]);
+            char *colon = strrchr(paths[i], ':');
+            if (colon && colon[1] && !strchr(colon, '/')) {
+                char *end;
+                float wv = strtof(colon + 1, &end);
+                if (*end == 0) {
+                    *colon = 0;
+                    w = wv;
+                }
+            }
+            specs[n++] = (lcmt_adapter_spec){paths[i], w, 0};
+        }
+        for (int i = 0; i < n_calib; i++) specs[n++] = (lcmt_adapter_spec){calib_paths[i], 1.0f, 1};
+        st = lcmt_session_new_with_adapters(m, specs, n, &sp, &s, msg, sizeof msg);
+    }
+    if (st != LCMT_OK) {
+        fprintf(stderr, "generate: %s\n", msg);
         goto done;
     }
-    size_t cap = (size_t)n_enc + (prompt_ids ? strlen(prompt_ids) : 0) + (size_t)max_new + 8;
-    ids = malloc(sizeof(int) * cap);
-    if (!ids) {
-        fprintf(stderr, "generate: out of memory\n");
-        goto done;
-    }
-    int n_prompt = 0;
+    double t_load = lc_now_s() - t0;
+    if (!quiet)
+        fprintf(stderr, "generate: %s: %d layers, dim %d, vocab %d; %d LoRA(s), %d calibration(s)%s%s; "
+                        "loaded in %.3f s; seed %d\n",
+                model_path, mi.n_layers, mi.dim, mi.vocab_size, n_lora, n_calib, bnd ? " + task " : "",
+                bnd ? task_arg : "", t_load, seed);
+
+    out_state os = {0};
+    lcmt_stream stream = {print_ids ? NULL : put_text, print_ids ? put_id : NULL, &os};
     if (prompt_ids) {
+        int n_prompt = 0;
+        ids = malloc(sizeof(int) * (strlen(prompt_ids) + 1));
+        if (!ids) {
+            fprintf(stderr, "generate: out of memory\n");
+            goto done;
+        }
         const char *p = prompt_ids;
         while (*p) {
             char *end;
             long v = strtol(p, &end, 10);
-            if (end == p || v < 0 || v >= c->vocab_size) {
+            if (end == p || v < 0 || v >= mi.vocab_size) {
                 fprintf(stderr, "generate: --prompt-ids: '%s' is not a token id in [0, %d)\n", p,
-                        c->vocab_size);
+                        mi.vocab_size);
                 goto done;
             }
             ids[n_prompt++] = (int)v;
@@ -429,77 +359,31 @@ int main(int argc, char **argv) {
             fprintf(stderr, "generate: --prompt-ids is empty\n");
             goto done;
         }
-    } else if (n_enc > 0) {
-        memcpy(ids, enc, sizeof(int) * n_enc);
-        n_prompt = n_enc;
+        st = lcmt_session_answer_ids(s, ids, n_prompt, &stream, NULL);
     } else {
-        ids[n_prompt++] = bos;
+        st = lcmt_session_answer(s, prompt, &stream, NULL);
     }
-    free(enc);
-    if (n_stops && !tok) {
-        fprintf(stderr, "generate: stop strings need a tokenizer (give --tokenizer, or --no-stop)\n");
-        goto done;
-    }
-    if (n_prompt > c->max_seq_len) {
-        fprintf(stderr, "generate: the prompt has %d tokens, the model's context is %d\n",
-                n_prompt, c->max_seq_len);
-        goto done;
-    }
-    /* generation runs to max_new or to the end of the model's context */
-    int max_seq = n_prompt + max_new;
-    if (max_seq > c->max_seq_len) max_seq = c->max_seq_len;
-    if (max_seq < 2) max_seq = 2;
-    if (model_decoder_init(&dec, run_m, &ad, max_seq, &err)) {
-        fprintf(stderr, "generate: %s\n", err.msg);
-        goto done;
-    }
-    double t_load = lc_now_s() - t0;
-    if (!have_seed) seed = (int)(time(NULL) & 0x7fffffff);
-    lc_rng rng;
-    lc_rng_seed(&rng, (uint64_t)seed);
-    if (!quiet)
-        fprintf(stderr, "generate: %s: %d layers, dim %d, vocab %d; %d LoRA(s), %d calibration(s); "
-                        "loaded in %.3f s; seed %d\n",
-                model_path, c->n_layers, c->dim, c->vocab_size, ad.n_loras, ad.n_cals, t_load, seed);
-
-    /* the shared decode loop (generation.h), streaming to stdout */
-    gen_opts g = {0};
-    g.max_new_tokens = max_seq - n_prompt < max_new ? max_seq - n_prompt : max_new;
-    g.temperature = temperature, g.top_p = top_p, g.stop_at_bos = 1, g.n_stop = n_stops;
-    for (int i = 0; i < n_stops; i++) g.stop[i] = stops[i];
-    out_state os = {0};
-    gen_stream gs = {0};
-    gs.ctx = &os;
-    if (print_ids) gs.on_token = put_id;
-    else gs.on_text = put_text;
-    gs.trim_leading = have_bt && !raw_prompt;
-    double t1 = lc_now_s();
-    int n_new = 0;
-    if (generate_text(dec, max_seq, run_m, tok, ids, n_prompt, &g, &rng, &gs, &text, &n_new, &err)) {
-        fprintf(stderr, "generate: %s\n", err.msg);
+    if (st != LCMT_OK) {
+        fprintf(stderr, "generate: %s\n", lcmt_session_last_error(s));
         goto done;
     }
     printf("\n");
     fflush(stdout);
-    double t_end = lc_now_s(), dt = t_end - t1, dt_rest = t_end - gs.t_first;
+    lcmt_answer_stats as;
+    lcmt_session_last_stats(s, &as);
+    const double dt = as.seconds, dt_rest = as.seconds - as.first_seconds;
     /* The second rate leaves out the first step, as llama2.c's run.c does
      * ("achieved tok/s": steps after the first over the time since it). */
     if (!quiet)
         fprintf(stderr, "generate: %d prompt + %d new tokens, %d steps in %.3f s (%.1f tok/s; "
                         "%.1f tok/s after the first step)\n",
-                gs.n_prompt, n_new, gs.n_steps, dt, dt > 0 ? (gs.n_prompt + n_new) / dt : 0.0,
-                gs.n_steps > 1 && dt_rest > 0 ? (gs.n_steps - 1) / dt_rest : 0.0);
+                as.n_prompt, as.n_new, as.n_steps, dt, dt > 0 ? (as.n_prompt + as.n_new) / dt : 0.0,
+                as.n_steps > 1 && dt_rest > 0 ? (as.n_steps - 1) / dt_rest : 0.0);
     rc = 0;
 done:
     free(ids);
-    model_decoder_free(dec);
-    free(text);
-    tokenizer_free(tok);
-    if (have_bt) bundle_task_free(&bt);
-    bundle_close(bnd);
-    free(rendered);
-    for (int i = 0; i < n_lora_ok; i++) lora_free(&loras[i]);
-    for (int i = 0; i < n_calib_ok; i++) calib_free(&cals[i]);
-    model_free(&m);
+    lcmt_session_free(s);
+    lcmt_bundle_free(bnd);
+    lcmt_model_free(m);
     return rc;
 }

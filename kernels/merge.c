@@ -14,10 +14,13 @@
 const char *const MERGE_NAMES[] = {"linear", "concat", "svd", "ties", "dare_linear",
                                    "dare_ties", "slerp", "lorahub", "learned", NULL};
 
-/* LAPACK (OpenBLAS exports it) */
+/* LAPACK (OpenBLAS exports it); the on-device runtime (LC_NO_LAPACK) has
+ * none, and refuses the merges that need an SVD at load time. */
+#ifndef LC_NO_LAPACK
 extern void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int *lda,
                     double *s, double *u, const int *ldu, double *vt, const int *ldvt,
                     double *work, const int *lwork, int *iwork, int *info);
+#endif
 
 void merge_spec_default(merge_spec *s, merge_method method) {
     memset(s, 0, sizeof *s);
@@ -503,6 +506,13 @@ int svd_truncated(const double *a, int rows, int cols, int k, double *U, double 
     const int mn = rows < cols ? rows : cols;
     if (k < 1 || k > mn)
         return lc_errf(err, "SVD rank %d outside 1..%d for a %d x %d matrix", k, mn, rows, cols);
+#ifdef LC_NO_LAPACK
+    (void)a;
+    memset(U, 0, sizeof(double) * (size_t)rows * k); /* defined outputs, as after a failed dgesdd */
+    memset(S, 0, sizeof(double) * (size_t)k);
+    memset(Vt, 0, sizeof(double) * (size_t)k * cols);
+    return lc_errf(err, "this merge needs an SVD, and this build has no LAPACK (the on-device runtime)");
+#else
     /* LAPACK is column-major: the row-major a (rows, cols) is the
      * column-major M = a^T (cols x rows) = Um Sm VTm, so a = VTm^T Sm Um^T. */
     const int m = cols, nn = rows, lda = m, ldu = m, ldvt = mn;
@@ -542,4 +552,5 @@ int svd_truncated(const double *a, int rows, int cols, int k, double *U, double 
 done:
     free(M), free(s), free(um), free(vtm), free(iwork), free(work);
     return rc;
+#endif
 }

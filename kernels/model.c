@@ -177,6 +177,21 @@ int model_init(model *m, const model_config *cfg, lc_err *err) {
     return LC_OK;
 }
 
+int model_init_view(model *m, const model_config *cfg, lc_err *err) {
+    memset(m, 0, sizeof *m);
+    if (model_config_validate(cfg, "model config", err)) return LC_FAIL;
+    m->cfg = *cfg;
+    m->n_params = model_count_params(cfg);
+    m->w.layers = lc_calloc(cfg->n_layers, sizeof(layer_weights), err);
+    m->rope_inv_freq = lc_calloc(cfg->head_dim / 2, sizeof(float), err);
+    if (!m->w.layers || !m->rope_inv_freq) {
+        model_free(m);
+        return LC_FAIL;
+    }
+    rope_init(m);
+    return LC_OK;
+}
+
 int model_enable_grad(model *m, lc_err *err) {
     if (m->grad) return LC_OK;
     m->grad = lc_calloc(m->n_params, sizeof(float), err);

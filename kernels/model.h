@@ -94,6 +94,10 @@ typedef struct {
 /* Allocates zeroed weights for cfg (validated). */
 int model_init(model *m, const model_config *cfg, lc_err *err);
 void model_free(model *m);
+/* The same without a data block (data stays NULL): the caller points
+ * every weight at memory it owns, e.g. a file mapping; model_free then
+ * frees only the tables. */
+int model_init_view(model *m, const model_config *cfg, lc_err *err);
 /* Full-parameter training: allocates a zeroed gradient block. */
 int model_enable_grad(model *m, lc_err *err);
 /* Fills weights with N(0, std) (norm weights = 1), seeded; for tests and
@@ -247,6 +251,10 @@ typedef struct model_decoder model_decoder; /* opaque */
 int model_decoder_init(model_decoder **out, const model *m,
                        const adapter_set *ad, int max_seq, lc_err *err);
 void model_decoder_free(model_decoder *d);
+/* Replaces the adapter set (the LoRAs and calibrations are not copied:
+ * they must outlive d). Takes microseconds: a task switch. The KV cache
+ * then holds keys and values of the old set: decode again from pos 0. */
+int model_decoder_set_adapters(model_decoder *d, const adapter_set *ad, lc_err *err);
 /* Runs one token at position pos (0-based, < max_seq) and returns the (V)
  * logits, valid until the next call. */
 float *model_decoder_step(model_decoder *d, int token, int pos);

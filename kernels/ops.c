@@ -3,7 +3,7 @@
 
 #include "gemm.h"
 #include <math.h>
-#include <omp.h>
+#include "lc_omp.h"
 #include <string.h>
 
 /* ---- matrix multiply ---------------------------------------------------- */
@@ -297,6 +297,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     memset(dk, 0, sizeof(float) * (size_t)B * T * ks);
     memset(dv, 0, sizeof(float) * (size_t)B * T * ks);
     const int nt = n_scratch < 1 ? 1 : n_scratch;
+    (void)nt; /* used by the pragma only (unused without OpenMP) */
 #pragma omp parallel for collapse(2) schedule(dynamic) num_threads(nt)
     for (int b = 0; b < B; b++)
         for (int kh = 0; kh < Hkv; kh++) {

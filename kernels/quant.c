@@ -14,7 +14,7 @@
 #include "quant.h"
 
 #include <math.h>
-#include <omp.h>
+#include "lc_omp.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -770,6 +770,7 @@ int qmat_matvec_batch(const qmat *W, const float *X, int nb, const float *bias, 
     for (int b = 0; b < nb; b++) prepare_x(&px[b], W->type, X + (size_t)b * cols, cols, scratch + pb * (size_t)b);
     const uint8_t *data = W->data;
     const int par = rows * cols * nb >= QMV_PARALLEL_MIN && omp_get_max_threads() > 1 && !omp_in_parallel();
+    (void)par; /* unused without OpenMP */
 #pragma omp parallel for schedule(static) if (par)
     for (int64_t r = 0; r < rows; r++) {
         const void *row = data + W->row_bytes * (size_t)r;

@@ -1,7 +1,7 @@
 /* quant_gemm.c: the tile-dequantized GEMMs of kernels/quant.h (training
  * through a frozen stored matrix): a tile of W's rows is converted to
  * float32 (bit-exact, quant.c) and multiplied with OpenBLAS. */
-#include <cblas.h>
+#include "gemm.h"
 #include <stdlib.h>
 
 #include "quant.h"
@@ -27,7 +27,7 @@ int qmat_gemm_xwt(const qmat *W, const float *X, int N, const float *bias, float
         const int64_t n = rows - r0 < tr ? rows - r0 : tr;
         qmat_rows_to_f32(W, r0, n, buf);
         // Y[:, r0:r0+n] (N, n) [+]= X (N, cols) · tile (n, cols)^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, (int)n, (int)cols, 1.0f, X,
+        lc_sgemm(LC_N, LC_T, N, (int)n, (int)cols, 1.0f, X,
                     (int)cols, buf, (int)cols, accumulate ? 1.0f : 0.0f, Y + r0, (int)rows);
     }
     free(buf);
@@ -48,7 +48,7 @@ int qmat_gemm_dyw(const qmat *W, const float *dY, int N, float *dX, lc_err *err)
         const int64_t n = rows - r0 < tr ? rows - r0 : tr;
         qmat_rows_to_f32(W, r0, n, buf);
         // dX (N, cols) += dY[:, r0:r0+n] (N, n) · tile (n, cols)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, (int)cols, (int)n, 1.0f,
+        lc_sgemm(LC_N, LC_N, N, (int)cols, (int)n, 1.0f,
                     dY + r0, (int)rows, buf, (int)cols, 1.0f, dX, (int)cols);
     }
     free(buf);

@@ -18,7 +18,7 @@
  * plus one (N, F) buffer per layer). */
 #include "gemm.h"
 #include <math.h>
-#include <omp.h>
+#include "lc_omp.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -567,6 +567,7 @@ struct model_decoder {
     int max_seq;
     float *kc, *vc; /* (L, max_seq, Hkv*hd) */
     float *x, *xn, *q, *att, *hb, *hb2, *logits, *low, *cs, *sn, *scores;
+    int low_cap; /* floats in low: the largest adapter rank */
 };
 
 void model_decoder_free(model_decoder *d) {
@@ -604,6 +605,7 @@ int model_decoder_init(model_decoder **out, const model *m, const adapter_set *a
     d->hb2 = calloc(c->hidden_dim, sizeof(float));
     d->logits = calloc(c->vocab_size, sizeof(float));
     d->low = calloc(low, sizeof(float));
+    d->low_cap = low;
     d->cs = calloc(c->head_dim / 2, sizeof(float));
     d->sn = calloc(c->head_dim / 2, sizeof(float));
     d->scores = calloc((size_t)c->n_heads * max_seq, sizeof(float));
@@ -613,6 +615,21 @@ int model_decoder_init(model_decoder **out, const model *m, const adapter_set *a
         return lc_errf(err, "out of memory allocating a KV cache for %d positions", max_seq);
     }
     *out = d;
+    return LC_OK;
+}
+
+int model_decoder_set_adapters(model_decoder *d, const adapter_set *ad, lc_err *err) {
+    if (adapter_set_validate(ad, d->m, err)) return LC_FAIL;
+    int low = 1;
+    for (int i = 0; ad && i < ad->n_loras; i++) low = ad->loras[i]->rank > low ? ad->loras[i]->rank : low;
+    for (int i = 0; ad && i < ad->n_cals; i++) low = ad->cals[i]->rank > low ? ad->cals[i]->rank : low;
+    if (low > d->low_cap) {
+        float *p = realloc(d->low, sizeof(float) * (size_t)low);
+        if (!p) return lc_errf(err, "out of memory");
+        d->low = p, d->low_cap = low;
+    }
+    if (ad) d->ad = *ad;
+    else memset(&d->ad, 0, sizeof d->ad);
     return LC_OK;
 }
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Measures the on-device runtime (not a test; numbers go to README.md,
+# "On-device runtime"): time from process start to the first generated
+# token for base + bundle on stories260K and at the stories110M shape
+# (random weights, F32 safetensors, warm page cache), resident memory
+# against the mapped weight bytes, task switch time, binary sizes.
+#   scripts/bench_runtime.sh [BUILD_DIR] [WORK_DIR]
+# BUILD_DIR defaults to build (configured as in the README); WORK_DIR
+# (default /tmp/lcmt-bench-runtime) receives the 110M-shape files (~450 MB).
+set -euo pipefail
+src="$(cd "$(dirname "$0")/.." && pwd)"
+build="$(cd "${1:-$src/build}" && pwd)"
+work="${2:-/tmp/lcmt-bench-runtime}"
+cmake --build "$build" -j2 --target lcmt_bench lcmt_runtime_shared lcmt_example test_runtime generate export calibrate >/dev/null
+bench="$build/bin/lcmt_bench"
+
+s260="$build/test_runtime/stories260K"
+if [ ! -f "$s260/b.lcb" ]; then # the bundle test_runtime makes (calibrate + export on stories260K)
+  (cd "$build" && ./bin/test_runtime --filter 'runtime/answers_equal_generate_bundle_stories260K' >/dev/null)
+fi
+[ -f "$s260/b.lcb" ] || { echo "bench_runtime: no stories260K bundle (is ../shared/assets there?)" >&2; exit 1; }
+m110="$work/110m"
+[ -f "$m110/b.lcb" ] || "$bench" make110m "$m110"
+
+run() { # name model tokenizer bundle task_a task_b input (LCMT_BENCH_COPY=1: weights copied, not mapped)
+  cat "$2"/* "$2" "$4" >/dev/null 2>&1 || true # warm page cache
+  "$bench" run "$2" "$3" "$4" "$5" "$6" "$7" "$(date +%s%N)" >/dev/null # warm-up
+  echo "== $1"
+  echo "\$ ${LCMT_BENCH_COPY:+LCMT_BENCH_COPY=1 }lcmt_bench run $2 $3 $4 $5 $6 '$7' \$(date +%s%N)"
+  "$bench" run "$2" "$3" "$4" "$5" "$6" "$7" "$(date +%s%N)"
+}
+run "stories260K (llama2.c checkpoint, read into memory) + bundle, task t1" \
+  "$s260/model.bin" - "$s260/b.lcb" t1 t2 "say red blue"
+run "stories110M shape (random F32 safetensors, mapped) + bundle, task t1" \
+  "$m110" "$m110/tok32000.bin" "$m110/b.lcb" t1 t2 "hello"
+LCMT_BENCH_COPY=1 run "the same with copy_weights (read into 2 MB pages instead of mapped)" \
+  "$m110" "$m110/tok32000.bin" "$m110/b.lcb" t1 t2 "hello"
+
+echo "== binary sizes"
+so="$(readlink -f "$build/liblcmt_runtime.so")"
+strip -o "$work/liblcmt_runtime.stripped.so" "$so"
+strip -o "$work/lcmt_example.stripped" "$build/bin/lcmt_example"
+printf "liblcmt_runtime.so: %d bytes (%d stripped); liblcmt_runtime.a: %d bytes; lcmt_example (static runtime, stripped): %d bytes\n" \
+  "$(stat -c %s "$so")" "$(stat -c %s "$work/liblcmt_runtime.stripped.so")" \
+  "$(stat -c %s "$build/liblcmt_runtime.a")" "$(stat -c %s "$work/lcmt_example.stripped")"
+echo "NEEDED: $(readelf -d "$so" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')"
