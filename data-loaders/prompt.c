@@ -22,14 +22,15 @@ int prompt_format_chat(prompt_format *pf, const char *tmpl_src, const char *src_
     return LC_OK;
 }
 
-int prompt_format_init(prompt_format *pf, const char *kind, const tokenizer *tok, const char *system,
-                       lc_err *err) {
+const char *const PROMPT_FORMAT_NAMES[] = {"raw", "chat", NULL};
+
+int prompt_format_init(prompt_format *pf, int kind, const tokenizer *tok, const char *system, lc_err *err) {
     memset(pf, 0, sizeof *pf);
-    if (!kind || !strcmp(kind, "raw")) {
+    if (kind == PROMPT_RAW) {
         if (system) return lc_errf(err, "a system message needs the chat prompt format");
         return LC_OK;
     }
-    if (strcmp(kind, "chat")) return lc_errf(err, "unknown prompt format '%s' (expected \"raw\" or \"chat\")", kind);
+    if (kind != PROMPT_CHAT) return lc_errf(err, "unknown prompt format %d", kind);
     const char *where = NULL, *src = tokenizer_chat_template(tok, &where);
     if (!src) {
         if (where) return lc_errf(err, "%s: no chat_template (needed by the chat prompt format)", where);

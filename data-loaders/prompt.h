@@ -32,11 +32,13 @@ typedef struct {
     char *bos_text, *eos_text; /* the template's bos_token / eos_token, NULL when unset */
 } prompt_format;
 
-/* kind "raw" (or NULL) or "chat"; for chat, the tokenizer's chat template
- * (an error naming the tokenizer_config.json, or its absence, when there is
- * none or it does not parse). system may be NULL. */
-int prompt_format_init(prompt_format *pf, const char *kind, const tokenizer *tok, const char *system,
-                       lc_err *err);
+/* Config values of "prompt_format", by prompt_kind (NULL-terminated). */
+extern const char *const PROMPT_FORMAT_NAMES[];
+
+/* kind PROMPT_RAW, or PROMPT_CHAT with the tokenizer's chat template (an
+ * error naming the tokenizer_config.json, or its absence, when there is
+ * none or it does not parse). system may be NULL (and must be for raw). */
+int prompt_format_init(prompt_format *pf, int kind, const tokenizer *tok, const char *system, lc_err *err);
 /* The same from a template text (tests, or a template given elsewhere). */
 int prompt_format_chat(prompt_format *pf, const char *tmpl_src, const char *src_name, const char *bos_text,
                        const char *eos_text, const char *system, lc_err *err);

@@ -14,6 +14,7 @@
 #include "generation.h"
 #include "loaders.h"
 #include "model.h"
+#include "prompt.h"
 #include "tokenizer.h"
 
 static void usage(FILE *f) {
@@ -30,7 +31,14 @@ static void usage(FILE *f) {
         "                         (tokenizer.bin / tok512.bin). Default: the model\n"
         "                         folder's tokenizer.json, or tokenizer.bin /\n"
         "                         tok<vocab>.bin beside a checkpoint file\n"
-        "  --prompt TEXT          prompt text (default: start from BOS alone)\n"
+        "  --prompt TEXT          prompt text (default: start from BOS alone); BOS is\n"
+        "                         put first (once) when the tokenizer has one, as\n"
+        "                         train, evaluate and calibrate do\n"
+        "  --chat                 render --prompt as the user message of the model's\n"
+        "                         chat template (tokenizer_config.json's\n"
+        "                         chat_template), generation prompt on\n"
+        "  --system TEXT          with --chat: a system message before it\n"
+        "  --no-bos               do not put BOS first\n"
         "  --prompt-ids LIST      prompt as comma-separated token ids (no tokenizer\n"
         "                         needed; BOS is not added)\n"
         "  --max-new-tokens N     tokens to generate (default 256); stops early at\n"
@@ -54,8 +62,11 @@ static void usage(FILE *f) {
         "                         The answer is generated with the settings the task\n"
         "                         was evaluated with (max new tokens, temperature,\n"
         "                         top-p, stop strings), unless the flags above are\n"
-        "                         given, and printed without leading whitespace\n"
-        "  --raw-prompt           use --prompt as the whole prompt (no template)\n"
+        "                         given, and printed without leading whitespace;\n"
+        "                         a task calibrated with the chat prompt format\n"
+        "                         renders its prompt with the chat template\n"
+        "  --raw-prompt           use --prompt as the whole prompt (no template, no\n"
+        "                         chat template)\n"
         "  --print-ids            print generated token ids instead of text\n"
         "  --quiet                no diagnostics on stderr\n"
         "  --help                 this text\n",
@@ -160,6 +171,8 @@ int main(int argc, char **argv) {
     const char *stops[GEN_MAX_STOP];
     int n_stops = 0;
     int seed = 0;
+    int chat = 0, no_bos = 0;
+    const char *system_msg = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -236,6 +249,12 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--task")) {
             NEED_VALUE();
             task_arg = v;
+        } else if (!strcmp(a, "--chat")) {
+            chat = 1;
+        } else if (!strcmp(a, "--system")) {
+            NEED_VALUE(); system_msg = v;
+        } else if (!strcmp(a, "--no-bos")) {
+            no_bos = 1;
         } else if (!strcmp(a, "--raw-prompt")) {
             raw_prompt = 1;
         } else if (!strcmp(a, "--print-ids")) {
@@ -268,6 +287,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "generate: --task needs --bundle\n");
         return 2;
     }
+    if (chat && !prompt) {
+        fprintf(stderr, "generate: --chat needs --prompt (the user message)\n");
+        return 2;
+    }
+    if (system_msg && !chat && !bundle_path_arg) {
+        fprintf(stderr, "generate: --system needs --chat\n");
+        return 2;
+    }
 
     int rc = 1;
     lc_err err = {{0}};
@@ -278,7 +305,8 @@ int main(int argc, char **argv) {
     bundle *bnd = NULL;
     bundle_task bt = {0};
     int have_bt = 0;
-    char *rendered = NULL;
+    char *rendered = NULL, *chat_text = NULL;
+    prompt_format pfmt = {0};
     model *run_m = &m;
     tokenizer *tok = NULL;
     char *text = NULL;
@@ -381,6 +409,19 @@ int main(int argc, char **argv) {
             }
             prompt = rendered;
         }
+        /* the prompt format the task was calibrated with */
+        const cJSON *pf = cJSON_GetObjectItemCaseSensitive(bt.task, "prompt_format");
+        const cJSON *sy = cJSON_GetObjectItemCaseSensitive(bt.task, "system");
+        if (prompt && !raw_prompt && cJSON_IsString(pf) && !strcmp(pf->valuestring, "chat")) {
+            chat = 1;
+            if (!system_msg && cJSON_IsString(sy)) system_msg = sy->valuestring;
+        }
+        if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(bt.task, "add_bos"))) no_bos = 1;
+    }
+    if (system_msg && !chat) {
+        fprintf(stderr, "generate: --system needs --chat (or a bundle task calibrated with the chat "
+                        "prompt format)\n");
+        goto done;
     }
 
     if (!tok_path && !prompt_ids) {
@@ -400,11 +441,19 @@ int main(int argc, char **argv) {
         goto done;
     }
 
-    /* the prompt */
+    /* the prompt: the chat template, then prompt.h's one rule for BOS */
     int bos = tok && tokenizer_bos(tok) >= 0 ? tokenizer_bos(tok) : c->bos_id >= 0 ? c->bos_id : 1;
     int *enc = NULL, n_enc = 0;
+    if (chat && prompt && tok) {
+        if (prompt_format_init(&pfmt, PROMPT_CHAT, tok, system_msg, &err) ||
+            prompt_render(&pfmt, prompt, &chat_text, &err)) {
+            fprintf(stderr, "generate: --chat: %s\n", err.msg);
+            goto done;
+        }
+        prompt = chat_text;
+    }
     if (prompt && !prompt_ids && tok &&
-        tokenizer_encode(tok, prompt, strlen(prompt), 1, &enc, &n_enc, &err)) {
+        prompt_encode(tok, prompt, strlen(prompt), !no_bos, &enc, &n_enc, &err)) {
         fprintf(stderr, "generate: --prompt: %s\n", err.msg);
         goto done;
     }
@@ -502,6 +551,8 @@ done:
     if (have_bt) bundle_task_free(&bt);
     bundle_close(bnd);
     free(rendered);
+    free(chat_text);
+    prompt_format_free(&pfmt);
     for (int i = 0; i < n_lora_ok; i++) lora_free(&loras[i]);
     for (int i = 0; i < n_calib_ok; i++) calib_free(&cals[i]);
     model_free(&m);
