@@ -24,7 +24,9 @@
 #include <string.h>
 
 #include "chat_template.h"
+#include "dataset.h"
 #include "loaders.h"
+#include "model.h"
 #include "prompt.h"
 #include "testutil.h"
 #include "tokenizer.h"
@@ -436,4 +438,249 @@ Test(chat, hostile_templates_hit_limits) {
     big[(1u << 20) + 8] = 0;
     expect_error(big, NULL, "larger than the 1048576-byte limit", NULL);
     free(big);
+}
+
+/* ---- the one rule for BOS (prompt.h) --------------------------------------- */
+
+static tokenizer *load_tok(const char *model) {
+    tokenizer *t = NULL;
+    lc_err err;
+    const char *p = model_file(model, "tokenizer.json");
+    cr_assert_eq(tokenizer_load(&t, p, 0, &err), LC_OK, "%s (run scripts/setup.sh): %s", p, err.msg);
+    return t;
+}
+
+static void encode(const tokenizer *t, const char *s, int special, int **ids, int *n) {
+    lc_err err;
+    cr_assert_eq(tokenizer_encode(t, s, strlen(s), special, ids, n, &err), LC_OK, "%s", err.msg);
+}
+
+static void assert_ids(const int *a, int na, const int *b, int nb, const char *what) {
+    cr_assert_eq(na, nb, "%s: %d ids, expected %d", what, na, nb);
+    for (int i = 0; i < na; i++) cr_assert_eq(a[i], b[i], "%s: id %d is %d, expected %d", what, i, a[i], b[i]);
+}
+
+Test(chat, one_bos_rule_with_and_without_a_bos_post_processor) {
+    static const char *const texts[] = {"Summarize: Alice met Bob.", " leading space", "", "x\n\ny"};
+    /* llama2: the post-processor adds <s>; llama3: a plain ByteLevel one adds nothing */
+    for (int k = 0; k < 2; k++) {
+        tokenizer *t = load_tok(k ? "llama3" : "llama2");
+        const int bos = tokenizer_bos(t);
+        cr_assert_geq(bos, 0);
+        for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+            int *plain, np, *post, npp, *got, ng;
+            lc_err err;
+            encode(t, texts[i], 0, &plain, &np);
+            encode(t, texts[i], 1, &post, &npp);
+            /* what the post-processor does differs ... */
+            cr_assert_eq(npp, np + (k ? 0 : 1), "%s: the post-processor %s BOS", k ? "llama3" : "llama2",
+                         k ? "should not add" : "should add");
+            /* ... the rule does not: BOS once, then the text */
+            cr_assert_eq(prompt_encode(t, texts[i], strlen(texts[i]), 1, &got, &ng, &err), LC_OK, "%s", err.msg);
+            int *want = malloc(sizeof(int) * (size_t)(np + 1));
+            want[0] = bos;
+            if (np) memcpy(want + 1, plain, sizeof(int) * (size_t)np);
+            assert_ids(got, ng, want, np + 1, texts[i]);
+            if (!k) assert_ids(got, ng, post, npp, "llama2: the rule equals HF's add_special_tokens=True");
+            free(got);
+            cr_assert_eq(prompt_encode(t, texts[i], strlen(texts[i]), 0, &got, &ng, &err), LC_OK);
+            assert_ids(got, ng, plain, np, "add_bos off");
+            free(got), free(want), free(plain), free(post);
+        }
+        tokenizer_free(t);
+    }
+    /* a chat template that writes bos_token: never two */
+    tokenizer *t = load_tok("llama3");
+    prompt_format pf;
+    lc_err err;
+    char *text;
+    int *ids, n, *plain, np;
+    cr_assert_eq(prompt_format_init(&pf, PROMPT_CHAT, t, "sys", &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(prompt_render(&pf, "Hi", &text, &err), LC_OK, "%s", err.msg);
+    cr_assert(!strncmp(text, "<|begin_of_text|>", 17), "%s", text);
+    cr_assert_eq(prompt_encode(t, text, strlen(text), 1, &ids, &n, &err), LC_OK);
+    encode(t, text, 0, &plain, &np);
+    assert_ids(ids, n, plain, np, "chat text with its own BOS");
+    cr_assert(n > 2 && ids[0] == tokenizer_bos(t) && ids[1] != tokenizer_bos(t));
+    free(ids), free(plain), free(text);
+    prompt_format_free(&pf);
+    tokenizer_free(t);
+    /* no BOS at all (Qwen3): nothing is added */
+    t = load_tok("qwen3");
+    cr_assert_eq(tokenizer_bos(t), -1);
+    cr_assert_eq(prompt_encode(t, "Hi", 2, 1, &ids, &n, &err), LC_OK);
+    encode(t, "Hi", 0, &plain, &np);
+    assert_ids(ids, n, plain, np, "qwen3");
+    free(ids), free(plain);
+    tokenizer_free(t);
+}
+
+Test(chat, prompt_format_errors) {
+    prompt_format pf;
+    lc_err err;
+    tokenizer *t = load_tok("llama2"); /* its tokenizer_config.json has no chat_template */
+    cr_assert_eq(prompt_format_init(&pf, PROMPT_CHAT, t, NULL, &err), LC_FAIL);
+    ASSERT_HAS(err.msg, "tokenizer-llama2/models/tokenizer_config.json: no chat_template");
+    cr_assert_eq(prompt_format_init(&pf, PROMPT_RAW, t, "sys", &err), LC_FAIL);
+    ASSERT_HAS(err.msg, "a system message needs the chat prompt format");
+    tokenizer_free(t);
+    char path[600];
+    snprintf(path, sizeof path, "%s/tok.bin", tu_tmpdir());
+    cr_assert_eq(tu_write_byte_tokenizer(path), 0);
+    cr_assert_eq(tokenizer_load(&t, path, 259, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(prompt_format_init(&pf, PROMPT_CHAT, t, NULL, &err), LC_FAIL);
+    ASSERT_HAS(err.msg, "needs a chat_template in the tokenizer_config.json");
+    tokenizer_free(t);
+    /* a template that does not parse names its file */
+    cr_assert_eq(prompt_format_chat(&pf, "{% for %}", "m/tokenizer_config.json", NULL, NULL, NULL, &err), LC_FAIL);
+    ASSERT_HAS(err.msg, "m/tokenizer_config.json: line 1: for: expected a variable name");
+}
+
+/* ---- datasets and generate with the chat format ---------------------------- */
+
+Test(chat, dataset_renders_prompts_with_the_chat_template) {
+    tokenizer *t = load_tok("llama3_1");
+    cJSON *cfg = tok_config("llama3_1");
+    const char *ct = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template")->valuestring;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    char data[600];
+    snprintf(data, sizeof data, "%s/d.jsonl", dir);
+    const char *rows = "{\"q\": \"What is 2+2?\", \"a\": \"4\"}\n{\"q\": \"  Name a colour  \", \"a\": \"Blue\"}\n";
+    cr_assert_eq(tu_write_file(data, rows, strlen(rows)), 0);
+    prompt_format pf;
+    lc_err err;
+    cr_assert_eq(prompt_format_init(&pf, PROMPT_CHAT, t, "Be brief.", &err), LC_OK, "%s", err.msg);
+    dataset_spec s = {data, "Q: {q}", " {a}", 256, 1, 1, BAD_ROW_ERROR, 0, &pf};
+    dataset d;
+    cr_assert_eq(dataset_load(&d, &s, t, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(d.n, 2);
+    /* the prompts are what transformers renders for [system, user] */
+    tcases cs = {0};
+    const char *qs[2] = {"Q: What is 2+2?", "Q:   Name a colour  "};
+    for (int i = 0; i < 2; i++) {
+        char vars[1024];
+        snprintf(vars, sizeof vars, "{\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+                 "{\"role\":\"user\",\"content\":\"%s\"}],\"tools\":null,\"documents\":null,"
+                 "\"add_generation_prompt\":true,\"bos_token\":\"<|begin_of_text|>\",\"eos_token\":\"<|eot_id|>\"}", qs[i]);
+        add_case(&cs, "dataset row", ct, vars);
+    }
+    cJSON *ref = reference(&cs);
+    const int bos = tokenizer_bos(t), eos = tokenizer_eos(t);
+    for (int i = 0; i < 2; i++) {
+        const char *want = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ref, i), "text")->valuestring;
+        cr_assert_str_eq(d.ex[i].prompt, want);
+        int *plain, np;
+        encode(t, want, 0, &plain, &np); /* the text begins with <|begin_of_text|>: one BOS */
+        cr_assert_eq(d.ex[i].n_prompt, np);
+        assert_ids(d.ex[i].ids, d.ex[i].n_prompt, plain, np, "chat prompt ids");
+        cr_assert_eq(d.ex[i].ids[0], bos);
+        cr_assert_neq(d.ex[i].ids[1], bos);
+        cr_assert_eq(d.ex[i].ids[d.ex[i].n_ids - 1], eos); /* <|eot_id|>, the chat EOS */
+        free(plain);
+    }
+    dataset_free(&d);
+    /* cut from the left: BOS stays first */
+    s.max_len = 12;
+    cr_assert_eq(dataset_load(&d, &s, t, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(d.n_truncated, 2);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(d.ex[i].n_ids, 12);
+        cr_assert_eq(d.ex[i].ids[0], bos);
+        cr_assert_neq(d.ex[i].ids[1], bos);
+    }
+    dataset_free(&d);
+    cJSON_Delete(ref);
+    free_cases(&cs);
+    prompt_format_free(&pf);
+    cJSON_Delete(cfg);
+    tokenizer_free(t);
+}
+
+static char *run(const char *cmd, int *st) {
+    char *out = tu_capture(cmd, st);
+    cr_assert_not_null(out);
+    return out;
+}
+
+Test(chat, generate_chat_equals_the_rendered_prompt) {
+    /* a tiny random model with Llama 3.1's vocabulary, tokenizer and template */
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir()); /* tu_tmpdir's buffer is reused */
+    model_config c = {0};
+    strcpy(c.arch, "llama");
+    c.dim = 16, c.n_layers = 1, c.n_heads = 2, c.n_kv_heads = 1, c.head_dim = 8;
+    c.hidden_dim = 24, c.vocab_size = 128256, c.max_seq_len = 128;
+    c.norm_eps = 1e-5f, c.rope_theta = 10000.0f, c.bos_id = 128000, c.eos_id = 128009;
+    model m;
+    lc_err err;
+    cr_assert_eq(model_init(&m, &c, &err), LC_OK, "%s", err.msg);
+    model_init_random(&m, 0.5f, 7);
+    cr_assert_eq(model_save_hf(&m, dir, &err), LC_OK, "%s", err.msg);
+    model_free(&m);
+    char cmd[16384];
+    char tj[4096]; /* model_file's buffer is reused */
+    snprintf(tj, sizeof tj, "%s", model_file("llama3_1", "tokenizer.json"));
+    snprintf(cmd, sizeof cmd, "cp %s %s/ && cp %s %s/", tj, dir, model_file("llama3_1", "tokenizer_config.json"), dir);
+    cr_assert_eq(tu_system(cmd), 0);
+    /* the text jinja2 renders for these messages */
+    cJSON *cfg = tok_config("llama3_1");
+    tcases cs = {0};
+    add_case(&cs, "generate", cJSON_GetObjectItemCaseSensitive(cfg, "chat_template")->valuestring,
+             "{\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\",\"content\":\"Hi there\"}],"
+             "\"add_generation_prompt\":true,\"bos_token\":\"<|begin_of_text|>\",\"eos_token\":\"<|eot_id|>\"}");
+    cJSON *ref = reference(&cs);
+    const char *want = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ref, 0), "text")->valuestring;
+    tokenizer *t = load_tok("llama3_1");
+    int *plain, np;
+    encode(t, want, 0, &plain, &np);
+    tokenizer_free(t);
+    free(plain);
+    /* the rendered text as a raw prompt: single quotes for the shell (no ' in it) */
+    cr_assert_null(strchr(want, '\''));
+    int st1, st2;
+    snprintf(cmd, sizeof cmd, "%s --model %s --chat --system 'Be brief.' --prompt 'Hi there' --temperature 0 "
+             "--max-new-tokens 5 --print-ids 2>%s/e1", tu_bin("generate"), dir, dir);
+    char *a = run(cmd, &st1);
+    snprintf(cmd, sizeof cmd, "%s --model %s --prompt '%s' --temperature 0 --max-new-tokens 5 --print-ids 2>%s/e2",
+             tu_bin("generate"), dir, want, dir);
+    char *b = run(cmd, &st2);
+    cr_assert_eq(st1, 0, "generate --chat failed");
+    cr_assert_eq(st2, 0, "generate with the rendered prompt failed");
+    cr_assert(strlen(a) > 1, "no ids printed");
+    cr_assert_str_eq(a, b, "generate --chat and the rendered prompt differ");
+    char path[700], expect[64];
+    snprintf(path, sizeof path, "%s/e1", dir);
+    size_t n;
+    char *e1 = lc_read_file(path, &n, &err);
+    cr_assert_not_null(e1);
+    snprintf(expect, sizeof expect, "generate: %d prompt + ", np); /* one BOS: the template's */
+    ASSERT_HAS(e1, expect);
+    free(e1);
+    /* --no-bos with a raw prompt drops the BOS the rule would add */
+    snprintf(cmd, sizeof cmd, "%s --model %s --prompt 'Hi' --no-bos --max-new-tokens 0 2>&1 >/dev/null",
+             tu_bin("generate"), dir);
+    char *e3 = run(cmd, &st1);
+    cr_assert_eq(st1, 0, "%s", e3);
+    ASSERT_HAS(e3, "generate: 1 prompt + ");
+    free(e3);
+    snprintf(cmd, sizeof cmd, "%s --model %s --prompt 'Hi' --max-new-tokens 0 2>&1 >/dev/null", tu_bin("generate"), dir);
+    e3 = run(cmd, &st1);
+    ASSERT_HAS(e3, "generate: 2 prompt + "); /* BOS + "Hi", though this post-processor adds BOS too */
+    free(e3);
+    /* errors */
+    snprintf(cmd, sizeof cmd, "%s --model %s --chat 2>&1", tu_bin("generate"), dir);
+    e3 = run(cmd, &st1);
+    cr_assert_eq(st1, 2);
+    ASSERT_HAS(e3, "--chat needs --prompt");
+    free(e3);
+    snprintf(cmd, sizeof cmd, "%s --model %s --system x --prompt y 2>&1", tu_bin("generate"), dir);
+    e3 = run(cmd, &st1);
+    cr_assert_eq(st1, 2);
+    ASSERT_HAS(e3, "--system needs --chat");
+    free(e3);
+    free(a), free(b);
+    cJSON_Delete(ref);
+    free_cases(&cs);
+    cJSON_Delete(cfg);
 }
