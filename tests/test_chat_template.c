@@ -679,6 +679,38 @@ Test(chat, generate_chat_equals_the_rendered_prompt) {
     cr_assert_eq(st1, 2);
     ASSERT_HAS(e3, "--system needs --chat");
     free(e3);
+    /* evaluate with "prompt_format": "chat" prompts with the same text */
+    char p[1200];
+    snprintf(p, sizeof p, "%s/d.jsonl", dir);
+    const char *row = "{\"q\": \"Hi there\", \"a\": \"x\"}\n";
+    cr_assert_eq(tu_write_file(p, row, strlen(row)), 0);
+    for (int bad = 0; bad < 2; bad++) {
+        char conf[8192];
+        snprintf(conf, sizeof conf, "{\"model\": \"%s\", \"output_dir\": \"%s/ev\", \"data\": {\"path\": \"%s\", "
+                 "\"prompt_template\": \"{q}\", \"target_template\": \" {a}\", \"prompt_format\": \"%s\", "
+                 "\"system\": \"Be brief.\"}, \"generation\": {\"max_new_tokens\": 2}}", dir, dir, p,
+                 bad ? "chatml" : "chat");
+        snprintf(path, sizeof path, "%s/eval.json", dir);
+        cr_assert_eq(tu_write_file(path, conf, strlen(conf)), 0);
+        snprintf(cmd, sizeof cmd, "%s --config %s 2>&1", tu_bin("evaluate"), path);
+        e3 = run(cmd, &st1);
+        if (bad) {
+            cr_assert_neq(st1, 0);
+            ASSERT_HAS(e3, "data.prompt_format");
+            ASSERT_HAS(e3, "chatml");
+        } else {
+            cr_assert_eq(st1, 0, "evaluate failed: %s", e3);
+            snprintf(path, sizeof path, "%s/ev/predictions.jsonl", dir);
+            char *pj = lc_read_file(path, &n, &err);
+            cr_assert_not_null(pj, "%s", err.msg);
+            cJSON *o = cJSON_Parse(pj);
+            cr_assert_not_null(o, "predictions.jsonl: %s", pj);
+            cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(o, "prompt")->valuestring, want);
+            cJSON_Delete(o);
+            free(pj);
+        }
+        free(e3);
+    }
     free(a), free(b);
     cJSON_Delete(ref);
     free_cases(&cs);
