@@ -19,6 +19,7 @@
  * scripts/setup.sh), not a skip. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,6 +272,16 @@ Test(chat, constructs_equal_jinja2) {
         "\r\nline1\r\n{% if 1 %}\r\nline2\r\n{% endif %}\r\n",
         "{{- ' a ' -}}\n\n{{ 'b' }}",
         "tab\t{% if 1 %}\t{% endif %}\n\t {% if 1 %}x{% endif %}",
+        "{% if 1 %}\n\n{% endif %}\n  \t{%- if 1 %}a{% endif -%}\n\n  {{+ 'b' }}\n{#- x #}\n",
+        "  {%- if 1 %}\n    x\n  {% else %}\n    y\n  {%- endif %}\nend\n",
+        "{{ {'a': {'b': 1}} }}|{{ '%}' }}|{{ \"}}\" }}|{% set d = {'k': [1, {'x': '}}'}]} %}{{ d.k[1].x }}",
+        "{% for m in messages %}\n  {% if m.role == 'user' %}\n    U:{{ m.content }}\n  {% endif %}\n{% endfor %}\n",
+        "{%\n  set x = 'multi\nline'\n%}{{ x\n}}|{{ 'a' ~\n 'b' }}",
+        "a\u00a0\u3000 {%- if 1 %}b{% endif %}\u3000\n{%- if 1 -%}\u2028 c {%- endif %}",
+        "  {# only a comment #}\n  {{ 'x' }}",
+        "{% if true %}yes{% endif %}\n",
+        "\n\n",
+        "",
         /* literals and printing */
         "{{ 'a' \"b\" 'c' }}|{{ 'it\\'s' }}|{{ \"\\n\\t\\\\\\x41\\u00e9\\U0001F600\\d\" }}",
         "{{ 1 }} {{ -2 }} {{ 1.5 }} {{ 1e3 }} {{ 2.0 }} {{ 0.1 + 0.2 }} {{ 1e16 }} {{ 1.5e-7 }} {{ 1_000 }}",
@@ -357,6 +368,45 @@ Test(chat, constructs_equal_jinja2) {
     }
     int failed = check_cases(&cs);
     cr_assert_eq(failed, 9, "expected 9 cases to fail in both, %d did", failed);
+    free_cases(&cs);
+}
+
+/* Whitespace control by brute force: 400 random mixes of text, newlines,
+ * spaces, tabs and tags with every -/+ marker, against jinja2. */
+Test(chat, whitespace_control_random_mixes_equal_jinja2) {
+    static const char *const text[] = {"\n", "\n", "  ", "\t", " x ", "y", "\n  ", "  \n", "\u00a0", "\r\n"};
+    static const char *const leaf[] = {"{{ 'v' }}", "{{- 'v' }}", "{{ 'v' -}}", "{{+ 'v' }}", "{# c #}", "{#- c #}",
+                                       "{# c -#}", "{#+ c +#}", "{% set a = 1 %}", "{%- set a = 1 -%}",
+                                       "{%+ set a = 1 +%}", "{% if 0 %}z{% endif %}"};
+    static const char *const open[] = {"{% if 1 %}", "{%- if 1 %}", "{% if 1 -%}", "{%+ if 1 %}", "{% if 1 +%}",
+                                       "{% for i in [1, 2] %}", "{%- for i in [1] -%}"};
+    static const char *const close_if[] = {"{% endif %}", "{%- endif %}", "{% endif -%}", "{%+ endif +%}"};
+    static const char *const close_for[] = {"{% endfor %}", "{%- endfor -%}", "{%+ endfor %}"};
+    uint64_t r = 0x9E3779B97F4A7C15ull;
+#define RND(n) ((r ^= r << 13, r ^= r >> 7, r ^= r << 17), (int)(r % (uint64_t)(n)))
+    tcases cs = {0};
+    for (int k = 0; k < 400; k++) {
+        char t[2048] = "";
+        int stack[8], depth = 0, len = 4 + RND(14);
+        for (int i = 0; i < len; i++) {
+            int c = RND(10);
+            if (c < 5) strcat(t, text[RND(10)]);
+            else if (c < 7) strcat(t, leaf[RND(12)]);
+            else if (c < 9 && depth < 3) {
+                int o = RND(7);
+                stack[depth++] = o >= 5;
+                strcat(t, open[o]);
+            } else if (depth) {
+                strcat(t, stack[--depth] ? close_for[RND(3)] : close_if[RND(4)]);
+            }
+        }
+        while (depth) strcat(t, stack[--depth] ? close_for[RND(3)] : close_if[RND(4)]);
+        char label[32];
+        snprintf(label, sizeof label, "mix %d", k);
+        add_case(&cs, label, t, "{}");
+    }
+#undef RND
+    cr_assert_eq(check_cases(&cs), 0);
     free_cases(&cs);
 }
 
