@@ -1,9 +1,9 @@
-/* chat_template.c: the chat-template evaluator. Values follow Python's
- * semantics where templates can see them (str() and repr() of values,
- * truthiness, ==, +, //, %, slicing by code points, json.dumps for tojson)
- * and Jinja2's for undefined values (printing one gives "", using one in
- * arithmetic or looking into it is an error). The syntax tree comes from
- * chat_template_parse.c. */
+/* chat_template.c: the chat-template evaluator: expressions (Python's
+ * semantics for +, //, %, comparisons, slicing by code points), Jinja2's
+ * tests and filters, string and dict methods, the globals, and statements.
+ * Undefined values behave as Jinja2's: printing one gives "", using one in
+ * arithmetic or looking into it is an error. The syntax tree comes from
+ * chat_template_parse.c, the values from chat_template_value.c. */
 #define _GNU_SOURCE /* memmem, localtime_r */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -14,43 +14,6 @@
 #include <time.h>
 
 #include "chat_template_int.h"
-
-/* ---- values --------------------------------------------------------------- */
-
-enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_FUNC, V_LOOP };
-enum { F_RANGE = 1, F_NAMESPACE, F_DICT, F_RAISE, F_STRFTIME };
-
-typedef struct vlist vlist;
-typedef struct vdict vdict;
-typedef struct vloop vloop;
-typedef struct {
-    int t;
-    union {
-        int64_t i; /* bool, int, func id */
-        double f;
-        struct {
-            const char *p;
-            size_t n;
-        } s;
-        vlist *l;
-        vdict *d;
-        vloop *lp;
-    };
-    const char *why; /* V_UNDEF: what is undefined, for errors */
-} val;
-struct vlist {
-    size_t n;
-    val *v;
-    int tuple;
-};
-struct vdict {
-    size_t n, cap;
-    val *k, *v;
-};
-struct vloop { /* the `loop` of a for loop, iteration i of n */
-    size_t i, n;
-    const vlist *items;
-};
 
 /* A scope. Frames live on the C stack (no value refers to a frame), with
  * room for a few variables inline; more go to the arena. */
@@ -67,465 +30,13 @@ static void frame_init(frame *f, frame *parent) {
     f->vars.k = f->kbuf, f->vars.v = f->vbuf;
 }
 
-typedef struct {
-    const chat_template *t;
-    lc_err *err;
-    ct_arena A;
-    char *out;
-    size_t n_out, cap_out;
-    long steps;
-    int failed;
-    frame *globals;
-} rstate;
-
-static int rerr(rstate *R, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int rerr(rstate *R, int line, const char *fmt, ...) {
-    if (R->failed) return LC_FAIL;
-    char what[800];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    R->failed = 1;
-    return lc_errf(R->err, "%s: line %d: %s", R->t->name, line, what);
-}
-
-static void *ralloc(rstate *R, size_t n, int line) {
-    void *p = ct_alloc(&R->A, n);
-    if (!p) rerr(R, line, "rendering needs more than %u MB of memory", CT_MAX_MEMORY >> 20);
-    return p;
-}
-
-static val V(int t) { return (val){.t = t}; }
-static val vbool(int b) { return (val){.t = V_BOOL, .i = !!b}; }
-static val vint(int64_t i) { return (val){.t = V_INT, .i = i}; }
-static val vfloat(double f) { return (val){.t = V_FLOAT, .f = f}; }
-static val vstr(const char *p, size_t n) { return (val){.t = V_STR, .s = {p, n}}; }
-static val vundef(const char *why) { return (val){.t = V_UNDEF, .why = why}; }
-static val VFAIL = {.t = -1};
-#define FAILED(v) ((v).t < 0)
-
-static const char *type_name(const val *v) {
-    switch (v->t) {
-    case V_UNDEF: return "Undefined";
-    case V_NONE: return "NoneType";
-    case V_BOOL: return "bool";
-    case V_INT: return "int";
-    case V_FLOAT: return "float";
-    case V_STR: return "str";
-    case V_LIST: return v->l->tuple ? "tuple" : "list";
-    case V_DICT: return "dict";
-    case V_NS: return "Namespace";
-    case V_LOOP: return "LoopContext";
-    default: return "function";
-    }
-}
-
-static int undef_err(rstate *R, int line, const val *v) {
-    return rerr(R, line, "%s", v->why ? v->why : "undefined value");
-}
-
-static val mkstr(rstate *R, const char *a, size_t na, const char *b, size_t nb, int line) {
-    char *p = ralloc(R, na + nb + 1, line);
-    if (!p) return VFAIL;
-    if (na) memcpy(p, a, na);
-    if (nb) memcpy(p + na, b, nb);
-    return vstr(p, na + nb);
-}
-
-static val mklist(rstate *R, size_t n, int line) {
-    vlist *l = ralloc(R, sizeof *l, line);
-    val *v = ralloc(R, (n ? n : 1) * sizeof *v, line);
-    if (!l || !v) return VFAIL;
-    l->n = n, l->v = v;
-    return (val){.t = V_LIST, .l = l};
-}
-
-static int dict_set(rstate *R, vdict *d, val k, val v, int line) {
-    for (size_t i = 0; i < d->n; i++)
-        if (d->k[i].t == V_STR && k.t == V_STR && d->k[i].s.n == k.s.n && !memcmp(d->k[i].s.p, k.s.p, k.s.n)) {
-            d->v[i] = v;
-            return LC_OK;
-        }
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? 2 * d->cap : 8;
-        val *nk = ralloc(R, cap * sizeof *nk, line), *nv = ralloc(R, cap * sizeof *nv, line);
-        if (!nk || !nv) return LC_FAIL;
-        if (d->n) memcpy(nk, d->k, d->n * sizeof *nk), memcpy(nv, d->v, d->n * sizeof *nv);
-        d->k = nk, d->v = nv, d->cap = cap;
-    }
-    d->k[d->n] = k, d->v[d->n++] = v;
-    return LC_OK;
-}
-
-static int val_eq(const val *a, const val *b);
-
-static const val *dict_get(const vdict *d, const val *k) {
-    for (size_t i = 0; i < d->n; i++)
-        if (val_eq(&d->k[i], k)) return &d->v[i];
-    return NULL;
-}
-
-static const val *dict_gets(const vdict *d, const char *k) {
-    val kv = vstr(k, strlen(k));
-    return dict_get(d, &kv);
-}
-
-static int is_num(const val *v) { return v->t == V_BOOL || v->t == V_INT || v->t == V_FLOAT; }
-static double num(const val *v) { return v->t == V_FLOAT ? v->f : (double)v->i; }
-
-static int val_eq(const val *a, const val *b) {
-    if (is_num(a) && is_num(b)) {
-        if (a->t != V_FLOAT && b->t != V_FLOAT) return a->i == b->i;
-        return num(a) == num(b);
-    }
-    if (a->t != b->t) {
-        if ((a->t == V_LIST && b->t == V_LIST)) return 0;
-        return 0;
-    }
-    switch (a->t) {
-    case V_UNDEF: case V_NONE: return 1;
-    case V_STR: return a->s.n == b->s.n && !memcmp(a->s.p, b->s.p, a->s.n);
-    case V_LIST:
-        if (a->l->n != b->l->n || a->l->tuple != b->l->tuple) return 0;
-        for (size_t i = 0; i < a->l->n; i++)
-            if (!val_eq(&a->l->v[i], &b->l->v[i])) return 0;
-        return 1;
-    case V_DICT:
-        if (a->d->n != b->d->n) return 0;
-        for (size_t i = 0; i < a->d->n; i++) {
-            const val *o = dict_get(b->d, &a->d->k[i]);
-            if (!o || !val_eq(&a->d->v[i], o)) return 0;
-        }
-        return 1;
-    case V_NS: return a->d == b->d;
-    case V_LOOP: return a->lp == b->lp;
-    case V_FUNC: return a->i == b->i;
-    }
-    return 0;
-}
-
-static int truthy(const val *v) {
-    switch (v->t) {
-    case V_BOOL: case V_INT: return v->i != 0;
-    case V_FLOAT: return v->f != 0;
-    case V_STR: return v->s.n != 0;
-    case V_LIST: return v->l->n != 0;
-    case V_DICT: return v->d->n != 0;
-    case V_NS: case V_FUNC: case V_LOOP: return 1;
-    default: return 0;
-    }
-}
-
-/* ---- UTF-8 code points ------------------------------------------------------ */
-
-static size_t cp_len(const char *s, size_t n) {
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++) c += ((unsigned char)s[i] & 0xc0) != 0x80;
-    return c;
-}
-
-/* byte offset of code point k (k <= count) */
-static size_t cp_off(const char *s, size_t n, size_t k) {
-    size_t i = 0;
-    while (i < n && k) {
-        i++;
-        while (i < n && ((unsigned char)s[i] & 0xc0) == 0x80) i++;
-        k--;
-    }
-    return i;
-}
-
-static int has_non_ascii(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] >= 0x80) return 1;
-    return 0;
-}
-
-/* ---- str(), repr(), json.dumps -------------------------------------------- */
-
-typedef struct {
-    rstate *R;
-    char *p;
-    size_t n, cap;
-    int line;
-} sb;
-
-static int sb_add(sb *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) cap *= 2;
-        if (cap > CT_MAX_OUTPUT + (size_t)64)
-            return rerr(b->R, b->line, "a string longer than %u MB", CT_MAX_OUTPUT >> 20);
-        char *np = ralloc(b->R, cap, b->line);
-        if (!np) return LC_FAIL;
-        if (b->n) memcpy(np, b->p, b->n);
-        b->p = np, b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return LC_OK;
-}
-static int sb_puts(sb *b, const char *s) { return sb_add(b, s, strlen(s)); }
-
-/* Python's repr(float) */
-static void py_float(double x, char *buf, size_t cap) {
-    if (isnan(x)) {
-        snprintf(buf, cap, "nan");
-        return;
-    }
-    if (isinf(x)) {
-        snprintf(buf, cap, x < 0 ? "-inf" : "inf");
-        return;
-    }
-    char e[40];
-    int p;
-    for (p = 1; p <= 17; p++) {
-        snprintf(e, sizeof e, "%.*e", p - 1, x);
-        if (strtod(e, NULL) == x) break;
-    }
-    /* e = [-]d[.ddd]e[+-]XX */
-    char dig[24];
-    int nd = 0, neg = e[0] == '-';
-    const char *q = e + neg;
-    for (; *q && *q != 'e'; q++)
-        if (*q != '.') dig[nd++] = *q;
-    int ex = atoi(q + 1);
-    while (nd > 1 && dig[nd - 1] == '0') nd--;
-    dig[nd] = 0;
-    size_t o = 0;
-    if (neg) buf[o++] = '-';
-    if (ex >= -5 && ex < 16) { /* Python: repr uses 'r' -> fixed when -4 <= exp10 < 16 */
-        if (ex < -4) goto sci;
-        if (ex < 0) {
-            o += (size_t)snprintf(buf + o, cap - o, "0.");
-            for (int i = 0; i < -ex - 1; i++) buf[o++] = '0';
-            o += (size_t)snprintf(buf + o, cap - o, "%s", dig);
-        } else {
-            for (int i = 0; i <= ex; i++) buf[o++] = i < nd ? dig[i] : '0';
-            buf[o++] = '.';
-            if (nd > ex + 1) o += (size_t)snprintf(buf + o, cap - o, "%s", dig + ex + 1);
-            else buf[o++] = '0';
-        }
-        buf[o] = 0;
-        return;
-    }
-sci:
-    buf[o++] = dig[0];
-    if (nd > 1) {
-        buf[o++] = '.';
-        o += (size_t)snprintf(buf + o, cap - o, "%s", dig + 1);
-    }
-    snprintf(buf + o, cap - o, "e%c%02d", ex < 0 ? '-' : '+', ex < 0 ? -ex : ex);
-}
-
-static int put_repr(sb *b, const val *v, int depth);
-
-/* str(v) appended to b */
-static int put_str(sb *b, const val *v, int depth) {
-    char buf[64];
-    switch (v->t) {
-    case V_UNDEF: return LC_OK;
-    case V_NONE: return sb_puts(b, "None");
-    case V_BOOL: return sb_puts(b, v->i ? "True" : "False");
-    case V_INT: snprintf(buf, sizeof buf, "%lld", (long long)v->i); return sb_puts(b, buf);
-    case V_FLOAT: py_float(v->f, buf, sizeof buf); return sb_puts(b, buf);
-    case V_STR: return sb_add(b, v->s.p, v->s.n);
-    case V_LIST: case V_DICT: return put_repr(b, v, depth);
-    case V_NS: case V_LOOP: return rerr(b->R, b->line, "unsupported: converting a %s to a string", type_name(v));
-    default: return rerr(b->R, b->line, "unsupported: converting a function to a string");
-    }
-}
-
-static int put_repr(sb *b, const val *v, int depth) {
-    if (depth > CT_MAX_DEPTH) return rerr(b->R, b->line, "a value nested deeper than %d", CT_MAX_DEPTH);
-    if (v->t == V_STR) {
-        if (has_non_ascii(v->s.p, v->s.n))
-            return rerr(b->R, b->line, "unsupported: Python repr() of a string with non-ASCII text "
-                        "(printing a list or dict that holds one; use tojson)");
-        int dq = memchr(v->s.p, '\'', v->s.n) && !memchr(v->s.p, '"', v->s.n);
-        char q = dq ? '"' : '\'';
-        if (sb_add(b, &q, 1)) return LC_FAIL;
-        for (size_t i = 0; i < v->s.n; i++) {
-            unsigned char c = (unsigned char)v->s.p[i];
-            char e[8];
-            if (c == '\\' || c == (unsigned char)q) snprintf(e, sizeof e, "\\%c", c);
-            else if (c == '\n') snprintf(e, sizeof e, "\\n");
-            else if (c == '\r') snprintf(e, sizeof e, "\\r");
-            else if (c == '\t') snprintf(e, sizeof e, "\\t");
-            else if (c < 0x20 || c == 0x7f) snprintf(e, sizeof e, "\\x%02x", c);
-            else e[0] = (char)c, e[1] = 0;
-            if (sb_puts(b, e)) return LC_FAIL;
-        }
-        return sb_add(b, &q, 1);
-    }
-    if (v->t == V_LIST) {
-        if (sb_puts(b, v->l->tuple ? "(" : "[")) return LC_FAIL;
-        for (size_t i = 0; i < v->l->n; i++)
-            if ((i && sb_puts(b, ", ")) || put_repr(b, &v->l->v[i], depth + 1)) return LC_FAIL;
-        if (v->l->tuple && v->l->n == 1 && sb_puts(b, ",")) return LC_FAIL;
-        return sb_puts(b, v->l->tuple ? ")" : "]");
-    }
-    if (v->t == V_DICT) {
-        if (sb_puts(b, "{")) return LC_FAIL;
-        for (size_t i = 0; i < v->d->n; i++)
-            if ((i && sb_puts(b, ", ")) || put_repr(b, &v->d->k[i], depth + 1) || sb_puts(b, ": ") ||
-                put_repr(b, &v->d->v[i], depth + 1))
-                return LC_FAIL;
-        return sb_puts(b, "}");
-    }
-    if (v->t == V_UNDEF) return sb_puts(b, "Undefined");
-    return put_str(b, v, depth);
-}
-
-typedef struct {
-    int ensure_ascii, indent, sort_keys; /* indent < 0: none */
-    const char *item_sep, *key_sep;
-} json_opts;
-
-static int put_json_str(sb *b, const char *s, size_t n, int ensure_ascii) {
-    if (sb_puts(b, "\"")) return LC_FAIL;
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        char e[16];
-        if (c == '"' || c == '\\') snprintf(e, sizeof e, "\\%c", c);
-        else if (c == '\n') snprintf(e, sizeof e, "\\n");
-        else if (c == '\r') snprintf(e, sizeof e, "\\r");
-        else if (c == '\t') snprintf(e, sizeof e, "\\t");
-        else if (c == '\b') snprintf(e, sizeof e, "\\b");
-        else if (c == '\f') snprintf(e, sizeof e, "\\f");
-        else if (c < 0x20) snprintf(e, sizeof e, "\\u%04x", c);
-        else if (c >= 0x80 && ensure_ascii) {
-            int k = (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : 3;
-            uint32_t cp = c & (0x3f >> k);
-            for (int j = 1; j <= k && i + (size_t)j < n; j++) cp = cp << 6 | ((unsigned char)s[i + j] & 0x3f);
-            if (cp >= 0x10000) {
-                cp -= 0x10000;
-                snprintf(e, sizeof e, "\\u%04x\\u%04x", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
-            } else {
-                snprintf(e, sizeof e, "\\u%04x", cp);
-            }
-            i += (size_t)k + 1;
-            if (sb_puts(b, e)) return LC_FAIL;
-            continue;
-        } else {
-            e[0] = (char)c, e[1] = 0;
-        }
-        if (sb_puts(b, e)) return LC_FAIL;
-        i++;
-    }
-    return sb_puts(b, "\"");
-}
-
-static int json_nl(sb *b, const json_opts *o, int level) {
-    if (o->indent < 0) return LC_OK;
-    if (sb_puts(b, "\n")) return LC_FAIL;
-    for (int i = 0; i < o->indent * level; i++)
-        if (sb_puts(b, " ")) return LC_FAIL;
-    return LC_OK;
-}
-
-static int str_cmp(const val *a, const val *b) {
-    size_t n = a->s.n < b->s.n ? a->s.n : b->s.n;
-    int c = memcmp(a->s.p, b->s.p, n);
-    return c ? c : (a->s.n > b->s.n) - (a->s.n < b->s.n);
-}
-
-static int put_json(sb *b, const val *v, const json_opts *o, int level) {
-    char buf[64];
-    if (level > CT_MAX_DEPTH) return rerr(b->R, b->line, "tojson: a value nested deeper than %d", CT_MAX_DEPTH);
-    switch (v->t) {
-    case V_NONE: return sb_puts(b, "null");
-    case V_BOOL: return sb_puts(b, v->i ? "true" : "false");
-    case V_INT: snprintf(buf, sizeof buf, "%lld", (long long)v->i); return sb_puts(b, buf);
-    case V_FLOAT:
-        if (isnan(v->f)) return sb_puts(b, "NaN");
-        if (isinf(v->f)) return sb_puts(b, v->f < 0 ? "-Infinity" : "Infinity");
-        py_float(v->f, buf, sizeof buf);
-        return sb_puts(b, buf);
-    case V_STR: return put_json_str(b, v->s.p, v->s.n, o->ensure_ascii);
-    case V_LIST:
-        if (!v->l->n) return sb_puts(b, "[]");
-        if (sb_puts(b, "[")) return LC_FAIL;
-        for (size_t i = 0; i < v->l->n; i++)
-            if ((i && sb_puts(b, o->item_sep)) || json_nl(b, o, level + 1) || put_json(b, &v->l->v[i], o, level + 1))
-                return LC_FAIL;
-        if (json_nl(b, o, level)) return LC_FAIL;
-        return sb_puts(b, "]");
-    case V_DICT: {
-        if (!v->d->n) return sb_puts(b, "{}");
-        size_t n = v->d->n, *ord = ralloc(b->R, n * sizeof *ord, b->line);
-        if (!ord) return LC_FAIL;
-        for (size_t i = 0; i < n; i++) {
-            if (v->d->k[i].t != V_STR)
-                return rerr(b->R, b->line, "unsupported: tojson of a dict with a %s key", type_name(&v->d->k[i]));
-            ord[i] = i;
-        }
-        if (o->sort_keys)
-            for (size_t i = 1; i < n; i++) /* insertion sort: stable, small dicts */
-                for (size_t j = i; j > 0 && str_cmp(&v->d->k[ord[j - 1]], &v->d->k[ord[j]]) > 0; j--) {
-                    size_t t = ord[j];
-                    ord[j] = ord[j - 1], ord[j - 1] = t;
-                }
-        if (sb_puts(b, "{")) return LC_FAIL;
-        for (size_t i = 0; i < n; i++) {
-            const val *k = &v->d->k[ord[i]];
-            if ((i && sb_puts(b, o->item_sep)) || json_nl(b, o, level + 1) ||
-                put_json_str(b, k->s.p, k->s.n, o->ensure_ascii) || sb_puts(b, o->key_sep) ||
-                put_json(b, &v->d->v[ord[i]], o, level + 1))
-                return LC_FAIL;
-        }
-        if (json_nl(b, o, level)) return LC_FAIL;
-        return sb_puts(b, "}");
-    }
-    default: return rerr(b->R, b->line, "tojson: Object of type %s is not JSON serializable", type_name(v));
-    }
-}
-
-/* ---- cJSON -> values ---------------------------------------------------------- */
-
-static val from_json(rstate *R, const cJSON *j, int depth) {
-    if (depth > CT_MAX_DEPTH) return rerr(R, 0, "a variable nested deeper than %d", CT_MAX_DEPTH), VFAIL;
-    if (cJSON_IsNull(j)) return V(V_NONE);
-    if (cJSON_IsBool(j)) return vbool(cJSON_IsTrue(j));
-    if (cJSON_IsNumber(j)) {
-        double d = j->valuedouble;
-        if (d == floor(d) && fabs(d) < 9007199254740992.0) return vint((int64_t)d);
-        return vfloat(d);
-    }
-    if (cJSON_IsString(j)) return vstr(j->valuestring, strlen(j->valuestring));
-    if (cJSON_IsArray(j)) {
-        val l = mklist(R, (size_t)cJSON_GetArraySize(j), 0);
-        if (FAILED(l)) return l;
-        size_t i = 0;
-        const cJSON *e;
-        cJSON_ArrayForEach(e, j) {
-            l.l->v[i] = from_json(R, e, depth + 1);
-            if (FAILED(l.l->v[i++])) return VFAIL;
-        }
-        return l;
-    }
-    if (cJSON_IsObject(j)) {
-        vdict *d = ralloc(R, sizeof *d, 0);
-        if (!d) return VFAIL;
-        const cJSON *e;
-        cJSON_ArrayForEach(e, j) {
-            val v = from_json(R, e, depth + 1);
-            if (FAILED(v) || dict_set(R, d, vstr(e->string, strlen(e->string)), v, 0)) return VFAIL;
-        }
-        return (val){.t = V_DICT, .d = d};
-    }
-    return rerr(R, 0, "unsupported JSON value in the variables"), VFAIL;
-}
-
 /* ---- expressions ---------------------------------------------------------- */
 
 static val eval(rstate *R, frame *F, const ct_node *n);
 
 static val lookup(rstate *R, frame *F, const ct_node *n) {
     for (frame *f = F; f; f = f->parent) {
-        const val *v = dict_gets(&f->vars, n->s);
+        const val *v = ct_dict_gets(&f->vars, n->s);
         if (v) return *v;
     }
     static const struct {
@@ -536,7 +47,7 @@ static val lookup(rstate *R, frame *F, const ct_node *n) {
     for (size_t i = 0; i < sizeof builtins / sizeof *builtins; i++)
         if (!strcmp(n->s, builtins[i].name)) return (val){.t = V_FUNC, .i = builtins[i].id};
     size_t l = strlen(n->s) + 16;
-    char *why = ralloc(R, l, n->line);
+    char *why = ct_ralloc(R, l, n->line);
     if (!why) return VFAIL;
     snprintf(why, l, "'%s' is undefined", n->s);
     return vundef(why);
@@ -544,9 +55,9 @@ static val lookup(rstate *R, frame *F, const ct_node *n) {
 
 static val missing(rstate *R, const val *obj, const char *what, size_t wn, int line) {
     size_t l = wn + 64;
-    char *why = ralloc(R, l, line);
+    char *why = ct_ralloc(R, l, line);
     if (!why) return VFAIL;
-    snprintf(why, l, "'%s object' has no attribute '%.*s'", type_name(obj), (int)wn, what);
+    snprintf(why, l, "'%s object' has no attribute '%.*s'", ct_type_name(obj), (int)wn, what);
     return vundef(why);
 }
 
@@ -558,9 +69,9 @@ static int norm_index(int64_t i, size_t n, size_t *out) {
 }
 
 static val get_item(rstate *R, const val *obj, const val *key, int line) {
-    if (obj->t == V_UNDEF) return undef_err(R, line, obj), VFAIL;
+    if (obj->t == V_UNDEF) return ct_undef_err(R, line, obj), VFAIL;
     if (obj->t == V_DICT || obj->t == V_NS) {
-        const val *v = dict_get(obj->d, key);
+        const val *v = ct_dict_get(obj->d, key);
         if (v) return *v;
         if (key->t == V_STR) return missing(R, obj, key->s.p, key->s.n, line);
         return vundef("a dict key is missing");
@@ -571,12 +82,12 @@ static val get_item(rstate *R, const val *obj, const val *key, int line) {
             if (!norm_index(key->i, obj->l->n, &i)) return vundef("list index out of range");
             return obj->l->v[i];
         }
-        if (!norm_index(key->i, cp_len(obj->s.p, obj->s.n), &i)) return vundef("string index out of range");
-        size_t a = cp_off(obj->s.p, obj->s.n, i), b = cp_off(obj->s.p, obj->s.n, i + 1);
+        if (!norm_index(key->i, ct_cp_len(obj->s.p, obj->s.n), &i)) return vundef("string index out of range");
+        size_t a = ct_cp_off(obj->s.p, obj->s.n, i), b = ct_cp_off(obj->s.p, obj->s.n, i + 1);
         return vstr(obj->s.p + a, b - a);
     }
     if (key->t == V_STR) return missing(R, obj, key->s.p, key->s.n, line);
-    return rerr(R, line, "cannot index a %s with a %s", type_name(obj), type_name(key)), VFAIL;
+    return ct_rerr(R, line, "cannot index a %s with a %s", ct_type_name(obj), ct_type_name(key)), VFAIL;
 }
 
 static int is_method_name(const val *obj, const char *s) {
@@ -599,11 +110,11 @@ static int is_method_name(const val *obj, const char *s) {
 }
 
 static val get_attr(rstate *R, const val *obj, const char *name, int line) {
-    if (obj->t == V_UNDEF) return undef_err(R, line, obj), VFAIL;
+    if (obj->t == V_UNDEF) return ct_undef_err(R, line, obj), VFAIL;
     if (is_method_name(obj, name))
-        return rerr(R, line, "unsupported: the %s method '%s' used without a call", type_name(obj), name), VFAIL;
+        return ct_rerr(R, line, "unsupported: the %s method '%s' used without a call", ct_type_name(obj), name), VFAIL;
     if (obj->t == V_DICT || obj->t == V_NS) {
-        const val *v = dict_gets(obj->d, name);
+        const val *v = ct_dict_gets(obj->d, name);
         return v ? *v : missing(R, obj, name, strlen(name), line);
     }
     if (obj->t == V_LOOP) {
@@ -620,7 +131,7 @@ static val get_attr(rstate *R, const val *obj, const char *name, int line) {
         if (!strcmp(name, "previtem")) return i ? obj->lp->items->v[i - 1] : vundef("there is no previous item");
         if (!strcmp(name, "nextitem")) return i + 1 < n ? obj->lp->items->v[i + 1] : vundef("there is no next item");
         if (!strcmp(name, "cycle") || !strcmp(name, "changed"))
-            return rerr(R, line, "unsupported: loop.%s", name), VFAIL;
+            return ct_rerr(R, line, "unsupported: loop.%s", name), VFAIL;
         return missing(R, obj, name, strlen(name), line);
     }
     return missing(R, obj, name, strlen(name), line);
@@ -635,11 +146,11 @@ static int slice_idx(rstate *R, const ct_node *n, frame *F, size_t len, int64_t 
         v[k] = p[k] ? eval(R, F, p[k]) : V(V_NONE);
         if (FAILED(v[k])) return LC_FAIL;
         if (v[k].t != V_NONE && v[k].t != V_INT && v[k].t != V_BOOL)
-            return rerr(R, n->line, "slice indices must be integers or none, found %s", type_name(&v[k]));
+            return ct_rerr(R, n->line, "slice indices must be integers or none, found %s", ct_type_name(&v[k]));
     }
     int64_t L = (int64_t)len;
     *step = v[2].t == V_NONE ? 1 : v[2].i;
-    if (*step == 0) return rerr(R, n->line, "slice step cannot be zero");
+    if (*step == 0) return ct_rerr(R, n->line, "slice step cannot be zero");
     if (v[0].t == V_NONE) *start = *step < 0 ? L - 1 : 0;
     else {
         *start = v[0].i;
@@ -658,15 +169,15 @@ static int slice_idx(rstate *R, const ct_node *n, frame *F, size_t len, int64_t 
 static val eval_slice(rstate *R, frame *F, const ct_node *n) {
     val obj = eval(R, F, n->a);
     if (FAILED(obj)) return obj;
-    if (obj.t == V_UNDEF) return undef_err(R, n->line, &obj), VFAIL;
-    if (obj.t != V_LIST && obj.t != V_STR) return rerr(R, n->line, "cannot slice a %s", type_name(&obj)), VFAIL;
-    size_t len = obj.t == V_LIST ? obj.l->n : cp_len(obj.s.p, obj.s.n);
+    if (obj.t == V_UNDEF) return ct_undef_err(R, n->line, &obj), VFAIL;
+    if (obj.t != V_LIST && obj.t != V_STR) return ct_rerr(R, n->line, "cannot slice a %s", ct_type_name(&obj)), VFAIL;
+    size_t len = obj.t == V_LIST ? obj.l->n : ct_cp_len(obj.s.p, obj.s.n);
     int64_t a = 0, b = 0, st = 1;
     if (slice_idx(R, n, F, len, &a, &b, &st)) return VFAIL;
     size_t cnt = 0;
     for (int64_t i = a; st > 0 ? i < b : i > b; i += st) cnt++;
     if (obj.t == V_LIST) {
-        val l = mklist(R, cnt, n->line);
+        val l = ct_mklist(R, cnt, n->line);
         if (FAILED(l)) return l;
         l.l->tuple = obj.l->tuple;
         size_t k = 0;
@@ -674,10 +185,10 @@ static val eval_slice(rstate *R, frame *F, const ct_node *n) {
         return l;
     }
     sb s = {R, NULL, 0, 0, n->line};
-    if (sb_add(&s, "", 0)) return VFAIL;
+    if (ct_sb_add(&s, "", 0)) return VFAIL;
     for (int64_t i = a; st > 0 ? i < b : i > b; i += st) {
-        size_t x = cp_off(obj.s.p, obj.s.n, (size_t)i), y = cp_off(obj.s.p, obj.s.n, (size_t)i + 1);
-        if (sb_add(&s, obj.s.p + x, y - x)) return VFAIL;
+        size_t x = ct_cp_off(obj.s.p, obj.s.n, (size_t)i), y = ct_cp_off(obj.s.p, obj.s.n, (size_t)i + 1);
+        if (ct_sb_add(&s, obj.s.p + x, y - x)) return VFAIL;
     }
     return vstr(s.p, s.n);
 }
@@ -685,7 +196,7 @@ static val eval_slice(rstate *R, frame *F, const ct_node *n) {
 static val to_string_val(rstate *R, const val *v, int line) {
     if (v->t == V_STR) return *v;
     sb b = {R, NULL, 0, 0, line};
-    if (sb_add(&b, "", 0) || put_str(&b, v, 0)) return VFAIL;
+    if (ct_sb_add(&b, "", 0) || ct_put_str(&b, v, 0)) return VFAIL;
     return vstr(b.p, b.n);
 }
 
@@ -697,11 +208,11 @@ static int64_t floordiv(int64_t a, int64_t b) {
 
 static val binop(rstate *R, int op, val a, val b, int line) {
     static const char *const names[] = {"", "+", "-", "*", "/", "//", "%", "**"};
-    if (a.t == V_UNDEF) return undef_err(R, line, &a), VFAIL;
-    if (b.t == V_UNDEF) return undef_err(R, line, &b), VFAIL;
-    if (op == CT_OP_ADD && a.t == V_STR && b.t == V_STR) return mkstr(R, a.s.p, a.s.n, b.s.p, b.s.n, line);
+    if (a.t == V_UNDEF) return ct_undef_err(R, line, &a), VFAIL;
+    if (b.t == V_UNDEF) return ct_undef_err(R, line, &b), VFAIL;
+    if (op == CT_OP_ADD && a.t == V_STR && b.t == V_STR) return ct_mkstr(R, a.s.p, a.s.n, b.s.p, b.s.n, line);
     if (op == CT_OP_ADD && a.t == V_LIST && b.t == V_LIST && a.l->tuple == b.l->tuple) {
-        val l = mklist(R, a.l->n + b.l->n, line);
+        val l = ct_mklist(R, a.l->n + b.l->n, line);
         if (FAILED(l)) return l;
         l.l->tuple = a.l->tuple;
         if (a.l->n) memcpy(l.l->v, a.l->v, a.l->n * sizeof(val));
@@ -713,15 +224,15 @@ static val binop(rstate *R, int op, val a, val b, int line) {
         val s = a.t == V_STR ? a : b;
         int64_t k = a.t == V_STR ? b.i : a.i;
         sb o = {R, NULL, 0, 0, line};
-        if (sb_add(&o, "", 0)) return VFAIL;
+        if (ct_sb_add(&o, "", 0)) return VFAIL;
         for (int64_t i = 0; i < k; i++)
-            if (sb_add(&o, s.s.p, s.s.n)) return VFAIL;
+            if (ct_sb_add(&o, s.s.p, s.s.n)) return VFAIL;
         return vstr(o.p, o.n);
     }
-    if (op == CT_OP_MOD && a.t == V_STR) return rerr(R, line, "unsupported: %% string formatting"), VFAIL;
+    if (op == CT_OP_MOD && a.t == V_STR) return ct_rerr(R, line, "unsupported: %% string formatting"), VFAIL;
     if (!is_num(&a) || !is_num(&b))
-        return rerr(R, line, "unsupported operand types for %s: '%s' and '%s'", names[op], type_name(&a),
-                    type_name(&b)), VFAIL;
+        return ct_rerr(R, line, "unsupported operand types for %s: '%s' and '%s'", names[op], ct_type_name(&a),
+                    ct_type_name(&b)), VFAIL;
     int ints = a.t != V_FLOAT && b.t != V_FLOAT;
     if (ints) {
         int64_t x = a.i, y = b.i, r;
@@ -756,39 +267,39 @@ static val binop(rstate *R, int op, val a, val b, int line) {
     }
     case CT_OP_POW: return vfloat(pow(x, y));
     }
-    return rerr(R, line, "internal: bad operator"), VFAIL;
+    return ct_rerr(R, line, "internal: bad operator"), VFAIL;
 ovf:
-    return rerr(R, line, "unsupported: integer result past 64 bits"), VFAIL;
+    return ct_rerr(R, line, "unsupported: integer result past 64 bits"), VFAIL;
 zero:
-    return rerr(R, line, "division by zero"), VFAIL;
+    return ct_rerr(R, line, "division by zero"), VFAIL;
 }
 
 static int contains(rstate *R, const val *hay, const val *x, int line, int *out) {
     if (hay->t == V_STR) {
         if (x->t != V_STR)
-            return rerr(R, line, "'in <string>' requires a string as left operand, not %s", type_name(x));
+            return ct_rerr(R, line, "'in <string>' requires a string as left operand, not %s", ct_type_name(x));
         *out = x->s.n == 0 || (x->s.n <= hay->s.n && memmem(hay->s.p, hay->s.n, x->s.p, x->s.n));
         return LC_OK;
     }
     if (hay->t == V_LIST) {
         *out = 0;
-        for (size_t i = 0; i < hay->l->n && !*out; i++) *out = val_eq(&hay->l->v[i], x);
+        for (size_t i = 0; i < hay->l->n && !*out; i++) *out = ct_val_eq(&hay->l->v[i], x);
         return LC_OK;
     }
     if (hay->t == V_DICT) {
-        *out = dict_get(hay->d, x) != NULL;
+        *out = ct_dict_get(hay->d, x) != NULL;
         return LC_OK;
     }
     if (hay->t == V_UNDEF) {
         *out = 0;
         return LC_OK;
     }
-    return rerr(R, line, "argument of type '%s' is not iterable", type_name(hay));
+    return ct_rerr(R, line, "argument of type '%s' is not iterable", ct_type_name(hay));
 }
 
 static int compare(rstate *R, int op, const val *a, const val *b, int line, int *out) {
     if (op == CT_OP_EQ || op == CT_OP_NE) {
-        *out = val_eq(a, b) == (op == CT_OP_EQ);
+        *out = ct_val_eq(a, b) == (op == CT_OP_EQ);
         return LC_OK;
     }
     if (op == CT_OP_IN || op == CT_OP_NOTIN) {
@@ -807,13 +318,13 @@ static int compare(rstate *R, int op, const val *a, const val *b, int line, int 
             }
         }
     } else if (a->t == V_STR && b->t == V_STR) {
-        c = str_cmp(a, b);
+        c = ct_str_cmp(a, b);
     } else {
         static const char *const names[] = {"", "", "", "", "", "", "", "", "==", "!=", "<", "<=", ">", ">="};
-        if (a->t == V_UNDEF) return undef_err(R, line, a);
-        if (b->t == V_UNDEF) return undef_err(R, line, b);
-        return rerr(R, line, "'%s' not supported between instances of '%s' and '%s'", names[op], type_name(a),
-                    type_name(b));
+        if (a->t == V_UNDEF) return ct_undef_err(R, line, a);
+        if (b->t == V_UNDEF) return ct_undef_err(R, line, b);
+        return ct_rerr(R, line, "'%s' not supported between instances of '%s' and '%s'", names[op], ct_type_name(a),
+                    ct_type_name(b));
     }
     *out = op == CT_OP_LT ? c < 0 : op == CT_OP_LE ? c <= 0 : op == CT_OP_GT ? c > 0 : c >= 0;
     return LC_OK;
@@ -828,8 +339,8 @@ typedef struct {
 
 static int eval_args(rstate *R, frame *F, const ct_node *n, args *a, int n_lead, const val *lead) {
     a->n_pos = n->n_body + n_lead, a->n_kw = n->n_alt, a->names = n->names;
-    a->pos = ralloc(R, sizeof(val) * (size_t)(a->n_pos + 1), n->line);
-    a->kw = ralloc(R, sizeof(val) * (size_t)(a->n_kw + 1), n->line);
+    a->pos = ct_ralloc(R, sizeof(val) * (size_t)(a->n_pos + 1), n->line);
+    a->kw = ct_ralloc(R, sizeof(val) * (size_t)(a->n_kw + 1), n->line);
     if (!a->pos || !a->kw) return LC_FAIL;
     for (int i = 0; i < n_lead; i++) a->pos[i] = lead[i];
     for (int i = 0; i < n->n_body; i++)
@@ -843,24 +354,24 @@ static int eval_args(rstate *R, frame *F, const ct_node *n, args *a, int n_lead,
  * = not given). Unknown keywords or too many positionals are errors. */
 static int bind(rstate *R, const args *a, const char *fname, const char *const *names, int n, val *out, int line) {
     for (int i = 0; i < n; i++) out[i] = vundef(NULL);
-    if (a->n_pos > n) return rerr(R, line, "%s takes at most %d argument%s (%d given)", fname, n, n == 1 ? "" : "s", a->n_pos);
+    if (a->n_pos > n) return ct_rerr(R, line, "%s takes at most %d argument%s (%d given)", fname, n, n == 1 ? "" : "s", a->n_pos);
     for (int i = 0; i < a->n_pos; i++) out[i] = a->pos[i];
     for (int k = 0; k < a->n_kw; k++) {
         int found = 0;
         for (int i = 0; i < n && !found; i++)
             if (!strcmp(names[i], a->names[k])) {
-                if (i < a->n_pos) return rerr(R, line, "%s got multiple values for argument '%s'", fname, names[i]);
+                if (i < a->n_pos) return ct_rerr(R, line, "%s got multiple values for argument '%s'", fname, names[i]);
                 out[i] = a->kw[k], found = 1;
             }
-        if (!found) return rerr(R, line, "%s got an unexpected keyword argument '%s'", fname, a->names[k]);
+        if (!found) return ct_rerr(R, line, "%s got an unexpected keyword argument '%s'", fname, a->names[k]);
     }
     return LC_OK;
 }
 
 static int need_str(rstate *R, const val *v, const char *what, int line) {
     if (v->t == V_STR) return LC_OK;
-    if (v->t == V_UNDEF && v->why) return undef_err(R, line, v);
-    return rerr(R, line, "%s must be a string, not %s", what, type_name(v));
+    if (v->t == V_UNDEF && v->why) return ct_undef_err(R, line, v);
+    return ct_rerr(R, line, "%s must be a string, not %s", what, ct_type_name(v));
 }
 
 static int is_given(const val *v) { return !(v->t == V_UNDEF && !v->why); }
@@ -871,8 +382,8 @@ static val do_strip(rstate *R, val s, const val *chars, int side, int line) {
     size_t n = s.s.n;
     if (chars && is_given(chars) && chars->t != V_NONE) {
         if (need_str(R, chars, "strip characters", line)) return VFAIL;
-        if (has_non_ascii(chars->s.p, chars->s.n))
-            return rerr(R, line, "unsupported: strip() with non-ASCII characters"), VFAIL;
+        if (ct_has_non_ascii(chars->s.p, chars->s.n))
+            return ct_rerr(R, line, "unsupported: strip() with non-ASCII characters"), VFAIL;
         if (side & 1) while (n && memchr(chars->s.p, p[0], chars->s.n) && chars->s.n) p++, n--;
         if (side & 2) while (n && memchr(chars->s.p, p[n - 1], chars->s.n) && chars->s.n) n--;
         return vstr(p, n);
@@ -887,9 +398,9 @@ static val do_strip(rstate *R, val s, const val *chars, int side, int line) {
 
 static val case_map(rstate *R, val s, int mode, int line) { /* 0 upper 1 lower 2 title 3 capitalize */
     static const char *const names[] = {"upper", "lower", "title", "capitalize"};
-    if (has_non_ascii(s.s.p, s.s.n))
-        return rerr(R, line, "unsupported: %s() of non-ASCII text (Unicode case mapping)", names[mode]), VFAIL;
-    char *o = ralloc(R, s.s.n + 1, line);
+    if (ct_has_non_ascii(s.s.p, s.s.n))
+        return ct_rerr(R, line, "unsupported: %s() of non-ASCII text (Unicode case mapping)", names[mode]), VFAIL;
+    char *o = ct_ralloc(R, s.s.n + 1, line);
     if (!o) return VFAIL;
     int prev_alpha = 0;
     for (size_t i = 0; i < s.s.n; i++) {
@@ -905,7 +416,7 @@ static val case_map(rstate *R, val s, int mode, int line) { /* 0 upper 1 lower 2
 
 static val do_split(rstate *R, val s, const val *sep, const val *maxsplit, int line) {
     int64_t max = is_given(maxsplit) ? maxsplit->i : -1;
-    if (is_given(maxsplit) && maxsplit->t != V_INT) return rerr(R, line, "split: maxsplit must be an integer"), VFAIL;
+    if (is_given(maxsplit) && maxsplit->t != V_INT) return ct_rerr(R, line, "split: maxsplit must be an integer"), VFAIL;
     val parts[2048];
     size_t np = 0;
     const char *p = s.s.p, *e = s.s.p + s.s.n;
@@ -921,16 +432,16 @@ static val do_split(rstate *R, val s, const val *sep, const val *maxsplit, int l
             }
             const char *q = p;
             while (q < e && !ct_space_fwd(q, (size_t)(e - q))) q++;
-            if (np == 2048) return rerr(R, line, "unsupported: split() into more than 2048 parts"), VFAIL;
+            if (np == 2048) return ct_rerr(R, line, "unsupported: split() into more than 2048 parts"), VFAIL;
             parts[np++] = vstr(p, (size_t)(q - p));
             p = q;
         }
     } else {
         if (need_str(R, sep, "split separator", line)) return VFAIL;
-        if (!sep->s.n) return rerr(R, line, "split: empty separator"), VFAIL;
+        if (!sep->s.n) return ct_rerr(R, line, "split: empty separator"), VFAIL;
         for (;;) {
             const char *q = (max >= 0 && (int64_t)np == max) ? NULL : memmem(p, (size_t)(e - p), sep->s.p, sep->s.n);
-            if (np == 2048) return rerr(R, line, "unsupported: split() into more than 2048 parts"), VFAIL;
+            if (np == 2048) return ct_rerr(R, line, "unsupported: split() into more than 2048 parts"), VFAIL;
             if (!q) {
                 parts[np++] = vstr(p, (size_t)(e - p));
                 break;
@@ -939,7 +450,7 @@ static val do_split(rstate *R, val s, const val *sep, const val *maxsplit, int l
             p = q + sep->s.n;
         }
     }
-    val l = mklist(R, np, line);
+    val l = ct_mklist(R, np, line);
     if (FAILED(l)) return l;
     if (np) memcpy(l.l->v, parts, np * sizeof(val));
     return l;
@@ -948,42 +459,42 @@ static val do_split(rstate *R, val s, const val *sep, const val *maxsplit, int l
 static val do_replace(rstate *R, val s, const val *old, const val *nw, const val *count, int line) {
     if (need_str(R, old, "replace: old", line) || need_str(R, nw, "replace: new", line)) return VFAIL;
     int64_t max = is_given(count) && count->t != V_NONE ? count->i : -1;
-    if (!old->s.n) return rerr(R, line, "unsupported: replace() with an empty search string"), VFAIL;
+    if (!old->s.n) return ct_rerr(R, line, "unsupported: replace() with an empty search string"), VFAIL;
     sb o = {R, NULL, 0, 0, line};
-    if (sb_add(&o, "", 0)) return VFAIL;
+    if (ct_sb_add(&o, "", 0)) return VFAIL;
     const char *p = s.s.p, *e = s.s.p + s.s.n;
     int64_t done = 0;
     for (;;) {
         const char *q = max >= 0 && done >= max ? NULL : memmem(p, (size_t)(e - p), old->s.p, old->s.n);
         if (!q) break;
-        if (sb_add(&o, p, (size_t)(q - p)) || sb_add(&o, nw->s.p, nw->s.n)) return VFAIL;
+        if (ct_sb_add(&o, p, (size_t)(q - p)) || ct_sb_add(&o, nw->s.p, nw->s.n)) return VFAIL;
         p = q + old->s.n, done++;
     }
-    if (sb_add(&o, p, (size_t)(e - p))) return VFAIL;
+    if (ct_sb_add(&o, p, (size_t)(e - p))) return VFAIL;
     return vstr(o.p, o.n);
 }
 
 /* iterable -> list of items (dict: keys, string: characters) */
 static val to_list(rstate *R, const val *v, int line) {
     if (v->t == V_LIST) return *v;
-    if (v->t == V_UNDEF) return mklist(R, 0, line);
+    if (v->t == V_UNDEF) return ct_mklist(R, 0, line);
     if (v->t == V_DICT) {
-        val l = mklist(R, v->d->n, line);
+        val l = ct_mklist(R, v->d->n, line);
         if (!FAILED(l) && v->d->n) memcpy(l.l->v, v->d->k, v->d->n * sizeof(val));
         return l;
     }
     if (v->t == V_STR) {
-        size_t n = cp_len(v->s.p, v->s.n);
-        val l = mklist(R, n, line);
+        size_t n = ct_cp_len(v->s.p, v->s.n);
+        val l = ct_mklist(R, n, line);
         if (FAILED(l)) return l;
         for (size_t i = 0, off = 0; i < n; i++) {
-            size_t nx = cp_off(v->s.p + off, v->s.n - off, 1);
+            size_t nx = ct_cp_off(v->s.p + off, v->s.n - off, 1);
             l.l->v[i] = vstr(v->s.p + off, nx);
             off += nx;
         }
         return l;
     }
-    return rerr(R, line, "'%s' object is not iterable", type_name(v)), VFAIL;
+    return ct_rerr(R, line, "'%s' object is not iterable", ct_type_name(v)), VFAIL;
 }
 
 static val join(rstate *R, const val *seq, const val *sepv, const val *attr, int line) {
@@ -996,7 +507,7 @@ static val join(rstate *R, const val *seq, const val *sepv, const val *attr, int
         sep = sepv->s.p, sn = sepv->s.n;
     }
     sb o = {R, NULL, 0, 0, line};
-    if (sb_add(&o, "", 0)) return VFAIL;
+    if (ct_sb_add(&o, "", 0)) return VFAIL;
     for (size_t i = 0; i < l.l->n; i++) {
         val x = l.l->v[i];
         if (attr && is_given(attr)) {
@@ -1004,7 +515,7 @@ static val join(rstate *R, const val *seq, const val *sepv, const val *attr, int
             x = get_item(R, &x, attr, line);
             if (FAILED(x)) return x;
         }
-        if ((i && sb_add(&o, sep, sn)) || put_str(&o, &x, 0)) return VFAIL;
+        if ((i && ct_sb_add(&o, sep, sn)) || ct_put_str(&o, &x, 0)) return VFAIL;
     }
     return vstr(o.p, o.n);
 }
@@ -1013,18 +524,18 @@ static int run_test(rstate *R, const char *name, const val *x, const args *a, in
 
 static val call_method(rstate *R, val obj, const char *m, const args *a, int line) {
     val p[4];
-    if (obj.t == V_UNDEF) return undef_err(R, line, &obj), VFAIL;
+    if (obj.t == V_UNDEF) return ct_undef_err(R, line, &obj), VFAIL;
     if (obj.t == V_STR) {
         if (!strcmp(m, "startswith") || !strcmp(m, "endswith")) {
             static const char *const nm[] = {"prefix"};
             if (bind(R, a, m, nm, 1, p, line)) return VFAIL;
             val cands = p[0];
             if (cands.t == V_STR) {
-                cands = mklist(R, 1, line);
+                cands = ct_mklist(R, 1, line);
                 if (FAILED(cands)) return cands;
                 cands.l->v[0] = p[0];
             } else if (cands.t != V_LIST) {
-                return rerr(R, line, "%s: the argument must be a string or a tuple of strings", m), VFAIL;
+                return ct_rerr(R, line, "%s: the argument must be a string or a tuple of strings", m), VFAIL;
             }
             int end = m[0] == 'e', hit = 0;
             for (size_t i = 0; i < cands.l->n && !hit; i++) {
@@ -1061,7 +572,7 @@ static val call_method(rstate *R, val obj, const char *m, const args *a, int lin
             if (bind(R, a, m, nm, 1, p, line) || need_str(R, &p[0], m, line)) return VFAIL;
             const char *hs = obj.s.p, *e = obj.s.p + obj.s.n;
             if (m[0] == 'c') {
-                if (!p[0].s.n) return vint((int64_t)cp_len(obj.s.p, obj.s.n) + 1);
+                if (!p[0].s.n) return vint((int64_t)ct_cp_len(obj.s.p, obj.s.n) + 1);
                 int64_t c = 0;
                 for (const char *q; (q = memmem(hs, (size_t)(e - hs), p[0].s.p, p[0].s.n)); hs = q + p[0].s.n) c++;
                 return vint(c);
@@ -1074,25 +585,25 @@ static val call_method(rstate *R, val obj, const char *m, const args *a, int lin
                 }
                 if (q == e) break;
             }
-            return vint(found ? (int64_t)cp_len(obj.s.p, (size_t)(found - obj.s.p)) : -1);
+            return vint(found ? (int64_t)ct_cp_len(obj.s.p, (size_t)(found - obj.s.p)) : -1);
         }
         if (!strcmp(m, "join")) {
             static const char *const nm[] = {"iterable"};
             if (bind(R, a, m, nm, 1, p, line)) return VFAIL;
             return join(R, &p[0], &obj, NULL, line);
         }
-        return rerr(R, line, "unsupported string method '%s'", m), VFAIL;
+        return ct_rerr(R, line, "unsupported string method '%s'", m), VFAIL;
     }
     if (obj.t == V_DICT) {
         if (!strcmp(m, "items") || !strcmp(m, "keys") || !strcmp(m, "values")) {
             if (bind(R, a, m, NULL, 0, p, line)) return VFAIL;
-            val l = mklist(R, obj.d->n, line);
+            val l = ct_mklist(R, obj.d->n, line);
             if (FAILED(l)) return l;
             for (size_t i = 0; i < obj.d->n; i++) {
                 if (m[0] == 'k') l.l->v[i] = obj.d->k[i];
                 else if (m[0] == 'v') l.l->v[i] = obj.d->v[i];
                 else {
-                    val t = mklist(R, 2, line);
+                    val t = ct_mklist(R, 2, line);
                     if (FAILED(t)) return t;
                     t.l->tuple = 1, t.l->v[0] = obj.d->k[i], t.l->v[1] = obj.d->v[i];
                     l.l->v[i] = t;
@@ -1103,66 +614,66 @@ static val call_method(rstate *R, val obj, const char *m, const args *a, int lin
         if (!strcmp(m, "get")) {
             static const char *const nm[] = {"key", "default"};
             if (bind(R, a, m, nm, 2, p, line)) return VFAIL;
-            const val *v = dict_get(obj.d, &p[0]);
+            const val *v = ct_dict_get(obj.d, &p[0]);
             return v ? *v : is_given(&p[1]) ? p[1] : V(V_NONE);
         }
-        return rerr(R, line, "unsupported dict method '%s'", m), VFAIL;
+        return ct_rerr(R, line, "unsupported dict method '%s'", m), VFAIL;
     }
-    if (obj.t == V_LIST) return rerr(R, line, "unsupported list method '%s' (the sandbox forbids changing lists)", m), VFAIL;
-    return rerr(R, line, "'%s' object has no method '%s'", type_name(&obj), m), VFAIL;
+    if (obj.t == V_LIST) return ct_rerr(R, line, "unsupported list method '%s' (the sandbox forbids changing lists)", m), VFAIL;
+    return ct_rerr(R, line, "'%s' object has no method '%s'", ct_type_name(&obj), m), VFAIL;
 }
 
 static val call_builtin(rstate *R, int id, const args *a, int line) {
     if (id == F_RAISE) {
-        if (a->n_pos < 1 || a->n_kw) return rerr(R, line, "raise_exception takes one message"), VFAIL;
+        if (a->n_pos < 1 || a->n_kw) return ct_rerr(R, line, "raise_exception takes one message"), VFAIL;
         val msg = to_string_val(R, &a->pos[0], line);
         if (FAILED(msg)) return msg;
-        return rerr(R, line, "the template raised an error: %.*s", (int)(msg.s.n < 700 ? msg.s.n : 700), msg.s.p), VFAIL;
+        return ct_rerr(R, line, "the template raised an error: %.*s", (int)(msg.s.n < 700 ? msg.s.n : 700), msg.s.p), VFAIL;
     }
     if (id == F_NAMESPACE || id == F_DICT) {
         if (a->n_pos > 1 || (a->n_pos == 1 && a->pos[0].t != V_DICT))
-            return rerr(R, line, "unsupported: %s() with positional arguments other than one dict",
+            return ct_rerr(R, line, "unsupported: %s() with positional arguments other than one dict",
                         id == F_DICT ? "dict" : "namespace"), VFAIL;
-        vdict *d = ralloc(R, sizeof *d, line);
+        vdict *d = ct_ralloc(R, sizeof *d, line);
         if (!d) return VFAIL;
         if (a->n_pos)
             for (size_t i = 0; i < a->pos[0].d->n; i++)
-                if (dict_set(R, d, a->pos[0].d->k[i], a->pos[0].d->v[i], line)) return VFAIL;
+                if (ct_dict_set(R, d, a->pos[0].d->k[i], a->pos[0].d->v[i], line)) return VFAIL;
         for (int k = 0; k < a->n_kw; k++)
-            if (dict_set(R, d, vstr(a->names[k], strlen(a->names[k])), a->kw[k], line)) return VFAIL;
+            if (ct_dict_set(R, d, vstr(a->names[k], strlen(a->names[k])), a->kw[k], line)) return VFAIL;
         return (val){.t = id == F_DICT ? V_DICT : V_NS, .d = d};
     }
     if (id == F_RANGE) {
-        if (a->n_kw || a->n_pos < 1 || a->n_pos > 3) return rerr(R, line, "range takes 1 to 3 integers"), VFAIL;
+        if (a->n_kw || a->n_pos < 1 || a->n_pos > 3) return ct_rerr(R, line, "range takes 1 to 3 integers"), VFAIL;
         int64_t v[3] = {0, 0, 1};
         for (int i = 0; i < a->n_pos; i++) {
             if (a->pos[i].t != V_INT && a->pos[i].t != V_BOOL)
-                return rerr(R, line, "range: '%s' object cannot be interpreted as an integer", type_name(&a->pos[i])), VFAIL;
+                return ct_rerr(R, line, "range: '%s' object cannot be interpreted as an integer", ct_type_name(&a->pos[i])), VFAIL;
             v[a->n_pos == 1 ? 1 : i] = a->pos[i].i;
         }
-        if (!v[2]) return rerr(R, line, "range() arg 3 must not be zero"), VFAIL;
+        if (!v[2]) return ct_rerr(R, line, "range() arg 3 must not be zero"), VFAIL;
         int64_t cnt = v[2] > 0 ? (v[1] > v[0] ? (v[1] - v[0] + v[2] - 1) / v[2] : 0)
                                : (v[0] > v[1] ? (v[0] - v[1] - v[2] - 1) / -v[2] : 0);
-        if (cnt > CT_MAX_RANGE) return rerr(R, line, "range too big (%lld items; the limit is %d)", (long long)cnt, CT_MAX_RANGE), VFAIL;
-        val l = mklist(R, (size_t)cnt, line);
+        if (cnt > CT_MAX_RANGE) return ct_rerr(R, line, "range too big (%lld items; the limit is %d)", (long long)cnt, CT_MAX_RANGE), VFAIL;
+        val l = ct_mklist(R, (size_t)cnt, line);
         if (FAILED(l)) return l;
         for (int64_t i = 0; i < cnt; i++) l.l->v[i] = vint(v[0] + i * v[2]);
         return l;
     }
     if (id == F_STRFTIME) {
         if (a->n_pos != 1 || a->n_kw || need_str(R, &a->pos[0], "strftime_now format", line))
-            return rerr(R, line, "strftime_now takes one format string"), VFAIL;
+            return ct_rerr(R, line, "strftime_now takes one format string"), VFAIL;
         char fmt[256], buf[512];
-        if (a->pos[0].s.n >= sizeof fmt) return rerr(R, line, "strftime_now: format too long"), VFAIL;
+        if (a->pos[0].s.n >= sizeof fmt) return ct_rerr(R, line, "strftime_now: format too long"), VFAIL;
         memcpy(fmt, a->pos[0].s.p, a->pos[0].s.n);
         fmt[a->pos[0].s.n] = 0;
         time_t now = time(NULL);
         struct tm tmv;
         localtime_r(&now, &tmv);
         size_t n = strftime(buf, sizeof buf, fmt, &tmv);
-        return mkstr(R, buf, n, "", 0, line);
+        return ct_mkstr(R, buf, n, "", 0, line);
     }
-    return rerr(R, line, "internal: bad builtin"), VFAIL;
+    return ct_rerr(R, line, "internal: bad builtin"), VFAIL;
 }
 
 static val apply_filter(rstate *R, const char *f, val x, const args *a, int line);
@@ -1176,12 +687,12 @@ static val eval_call(rstate *R, frame *F, const ct_node *n) {
             if (eval_args(R, F, n, &a, 0, NULL)) return VFAIL;
             return call_method(R, obj, n->a->s, &a, n->line);
         }
-        if (obj.t == V_UNDEF) return undef_err(R, n->line, &obj), VFAIL;
+        if (obj.t == V_UNDEF) return ct_undef_err(R, n->line, &obj), VFAIL;
     }
     val fn = eval(R, F, n->a);
     if (FAILED(fn)) return fn;
-    if (fn.t == V_UNDEF) return undef_err(R, n->line, &fn), VFAIL;
-    if (fn.t != V_FUNC) return rerr(R, n->line, "'%s' object is not callable", type_name(&fn)), VFAIL;
+    if (fn.t == V_UNDEF) return ct_undef_err(R, n->line, &fn), VFAIL;
+    if (fn.t != V_FUNC) return ct_rerr(R, n->line, "'%s' object is not callable", ct_type_name(&fn)), VFAIL;
     if (eval_args(R, F, n, &a, 0, NULL)) return VFAIL;
     return call_builtin(R, (int)fn.i, &a, n->line);
 }
@@ -1227,21 +738,21 @@ static val eval(rstate *R, frame *F, const ct_node *n) {
     case N_NEG: case N_POS: {
         val x = eval(R, F, n->a);
         if (FAILED(x)) return x;
-        if (x.t == V_UNDEF) return undef_err(R, n->line, &x), VFAIL;
-        if (!is_num(&x)) return rerr(R, n->line, "bad operand type for unary %c: '%s'", n->kind == N_NEG ? '-' : '+', type_name(&x)), VFAIL;
+        if (x.t == V_UNDEF) return ct_undef_err(R, n->line, &x), VFAIL;
+        if (!is_num(&x)) return ct_rerr(R, n->line, "bad operand type for unary %c: '%s'", n->kind == N_NEG ? '-' : '+', ct_type_name(&x)), VFAIL;
         if (n->kind == N_POS) return x.t == V_BOOL ? vint(x.i) : x;
         if (x.t == V_FLOAT) return vfloat(-x.f);
-        if (x.i == INT64_MIN) return rerr(R, n->line, "unsupported: integer result past 64 bits"), VFAIL;
+        if (x.i == INT64_MIN) return ct_rerr(R, n->line, "unsupported: integer result past 64 bits"), VFAIL;
         return vint(-x.i);
     }
     case N_NOT: {
         val x = eval(R, F, n->a);
-        return FAILED(x) ? x : vbool(!truthy(&x));
+        return FAILED(x) ? x : vbool(!ct_truthy(&x));
     }
     case N_AND: case N_OR: {
         val x = eval(R, F, n->a);
         if (FAILED(x)) return x;
-        if (truthy(&x) == (n->kind == N_OR)) return x;
+        if (ct_truthy(&x) == (n->kind == N_OR)) return x;
         return eval(R, F, n->b);
     }
     case N_BIN: {
@@ -1265,11 +776,11 @@ static val eval(rstate *R, frame *F, const ct_node *n) {
     case N_COND: {
         val c = eval(R, F, n->a);
         if (FAILED(c)) return c;
-        if (truthy(&c)) return eval(R, F, n->b);
+        if (ct_truthy(&c)) return eval(R, F, n->b);
         return n->c ? eval(R, F, n->c) : vundef("the conditional expression has no else branch");
     }
     case N_LIST: case N_TUPLE: {
-        val l = mklist(R, (size_t)n->n_body, n->line);
+        val l = ct_mklist(R, (size_t)n->n_body, n->line);
         if (FAILED(l)) return l;
         l.l->tuple = n->kind == N_TUPLE;
         for (int i = 0; i < n->n_body; i++)
@@ -1277,41 +788,41 @@ static val eval(rstate *R, frame *F, const ct_node *n) {
         return l;
     }
     case N_DICT: {
-        vdict *d = ralloc(R, sizeof *d, n->line);
+        vdict *d = ct_ralloc(R, sizeof *d, n->line);
         if (!d) return VFAIL;
         for (int i = 0; i < n->n_body; i++) {
             val k = eval(R, F, n->body[i]), v;
             if (FAILED(k) || FAILED(v = eval(R, F, n->alt[i]))) return VFAIL;
             if (k.t != V_STR && k.t != V_INT && k.t != V_BOOL && k.t != V_NONE && k.t != V_FLOAT)
-                return rerr(R, n->line, "unsupported: a dict key of type %s", type_name(&k)), VFAIL;
+                return ct_rerr(R, n->line, "unsupported: a dict key of type %s", ct_type_name(&k)), VFAIL;
             int dup = 0;
             for (size_t j = 0; j < d->n && !dup; j++)
-                if (val_eq(&d->k[j], &k)) d->v[j] = v, dup = 1;
-            if (!dup && dict_set(R, d, k, v, n->line)) return VFAIL;
+                if (ct_val_eq(&d->k[j], &k)) d->v[j] = v, dup = 1;
+            if (!dup && ct_dict_set(R, d, k, v, n->line)) return VFAIL;
         }
         return (val){.t = V_DICT, .d = d};
     }
     case N_CONCAT: {
         sb o = {R, NULL, 0, 0, n->line};
-        if (sb_add(&o, "", 0)) return VFAIL;
+        if (ct_sb_add(&o, "", 0)) return VFAIL;
         for (int i = 0; i < n->n_body; i++) {
             val x = eval(R, F, n->body[i]);
-            if (FAILED(x) || put_str(&o, &x, 0)) return VFAIL;
+            if (FAILED(x) || ct_put_str(&o, &x, 0)) return VFAIL;
         }
         return vstr(o.p, o.n);
     }
     }
-    return rerr(R, n->line, "internal: unknown expression"), VFAIL;
+    return ct_rerr(R, n->line, "internal: unknown expression"), VFAIL;
 }
 
 /* ---- tests -------------------------------------------------------------------- */
 
 static int run_test(rstate *R, const char *name, const val *x, const args *a, int line, int *out) {
     const val *arg = a->n_pos ? &a->pos[0] : NULL;
-    if (a->n_kw) return rerr(R, line, "test '%s' takes no keyword arguments", name);
+    if (a->n_kw) return ct_rerr(R, line, "test '%s' takes no keyword arguments", name);
     int np = a->n_pos;
-#define NOARG() do { if (np) return rerr(R, line, "test '%s' takes no argument", name); } while (0)
-#define ONEARG() do { if (np != 1) return rerr(R, line, "test '%s' takes one argument", name); } while (0)
+#define NOARG() do { if (np) return ct_rerr(R, line, "test '%s' takes no argument", name); } while (0)
+#define ONEARG() do { if (np != 1) return ct_rerr(R, line, "test '%s' takes one argument", name); } while (0)
     if (!strcmp(name, "defined")) { NOARG(); *out = x->t != V_UNDEF; }
     else if (!strcmp(name, "undefined")) { NOARG(); *out = x->t == V_UNDEF; }
     else if (!strcmp(name, "none")) { NOARG(); *out = x->t == V_NONE; }
@@ -1330,18 +841,18 @@ static int run_test(rstate *R, const char *name, const val *x, const args *a, in
         int64_t d = 2;
         if (name[0] == 'd') {
             ONEARG();
-            if (arg->t != V_INT) return rerr(R, line, "test 'divisibleby' needs an integer");
+            if (arg->t != V_INT) return ct_rerr(R, line, "test 'divisibleby' needs an integer");
             d = arg->i;
-            if (!d) return rerr(R, line, "integer division or modulo by zero");
+            if (!d) return ct_rerr(R, line, "integer division or modulo by zero");
         } else NOARG();
-        if (x->t != V_INT && x->t != V_BOOL) return rerr(R, line, "test '%s' needs an integer, not %s", name, type_name(x));
+        if (x->t != V_INT && x->t != V_BOOL) return ct_rerr(R, line, "test '%s' needs an integer, not %s", name, ct_type_name(x));
         int64_t m = x->i % d;
         *out = name[0] == 'o' ? m != 0 : m == 0;
     } else if (!strcmp(name, "lower") || !strcmp(name, "upper")) {
         NOARG();
         val s = to_string_val(R, x, line);
         if (FAILED(s)) return LC_FAIL;
-        if (has_non_ascii(s.s.p, s.s.n)) return rerr(R, line, "unsupported: test '%s' on non-ASCII text", name);
+        if (ct_has_non_ascii(s.s.p, s.s.n)) return ct_rerr(R, line, "unsupported: test '%s' on non-ASCII text", name);
         int cased = 0, ok = 1;
         for (size_t i = 0; i < s.s.n; i++) {
             char c = s.s.p[i];
@@ -1354,7 +865,7 @@ static int run_test(rstate *R, const char *name, const val *x, const args *a, in
         return contains(R, arg, x, line, out);
     } else if (!strcmp(name, "sameas")) {
         ONEARG();
-        if (!(arg->t == V_NONE || arg->t == V_BOOL)) return rerr(R, line, "unsupported: test 'sameas' other than with true, false or none");
+        if (!(arg->t == V_NONE || arg->t == V_BOOL)) return ct_rerr(R, line, "unsupported: test 'sameas' other than with true, false or none");
         *out = x->t == arg->t && (x->t == V_NONE || x->i == arg->i);
     } else {
         static const struct {
@@ -1368,7 +879,7 @@ static int run_test(rstate *R, const char *name, const val *x, const args *a, in
                 ONEARG();
                 return compare(R, cmp[i].op, x, arg, line, out);
             }
-        return rerr(R, line, "unsupported test '%s'", name);
+        return ct_rerr(R, line, "unsupported test '%s'", name);
     }
     return LC_OK;
 #undef NOARG
@@ -1380,11 +891,11 @@ static int run_test(rstate *R, const char *name, const val *x, const args *a, in
 static val select_items(rstate *R, val x, const args *a, int line, int attr, int reject) {
     val l = to_list(R, &x, line);
     if (FAILED(l)) return l;
-    if (a->n_kw) return rerr(R, line, "unsupported: keyword arguments to select/reject filters"), VFAIL;
+    if (a->n_kw) return ct_rerr(R, line, "unsupported: keyword arguments to select/reject filters"), VFAIL;
     int k = 0;
     val key = V(V_NONE);
     if (attr) {
-        if (a->n_pos < 1 || need_str(R, &a->pos[0], "the attribute", line)) return rerr(R, line, "%sattr needs an attribute name", reject ? "reject" : "select"), VFAIL;
+        if (a->n_pos < 1 || need_str(R, &a->pos[0], "the attribute", line)) return ct_rerr(R, line, "%sattr needs an attribute name", reject ? "reject" : "select"), VFAIL;
         key = a->pos[k++];
     }
     const char *test = NULL;
@@ -1395,7 +906,7 @@ static val select_items(rstate *R, val x, const args *a, int line, int attr, int
         test = tbuf, k++;
     }
     args ta = {a->pos + k, NULL, NULL, a->n_pos - k, 0};
-    val out = mklist(R, l.l->n, line);
+    val out = ct_mklist(R, l.l->n, line);
     if (FAILED(out)) return out;
     size_t m = 0;
     for (size_t i = 0; i < l.l->n; i++) {
@@ -1408,7 +919,7 @@ static val select_items(rstate *R, val x, const args *a, int line, int attr, int
         if (test) {
             if (run_test(R, test, &v, &ta, line, &r)) return VFAIL;
         } else {
-            r = truthy(&v);
+            r = ct_truthy(&v);
         }
         if (r != reject) out.l->v[m++] = l.l->v[i];
     }
@@ -1426,28 +937,28 @@ static val apply_filter(rstate *R, const char *f, val x, const args *a, int line
 #define BIND0() do { if (bind(R, a, f, NULL, 0, p, line)) return VFAIL; } while (0)
     if (!strcmp(f, "default") || !strcmp(f, "d")) {
         BIND("default_value", "boolean");
-        int use = x.t == V_UNDEF || (is_given(&p[1]) && truthy(&p[1]) && !truthy(&x));
+        int use = x.t == V_UNDEF || (is_given(&p[1]) && ct_truthy(&p[1]) && !ct_truthy(&x));
         if (!use) return x;
         return is_given(&p[0]) ? p[0] : vstr("", 0);
     }
     if (!strcmp(f, "tojson")) {
         BIND("ensure_ascii", "indent", "separators", "sort_keys");
-        json_opts o = {is_given(&p[0]) && truthy(&p[0]), -1, is_given(&p[3]) && truthy(&p[3]), ", ", ": "};
+        json_opts o = {is_given(&p[0]) && ct_truthy(&p[0]), -1, is_given(&p[3]) && ct_truthy(&p[3]), ", ", ": "};
         if (is_given(&p[1]) && p[1].t != V_NONE) {
-            if (p[1].t != V_INT) return rerr(R, line, "unsupported: tojson indent other than an integer"), VFAIL;
+            if (p[1].t != V_INT) return ct_rerr(R, line, "unsupported: tojson indent other than an integer"), VFAIL;
             o.indent = p[1].i < 0 ? 0 : (int)(p[1].i > 64 ? 64 : p[1].i);
             o.item_sep = ",";
         }
         if (is_given(&p[2]) && p[2].t != V_NONE) {
             if (p[2].t != V_LIST || p[2].l->n != 2 || p[2].l->v[0].t != V_STR || p[2].l->v[1].t != V_STR)
-                return rerr(R, line, "tojson: separators must be a pair of strings"), VFAIL;
-            val s0 = mkstr(R, p[2].l->v[0].s.p, p[2].l->v[0].s.n, "", 0, line);
-            val s1 = mkstr(R, p[2].l->v[1].s.p, p[2].l->v[1].s.n, "", 0, line);
+                return ct_rerr(R, line, "tojson: separators must be a pair of strings"), VFAIL;
+            val s0 = ct_mkstr(R, p[2].l->v[0].s.p, p[2].l->v[0].s.n, "", 0, line);
+            val s1 = ct_mkstr(R, p[2].l->v[1].s.p, p[2].l->v[1].s.n, "", 0, line);
             if (FAILED(s0) || FAILED(s1)) return VFAIL;
             o.item_sep = s0.s.p, o.key_sep = s1.s.p;
         }
         sb b = {R, NULL, 0, 0, line};
-        if (sb_add(&b, "", 0) || put_json(&b, &x, &o, 0)) return VFAIL;
+        if (ct_sb_add(&b, "", 0) || ct_put_json(&b, &x, &o, 0)) return VFAIL;
         return vstr(b.p, b.n);
     }
     if (!strcmp(f, "safe") || !strcmp(f, "string")) {
@@ -1458,24 +969,24 @@ static val apply_filter(rstate *R, const char *f, val x, const args *a, int line
         BIND0();
         switch (x.t) {
         case V_UNDEF: return vint(0);
-        case V_STR: return vint((int64_t)cp_len(x.s.p, x.s.n));
+        case V_STR: return vint((int64_t)ct_cp_len(x.s.p, x.s.n));
         case V_LIST: return vint((int64_t)x.l->n);
         case V_DICT: return vint((int64_t)x.d->n);
-        default: return rerr(R, line, "object of type '%s' has no len()", type_name(&x)), VFAIL;
+        default: return ct_rerr(R, line, "object of type '%s' has no len()", ct_type_name(&x)), VFAIL;
         }
     }
     if (!strcmp(f, "list")) {
         BIND0();
         val l = to_list(R, &x, line);
         if (FAILED(l) || l.t != V_LIST || !l.l->tuple) return l;
-        val c = mklist(R, l.l->n, line);
+        val c = ct_mklist(R, l.l->n, line);
         if (!FAILED(c) && l.l->n) memcpy(c.l->v, l.l->v, l.l->n * sizeof(val));
         return c;
     }
     if (!strcmp(f, "items")) {
         BIND0();
-        if (x.t == V_UNDEF) return mklist(R, 0, line);
-        if (x.t != V_DICT) return rerr(R, line, "items: can only get item pairs from a mapping, not %s", type_name(&x)), VFAIL;
+        if (x.t == V_UNDEF) return ct_mklist(R, 0, line);
+        if (x.t != V_DICT) return ct_rerr(R, line, "items: can only get item pairs from a mapping, not %s", ct_type_name(&x)), VFAIL;
         args none = {0};
         return call_method(R, x, "items", &none, line);
     }
@@ -1492,14 +1003,14 @@ static val apply_filter(rstate *R, const char *f, val x, const args *a, int line
             val l = to_list(R, &x, line);
             if (FAILED(l)) return l;
             sb b = {R, NULL, 0, 0, line};
-            if (sb_add(&b, "", 0)) return VFAIL;
+            if (ct_sb_add(&b, "", 0)) return VFAIL;
             for (size_t i = l.l->n; i-- > 0;)
-                if (sb_add(&b, l.l->v[i].s.p, l.l->v[i].s.n)) return VFAIL;
+                if (ct_sb_add(&b, l.l->v[i].s.p, l.l->v[i].s.n)) return VFAIL;
             return vstr(b.p, b.n);
         }
         val l = to_list(R, &x, line);
         if (FAILED(l)) return l;
-        val r = mklist(R, l.l->n, line);
+        val r = ct_mklist(R, l.l->n, line);
         if (FAILED(r)) return r;
         for (size_t i = 0; i < l.l->n; i++) r.l->v[i] = l.l->v[l.l->n - 1 - i];
         return r;
@@ -1512,14 +1023,14 @@ static val apply_filter(rstate *R, const char *f, val x, const args *a, int line
         BIND0();
         if (x.t == V_FLOAT) return vfloat(fabs(x.f));
         if (x.t == V_INT || x.t == V_BOOL) {
-            if (x.i == INT64_MIN) return rerr(R, line, "unsupported: integer result past 64 bits"), VFAIL;
+            if (x.i == INT64_MIN) return ct_rerr(R, line, "unsupported: integer result past 64 bits"), VFAIL;
             return vint(x.i < 0 ? -x.i : x.i);
         }
-        return rerr(R, line, "bad operand type for abs(): '%s'", type_name(&x)), VFAIL;
+        return ct_rerr(R, line, "bad operand type for abs(): '%s'", ct_type_name(&x)), VFAIL;
     }
     if (!strcmp(f, "int")) {
         BIND("default", "base");
-        if (is_given(&p[1])) return rerr(R, line, "unsupported: int filter with a base"), VFAIL;
+        if (is_given(&p[1])) return ct_rerr(R, line, "unsupported: int filter with a base"), VFAIL;
         if (x.t == V_INT || x.t == V_BOOL) return vint(x.i);
         if (x.t == V_FLOAT) return isfinite(x.f) && fabs(x.f) < 9.2e18 ? vint((int64_t)x.f) : vint(0);
         if (x.t == V_STR) {
@@ -1532,7 +1043,7 @@ static val apply_filter(rstate *R, const char *f, val x, const args *a, int line
                 long long v = strtoll(buf, &e, 10);
                 if (*e == 0 && strchr("+-0123456789", buf[0])) return vint(v);
             }
-            return rerr(R, line, "unsupported: int filter of a string that is not a plain decimal integer"), VFAIL;
+            return ct_rerr(R, line, "unsupported: int filter of a string that is not a plain decimal integer"), VFAIL;
         }
         return is_given(&p[0]) ? p[0] : vint(0);
     }
@@ -1546,7 +1057,7 @@ static val apply_filter(rstate *R, const char *f, val x, const args *a, int line
         BIND0();
         val s = to_string_val(R, &x, line);
         if (FAILED(s)) return s;
-        if (cm == 2) return rerr(R, line, "unsupported: the title filter (Jinja's word rules)"), VFAIL;
+        if (cm == 2) return ct_rerr(R, line, "unsupported: the title filter (Jinja's word rules)"), VFAIL;
         return case_map(R, s, cm, line);
     }
     if (!strcmp(f, "replace")) {
@@ -1560,10 +1071,10 @@ static val apply_filter(rstate *R, const char *f, val x, const args *a, int line
         if (a->n_pos == 0 && a->n_kw >= 1 && !strcmp(a->names[0], "attribute")) {
             val dflt = vundef(NULL);
             for (int k = 1; k < a->n_kw; k++) {
-                if (strcmp(a->names[k], "default")) return rerr(R, line, "map: unexpected keyword argument '%s'", a->names[k]), VFAIL;
+                if (strcmp(a->names[k], "default")) return ct_rerr(R, line, "map: unexpected keyword argument '%s'", a->names[k]), VFAIL;
                 dflt = a->kw[k];
             }
-            val out = mklist(R, l.l->n, line);
+            val out = ct_mklist(R, l.l->n, line);
             if (FAILED(out)) return out;
             for (size_t i = 0; i < l.l->n; i++) {
                 val v = get_item(R, &l.l->v[i], &a->kw[0], line);
@@ -1576,19 +1087,19 @@ static val apply_filter(rstate *R, const char *f, val x, const args *a, int line
             char fname[64];
             snprintf(fname, sizeof fname, "%.*s", (int)a->pos[0].s.n, a->pos[0].s.p);
             args rest = {a->pos + 1, a->kw, a->names, a->n_pos - 1, a->n_kw};
-            val out = mklist(R, l.l->n, line);
+            val out = ct_mklist(R, l.l->n, line);
             if (FAILED(out)) return out;
             for (size_t i = 0; i < l.l->n; i++)
                 if (FAILED(out.l->v[i] = apply_filter(R, fname, l.l->v[i], &rest, line))) return VFAIL;
             return out;
         }
-        return rerr(R, line, "unsupported: map filter other than map(attribute=...) or map('filter')"), VFAIL;
+        return ct_rerr(R, line, "unsupported: map filter other than map(attribute=...) or map('filter')"), VFAIL;
     }
     if (!strcmp(f, "select")) return select_items(R, x, a, line, 0, 0);
     if (!strcmp(f, "reject")) return select_items(R, x, a, line, 0, 1);
     if (!strcmp(f, "selectattr")) return select_items(R, x, a, line, 1, 0);
     if (!strcmp(f, "rejectattr")) return select_items(R, x, a, line, 1, 1);
-    return rerr(R, line, "unsupported filter '%s'", f), VFAIL;
+    return ct_rerr(R, line, "unsupported filter '%s'", f), VFAIL;
 #undef BIND
 #undef BIND0
 }
@@ -1598,12 +1109,12 @@ static val apply_filter(rstate *R, const char *f, val x, const args *a, int line
 enum { EX_OK = 0, EX_FAIL = -1, EX_BREAK = 1, EX_CONTINUE = 2 };
 
 static int emit(rstate *R, const char *s, size_t n, int line) {
-    if (R->n_out + n > CT_MAX_OUTPUT) return rerr(R, line, "the rendered prompt is longer than %u MB", CT_MAX_OUTPUT >> 20);
+    if (R->n_out + n > CT_MAX_OUTPUT) return ct_rerr(R, line, "the rendered prompt is longer than %u MB", CT_MAX_OUTPUT >> 20);
     if (R->n_out + n + 1 > R->cap_out) {
         size_t cap = R->cap_out ? R->cap_out : 4096;
         while (cap < R->n_out + n + 1) cap *= 2;
         char *np = realloc(R->out, cap);
-        if (!np) return rerr(R, line, "out of memory");
+        if (!np) return ct_rerr(R, line, "out of memory");
         R->out = np, R->cap_out = cap;
     }
     memcpy(R->out + R->n_out, s, n);
@@ -1613,20 +1124,20 @@ static int emit(rstate *R, const char *s, size_t n, int line) {
 }
 
 static int step(rstate *R, int line) {
-    if (++R->steps > CT_MAX_STEPS) return rerr(R, line, "the template runs more than %ld steps", CT_MAX_STEPS);
+    if (++R->steps > CT_MAX_STEPS) return ct_rerr(R, line, "the template runs more than %ld steps", CT_MAX_STEPS);
     return LC_OK;
 }
 
 static int exec_body(rstate *R, frame *F, ct_node **body, int n);
 
 static int assign(rstate *R, frame *F, const ct_node *n, val v) {
-    if (n->n_names == 1) return dict_set(R, &F->vars, vstr(n->names[0], strlen(n->names[0])), v, n->line);
+    if (n->n_names == 1) return ct_dict_set(R, &F->vars, vstr(n->names[0], strlen(n->names[0])), v, n->line);
     val l = to_list(R, &v, n->line);
     if (FAILED(l)) return LC_FAIL;
     if (l.l->n != (size_t)n->n_names)
-        return rerr(R, n->line, "cannot unpack %zu values into %d names", l.l->n, n->n_names);
+        return ct_rerr(R, n->line, "cannot unpack %zu values into %d names", l.l->n, n->n_names);
     for (int i = 0; i < n->n_names; i++)
-        if (dict_set(R, &F->vars, vstr(n->names[i], strlen(n->names[i])), l.l->v[i], n->line)) return LC_FAIL;
+        if (ct_dict_set(R, &F->vars, vstr(n->names[i], strlen(n->names[i])), l.l->v[i], n->line)) return LC_FAIL;
     return LC_OK;
 }
 
@@ -1639,7 +1150,7 @@ static int exec_for(rstate *R, frame *F, const ct_node *n) {
     size_t m = l.l->n;
     val items = l;
     if (n->b) {
-        items = mklist(R, l.l->n, n->line);
+        items = ct_mklist(R, l.l->n, n->line);
         if (FAILED(items)) return EX_FAIL;
         m = 0;
         for (size_t i = 0; i < l.l->n; i++) {
@@ -1649,7 +1160,7 @@ static int exec_for(rstate *R, frame *F, const ct_node *n) {
             if (assign(R, &f, n, l.l->v[i])) return EX_FAIL;
             val c = eval(R, &f, n->b);
             if (FAILED(c)) return EX_FAIL;
-            if (truthy(&c)) items.l->v[m++] = l.l->v[i];
+            if (ct_truthy(&c)) items.l->v[m++] = l.l->v[i];
         }
         items.l->n = m;
     }
@@ -1658,10 +1169,10 @@ static int exec_for(rstate *R, frame *F, const ct_node *n) {
         if (step(R, n->line)) return EX_FAIL;
         frame f;
         frame_init(&f, F);
-        vloop *lp = ralloc(R, sizeof *lp, n->line);
+        vloop *lp = ct_ralloc(R, sizeof *lp, n->line);
         if (!lp) return EX_FAIL;
         lp->i = i, lp->n = m, lp->items = items.l;
-        if (dict_set(R, &f.vars, vstr("loop", 4), (val){.t = V_LOOP, .lp = lp}, n->line) ||
+        if (ct_dict_set(R, &f.vars, vstr("loop", 4), (val){.t = V_LOOP, .lp = lp}, n->line) ||
             assign(R, &f, n, items.l->v[i]))
             return EX_FAIL;
         int rc = exec_body(R, &f, n->body, n->n_body);
@@ -1686,14 +1197,14 @@ static int exec_body(rstate *R, frame *F, ct_node **body, int nb) {
                 if (emit(R, v.s.p, v.s.n, n->line)) return EX_FAIL;
             } else {
                 sb b = {R, NULL, 0, 0, n->line};
-                if (sb_add(&b, "", 0) || put_str(&b, &v, 0) || emit(R, b.p, b.n, n->line)) return EX_FAIL;
+                if (ct_sb_add(&b, "", 0) || ct_put_str(&b, &v, 0) || emit(R, b.p, b.n, n->line)) return EX_FAIL;
             }
             break;
         }
         case N_IF: {
             val c = eval(R, F, n->a);
             if (FAILED(c)) return EX_FAIL;
-            int rc = truthy(&c) ? exec_body(R, F, n->body, n->n_body) : exec_body(R, F, n->alt, n->n_alt);
+            int rc = ct_truthy(&c) ? exec_body(R, F, n->body, n->n_body) : exec_body(R, F, n->alt, n->n_alt);
             if (rc) return rc;
             break;
         }
@@ -1711,14 +1222,14 @@ static int exec_body(rstate *R, frame *F, ct_node **body, int nb) {
             ct_node nm = {.kind = N_NAME, .line = n->line, .s = n->s};
             val ns = lookup(R, F, &nm);
             if (FAILED(ns)) return EX_FAIL;
-            if (ns.t != V_NS) return rerr(R, n->line, "cannot assign attribute on non-namespace object '%s'", n->s);
+            if (ns.t != V_NS) return ct_rerr(R, n->line, "cannot assign attribute on non-namespace object '%s'", n->s);
             val v = eval(R, F, n->a);
-            if (FAILED(v) || dict_set(R, ns.d, vstr(n->s2, strlen(n->s2)), v, n->line)) return EX_FAIL;
+            if (FAILED(v) || ct_dict_set(R, ns.d, vstr(n->s2, strlen(n->s2)), v, n->line)) return EX_FAIL;
             break;
         }
         case N_BREAK: return EX_BREAK;
         case N_CONTINUE: return EX_CONTINUE;
-        default: return rerr(R, n->line, "internal: unknown statement");
+        default: return ct_rerr(R, n->line, "internal: unknown statement");
         }
     }
     return EX_OK;
@@ -1735,8 +1246,8 @@ int chat_template_render(const chat_template *t, const cJSON *vars, char **out, 
     int rc = emit(&R, "", 0, 0);
     const cJSON *e;
     if (!rc && vars) cJSON_ArrayForEach(e, vars) {
-        val v = from_json(&R, e, 0);
-        if (FAILED(v) || dict_set(&R, &G.vars, vstr(e->string, strlen(e->string)), v, 0)) {
+        val v = ct_from_json(&R, e, 0);
+        if (FAILED(v) || ct_dict_set(&R, &G.vars, vstr(e->string, strlen(e->string)), v, 0)) {
             rc = LC_FAIL;
             break;
         }
