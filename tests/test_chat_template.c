@@ -766,3 +766,99 @@ Test(chat, generate_chat_equals_the_rendered_prompt) {
     free_cases(&cs);
     cJSON_Delete(cfg);
 }
+
+/* calibrate with "prompt_format": "chat" records it in results.json and the
+ * bundle; generate --bundle then renders the task's prompt with the chat
+ * template and answers as calibrate's evaluation did */
+Test(chat, calibrate_export_generate_bundle_keep_the_chat_format) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    model_config c = {0};
+    strcpy(c.arch, "llama");
+    c.dim = 16, c.n_layers = 1, c.n_heads = 2, c.n_kv_heads = 1, c.head_dim = 8;
+    c.hidden_dim = 24, c.vocab_size = 128256, c.max_seq_len = 128;
+    c.norm_eps = 1e-5f, c.rope_theta = 10000.0f, c.tie_embeddings = 1, c.bos_id = 128000, c.eos_id = 128009;
+    model m;
+    lc_err err;
+    cr_assert_eq(model_init(&m, &c, &err), LC_OK, "%s", err.msg);
+    model_init_random(&m, 0.5f, 9);
+    cr_assert_eq(model_save_hf(&m, dir, &err), LC_OK, "%s", err.msg);
+    char p[4096], cmd[16384];
+    for (int k = 0; k < 2; k++) {
+        lora l;
+        cr_assert_eq(lora_init(&l, &m.cfg, 2, 4.0f, 0, MOD_MASK_ALL, NULL, &err), LC_OK, "%s", err.msg);
+        lora_init_random(&l, 0.3f, 30 + k);
+        snprintf(p, sizeof p, "%s/lora%d", dir, k);
+        cr_assert_eq(lc_make_dirs(p, &err), LC_OK);
+        cr_assert_eq(lora_save_peft(&l, p, &err), LC_OK, "%s", err.msg);
+        lora_free(&l);
+    }
+    model_free(&m);
+    char tj[4096];
+    snprintf(tj, sizeof tj, "%s", model_file("llama3_1", "tokenizer.json"));
+    snprintf(cmd, sizeof cmd, "cp %s %s/ && cp %s %s/", tj, dir, model_file("llama3_1", "tokenizer_config.json"), dir);
+    cr_assert_eq(tu_system(cmd), 0);
+    const char *rows = "{\"q\": \"say red\", \"a\": \"red\"}\n{\"q\": \"say blue\", \"a\": \"blue\"}\n";
+    snprintf(p, sizeof p, "%s/data.jsonl", dir);
+    cr_assert_eq(tu_write_file(p, rows, strlen(rows)), 0);
+    const char *conf =
+        "{\"model\": \".\", \"output_dir\": \"cal\",\n"
+        " \"adapters\": [{\"name\": \"a\", \"path\": \"lora0\"}, {\"name\": \"b\", \"path\": \"lora1\"}],\n"
+        " \"tasks\": [{\"name\": \"t\", \"adapters\": [\"a\", \"b\"], \"data\": {\"test\": \"data.jsonl\",\n"
+        "   \"prompt_template\": \"{q}:\", \"target_template\": \"{a}\", \"prompt_format\": \"chat\", \"system\": \"Answer.\"}}],\n"
+        " \"methods\": [{\"name\": \"TIES\", \"type\": \"merge\", \"merge\": {\"method\": \"ties\", \"density\": 0.5}}],\n"
+        " \"generation\": {\"max_new_tokens\": 4}}\n";
+    snprintf(p, sizeof p, "%s/cal.json", dir);
+    cr_assert_eq(tu_write_file(p, conf, strlen(conf)), 0);
+    snprintf(cmd, sizeof cmd, "cd %s && %s --config cal.json 2>cal.log", dir, tu_bin("calibrate"));
+    cr_assert_eq(tu_system(cmd), 0, "calibrate failed: see %s/cal.log", dir);
+    snprintf(p, sizeof p, "%s/cal/t/TIES/results.json", dir);
+    size_t n;
+    char *txt = lc_read_file(p, &n, &err);
+    cr_assert_not_null(txt, "%s", err.msg);
+    cJSON *res = cJSON_Parse(txt);
+    free(txt);
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(res, "prompt_format")->valuestring, "chat");
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(res, "system")->valuestring, "Answer.");
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(res, "add_bos"), "add_bos is recorded only when false");
+    cJSON_Delete(res);
+    /* the first prediction calibrate scored */
+    snprintf(p, sizeof p, "%s/cal/t/TIES/predictions.jsonl", dir);
+    txt = lc_read_file(p, &n, &err);
+    cr_assert_not_null(txt, "%s", err.msg);
+    *strchr(txt, '\n') = 0;
+    cJSON *pred = cJSON_Parse(txt);
+    free(txt);
+    const char *scored = cJSON_GetObjectItemCaseSensitive(pred, "prediction")->valuestring;
+    cr_assert(scored[0], "an empty prediction would prove nothing");
+    const char *ptext = cJSON_GetObjectItemCaseSensitive(pred, "prompt")->valuestring;
+    cr_assert(strstr(ptext, "<|start_header_id|>system<|end_header_id|>\n\nAnswer.<|eot_id|>") == ptext + 17,
+              "prompt: %s", ptext);
+    const char *econf = "{\"model\": \".\", \"calibrate_dir\": \"cal\", \"output\": \"b.lcb\", "
+                        "\"tasks\": [{\"task\": \"t\", \"method\": \"TIES\"}]}\n";
+    snprintf(p, sizeof p, "%s/export.json", dir);
+    cr_assert_eq(tu_write_file(p, econf, strlen(econf)), 0);
+    snprintf(cmd, sizeof cmd, "cd %s && %s --config export.json >export.log 2>&1", dir, tu_bin("export"));
+    cr_assert_eq(tu_system(cmd), 0, "export failed: see %s/export.log", dir);
+    int st;
+    snprintf(cmd, sizeof cmd, "cd %s && %s --model . --bundle b.lcb --prompt 'say red' 2>gen.log", dir, tu_bin("generate"));
+    char *out = run(cmd, &st);
+    cr_assert_eq(st, 0, "generate --bundle failed: see %s/gen.log", dir);
+    size_t ol = strlen(out);
+    if (ol && out[ol - 1] == '\n') out[--ol] = 0;
+    cr_assert_str_eq(out, scored, "generate --bundle does not give the answer calibrate scored");
+    free(out);
+    /* --raw-prompt with the same text gives the same answer */
+    cr_assert_null(strchr(ptext, '\''));
+    snprintf(cmd, sizeof cmd, "cd %s && %s --model . --bundle b.lcb --raw-prompt --prompt '%s' --print-ids 2>/dev/null",
+             dir, tu_bin("generate"), ptext);
+    char *raw = run(cmd, &st);
+    cr_assert_eq(st, 0);
+    snprintf(cmd, sizeof cmd, "cd %s && %s --model . --bundle b.lcb --prompt 'say red' --print-ids 2>/dev/null", dir,
+             tu_bin("generate"));
+    char *viachat = run(cmd, &st);
+    cr_assert_eq(st, 0);
+    cr_assert_str_eq(raw, viachat);
+    free(raw), free(viachat);
+    cJSON_Delete(pred);
+}
