@@ -13,8 +13,17 @@
  *     and the raise_exception paths (Gemma's role alternation);
  *   - small templates for each construct of the subset, whitespace control
  *     included.
+ *   - 400 random mixes of text and tags with every whitespace marker.
  * Then: constructs outside the subset are errors naming the construct and
  * the line; hostile templates hit the limits with an error.
+ * The one rule for BOS (prompt_encode) on Llama 2's tokenizer (its
+ * post-processor adds BOS: the rule equals it), Llama 3's (a plain ByteLevel
+ * post-processor: the rule adds BOS), a chat text that carries its BOS (no
+ * second one) and Qwen3's (no BOS). End to end with the chat format, on a
+ * tiny random model with Llama 3.1's tokenizer and template: datasets (the
+ * prompt is jinja2's text; BOS kept when cut), `generate --chat` equals the
+ * jinja2-rendered prompt, `evaluate`, `train`, and calibrate -> export ->
+ * `generate --bundle` giving the answer calibrate scored.
  * A missing python3-jinja2 or node module is a FAILURE (run
  * scripts/setup.sh), not a skip. */
 #include <cjson/cJSON.h>
@@ -861,4 +870,26 @@ Test(chat, calibrate_export_generate_bundle_keep_the_chat_format) {
     cr_assert_str_eq(raw, viachat);
     free(raw), free(viachat);
     cJSON_Delete(pred);
+    /* train reads the same keys: a LoRA on chat-formatted data, and a system
+     * message without the chat format is an error naming the key */
+    for (int bad = 0; bad < 2; bad++) {
+        char tconf[2048];
+        snprintf(tconf, sizeof tconf,
+                 "{\"model\": \".\", \"output_dir\": \"tr%d\", \"lora\": {\"rank\": 2},\n"
+                 " \"data\": {\"train\": \"data.jsonl\", \"prompt_template\": \"{q}:\", \"target_template\": \"{a}\",\n"
+                 "   \"max_len\": 64, \"system\": \"Answer.\"%s},\n"
+                 " \"training\": {\"batch_size\": 2, \"steps\": 2, \"eval_every\": 2, \"log_every\": 1, \"checkpoint_every\": 0},\n"
+                 " \"optimizer\": {\"lr\": 0.01}}\n", bad, bad ? "" : ", \"prompt_format\": \"chat\"");
+        snprintf(p, sizeof p, "%s/train.json", dir);
+        cr_assert_eq(tu_write_file(p, tconf, strlen(tconf)), 0);
+        snprintf(cmd, sizeof cmd, "cd %s && %s --config train.json 2>&1", dir, tu_bin("train"));
+        char *log = run(cmd, &st);
+        if (bad) {
+            cr_assert_neq(st, 0);
+            ASSERT_HAS(log, "train.json: key 'data.prompt_format': a system message needs the chat prompt format");
+        } else {
+            cr_assert_eq(st, 0, "train with the chat format failed:\n%s", log);
+        }
+        free(log);
+    }
 }
