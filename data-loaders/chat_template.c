@@ -697,7 +697,20 @@ static val eval_call(rstate *R, frame *F, const ct_node *n) {
     return call_builtin(R, (int)fn.i, &a, n->line);
 }
 
+static val eval_node(rstate *R, frame *F, const ct_node *n);
+
+/* Chains (a + b + ..., x.a.b..., x|f|g...) are parsed by loops into deep
+ * trees; their evaluation recurses, so it is bounded. */
 static val eval(rstate *R, frame *F, const ct_node *n) {
+    if (R->depth >= CT_MAX_EVAL_DEPTH)
+        return ct_rerr(R, n->line, "an expression nested deeper than %d", CT_MAX_EVAL_DEPTH), VFAIL;
+    R->depth++;
+    val v = eval_node(R, F, n);
+    R->depth--;
+    return v;
+}
+
+static val eval_node(rstate *R, frame *F, const ct_node *n) {
     switch (n->kind) {
     case N_CONST:
         switch (n->k) {

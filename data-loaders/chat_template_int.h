@@ -13,6 +13,7 @@
 
 #define CT_MAX_SOURCE (1u << 20)      /* template bytes */
 #define CT_MAX_DEPTH 128              /* nesting of expressions and blocks */
+#define CT_MAX_EVAL_DEPTH 1024        /* expression trees (a+b+c... chains) */
 #define CT_MAX_STEPS 1000000L         /* loop iterations plus statements run */
 #define CT_MAX_OUTPUT (16u << 20)     /* rendered bytes */
 #define CT_MAX_MEMORY (256u << 20)    /* values made while rendering */
@@ -140,6 +141,7 @@ typedef struct {
     char *out;
     size_t n_out, cap_out;
     long steps;
+    int depth; /* of nested expression evaluations */
     int failed;
 } rstate;
 

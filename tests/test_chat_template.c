@@ -482,6 +482,18 @@ Test(chat, hostile_templates_hit_limits) {
     for (int i = 0; i < 200; i++) strcat(deep2, "{% if 1 %}");
     expect_error(deep2, NULL, "nested deeper than", NULL);
     free(deep), free(deep2);
+    /* chains parsed by loops into deep trees: x + 1 + 1 ..., x.a.a ...,
+     * x|trim|trim ... (~ and chained comparisons are flat lists) */
+    static const char *const links[] = {" + 1", ".a", "|trim", "[0]", " and 1", " or 1", " * 1"};
+    for (size_t k = 0; k < sizeof links / sizeof *links; k++) {
+        size_t reps = 100000, ll = strlen(links[k]);
+        char *chain = malloc(reps * ll + 32), *q = chain;
+        q += sprintf(q, "{{ x");
+        for (size_t i = 0; i < reps; i++) memcpy(q, links[k], ll), q += ll;
+        strcpy(q, " }}");
+        expect_error(chain, "{\"x\": 1}", "nested deeper than", NULL);
+        free(chain);
+    }
     /* steps, memory and output */
     expect_error("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", NULL,
                  "more than 1000000 steps", NULL);
