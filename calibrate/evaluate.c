@@ -50,6 +50,7 @@ int main(int argc, char **argv) {
     model m = {0};
     tokenizer *tok = NULL;
     dataset d = {0};
+    prompt_format pfmt = {0};
     lora loras[ADAPTER_MAX];
     calib cals[ADAPTER_MAX];
     int n_l = 0, n_c = 0, rc = 1, have_d = 0;
@@ -63,7 +64,8 @@ int main(int argc, char **argv) {
 
     if (cfg_load(&c, cfg_path, &err)) goto fail;
     const char *s_out, *s_data, *ptpl, *ttpl, *label;
-    int max_len, add_bos, bad_row, max_ex;
+    int max_len, add_bos, bad_row, max_ex, pkind;
+    const char *s_system;
     gen_opts g;
     rouge_opts ro;
     if (job_load_base(c, &m, &tok, &err) || eval_opts_from_cfg(c, &g, &ro, &err) ||
@@ -75,8 +77,14 @@ int main(int argc, char **argv) {
         cfg_int(c, "data.max_len", 0, 0, &max_len, &err) ||
         cfg_bool(c, "data.add_bos", 0, 1, &add_bos, &err) ||
         cfg_enum(c, "data.on_bad_row", 0, 0, BAD_ROW_NAMES, &bad_row, &err) ||
-        cfg_int(c, "data.max_examples", 0, 0, &max_ex, &err))
+        cfg_int(c, "data.max_examples", 0, 0, &max_ex, &err) ||
+        cfg_enum(c, "data.prompt_format", 0, PROMPT_RAW, PROMPT_FORMAT_NAMES, &pkind, &err) ||
+        cfg_string(c, "data.system", 0, NULL, &s_system, &err))
         goto fail;
+    if (prompt_format_init(&pfmt, pkind, tok, s_system, &err)) {
+        lc_err_prefix(&err, "%s: key 'data.prompt_format': ", cfg_path);
+        goto fail;
+    }
     int nl = cfg_array_len(c, "loras", &err);
     if (nl < 0) goto fail;
     if (nl > ADAPTER_MAX) {
@@ -149,7 +157,7 @@ int main(int argc, char **argv) {
         run_m = bt.m;
     }
     if (max_len <= 0) max_len = m.cfg.max_seq_len;
-    dataset_spec spec = {paths[2], ptpl, ttpl, max_len, add_bos, 0, bad_row, max_ex};
+    dataset_spec spec = {paths[2], ptpl, ttpl, max_len, add_bos, 0, bad_row, max_ex, &pfmt};
     if (dataset_load(&d, &spec, tok, &err)) goto fail;
     have_d = 1;
     if (b_path)
@@ -170,6 +178,7 @@ done:
     eval_summary_free(&sum);
     if (have_d) dataset_free(&d);
     tokenizer_free(tok);
+    prompt_format_free(&pfmt);
     if (have_bt) bundle_task_free(&bt);
     bundle_close(bnd);
     for (int i = 0; i < n_l; i++) lora_free(&loras[i]);

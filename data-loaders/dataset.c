@@ -4,8 +4,9 @@
  * configs".
  *
  * Loading, per row: parse the record (JSONL line / CSV record), render the
- * prompt and target templates, tokenise both separately (add_special = 0;
- * BOS before the prompt, EOS after the target are added here), then fit
+ * prompt and target templates (the prompt through the chat template when
+ * the format is chat), tokenise both separately (the prompt by prompt.h's
+ * rule for BOS; EOS after the target is added here), then fit
  * into max_len by cutting the prompt from the left. Anything wrong with a
  * row is a "bad row": an error "<file>:<line>: <what>" or, with
  * BAD_ROW_SKIP, skipped and counted. Anything wrong with the file as a
@@ -207,6 +208,25 @@ static int encode(loader *L, const sbuf *text, int **ids, int *n, char *why, siz
     return 0;
 }
 
+/* The prompt by prompt.h's rule, without its leading BOS (*lead = 1 when
+ * there is one: added by the rule or written by a chat template); the
+ * caller puts it first and keeps it when cutting the prompt. */
+static int encode_prompt(loader *L, const sbuf *text, int **ids, int *n, int *lead, char *why, size_t whycap) {
+    lc_err e;
+    *lead = 0;
+    if (prompt_encode(L->tok, text->p ? text->p : "", text->n, L->bos >= 0, ids, n, &e) != LC_OK) {
+        snprintf(why, whycap, "tokenizer: %.400s", e.msg);
+        return 1;
+    }
+    const int bos = tokenizer_bos(L->tok);
+    if (*n > 0 && bos >= 0 && (*ids)[0] == bos) {
+        *lead = 1;
+        memmove(*ids, *ids + 1, sizeof(int) * (size_t)(*n - 1));
+        (*n)--;
+    }
+    return 0;
+}
+
 /* One record -> one example (or a bad row). */
 static int add_record(loader *L, const record *r, int line) {
     dataset *d = L->d;
@@ -215,20 +235,33 @@ static int add_record(loader *L, const record *r, int line) {
     if (rc == 0) rc = render(&L->target, r, &L->ttext, why, sizeof why);
     if (rc < 0) return lc_errf(L->err, "%s:%d: out of memory", L->spec->path, line);
     if (rc > 0) return bad_row(L, line, "%s", why);
+    if (L->spec->format && L->spec->format->kind == PROMPT_CHAT) {
+        /* the rendered prompt_template is the user message */
+        lc_err e;
+        char *chat = NULL;
+        if (utf8_bad_at((const unsigned char *)L->ptext.p, L->ptext.n) >= 0)
+            return bad_row(L, line, "invalid UTF-8 in the rendered text");
+        if (prompt_render(L->spec->format, L->ptext.p ? L->ptext.p : "", &chat, &e))
+            return lc_errf(L->err, "%s:%d: chat template: %s", L->spec->path, line, e.msg);
+        L->ptext.n = 0;
+        rc = sbuf_add(&L->ptext, chat, strlen(chat));
+        free(chat);
+        if (rc) return lc_errf(L->err, "%s:%d: out of memory", L->spec->path, line);
+    }
     /* the record was checked already, but a number or a template literal
      * cannot break UTF-8 either: this guards the tokenizer's contract */
     long bad = utf8_bad_at((const unsigned char *)L->ttext.p, L->ttext.n);
     if (bad < 0) bad = utf8_bad_at((const unsigned char *)L->ptext.p, L->ptext.n);
     if (bad >= 0) return bad_row(L, line, "invalid UTF-8 in the rendered text");
 
-    int *pids = NULL, *tids = NULL, np = 0, nt = 0;
-    if (encode(L, &L->ptext, &pids, &np, why, sizeof why) ||
+    int *pids = NULL, *tids = NULL, np = 0, nt = 0, nbos = 0;
+    if (encode_prompt(L, &L->ptext, &pids, &np, &nbos, why, sizeof why) ||
         encode(L, &L->ttext, &tids, &nt, why, sizeof why)) {
         free(pids);
         free(tids);
         return bad_row(L, line, "%s", why);
     }
-    int nbos = L->bos >= 0, neos = L->eos >= 0;
+    int neos = L->eos >= 0;
     int ntarget = nt + neos, max_len = L->spec->max_len;
     if (ntarget == 0) {
         free(pids);
@@ -270,7 +303,7 @@ static int add_record(loader *L, const record *r, int line) {
         return lc_errf(L->err, "%s:%d: out of memory", L->spec->path, line);
     }
     int k = 0;
-    if (nbos) ex.ids[k++] = L->bos;
+    if (nbos) ex.ids[k++] = tokenizer_bos(L->tok);
     if (keep) memcpy(ex.ids + k, pids + (np - keep), (size_t)keep * sizeof(int));
     k += keep;
     if (nt) memcpy(ex.ids + k, tids, (size_t)nt * sizeof(int));

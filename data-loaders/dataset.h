@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "lc_err.h"
+#include "prompt.h"
 #include "tokenizer.h"
 
 typedef enum { BAD_ROW_ERROR = 0, BAD_ROW_SKIP } bad_row_policy;
@@ -25,6 +26,9 @@ typedef struct {
     int add_bos, add_eos; /* BOS before the prompt; EOS after the target (in the loss) */
     bad_row_policy on_bad_row;
     int max_examples;     /* 0 = all */
+    /* NULL or raw: the rendered prompt_template is the prompt; chat: it is
+     * the user message, rendered with the model's chat template (prompt.h) */
+    const prompt_format *format;
 } dataset_spec;
 
 typedef struct {
@@ -48,8 +52,9 @@ typedef struct {
 /* Loads and tokenises. A bad row (invalid JSON, missing field, bad CSV
  * quoting, invalid UTF-8, a target alone longer than max_len) is an error
  * "<file>:<line>: <what>", or with BAD_ROW_SKIP is skipped and counted.
- * Truncation keeps the END of a long prompt (the start is cut after BOS);
- * the target is never cut. */
+ * Prompt tokens follow prompt.h's rule (BOS once, first, when add_bos; a
+ * chat template's own BOS counts). Truncation keeps the END of a long
+ * prompt (the start is cut after a leading BOS); the target is never cut. */
 int dataset_load(dataset *d, const dataset_spec *spec, const tokenizer *tok, lc_err *err);
 void dataset_free(dataset *d);
 

@@ -625,6 +625,9 @@ struct tokenizer {
     int kind;
     char *path;
     int n_ids, bos, eos;
+    /* from tokenizer_config.json (NULL when absent): its chat_template and
+     * the bos_token / eos_token text; cfg_path names the file */
+    char *chat_template, *bos_text, *eos_text, *cfg_path;
     int vocab_count;     /* entries in model.vocab (HF's get_vocab_size) */
     /* llama2.c (also a GGUF SentencePiece vocabulary) */
     l2c_tokenizer l2c;
@@ -1606,11 +1609,27 @@ static void find_bos_eos(tokenizer *t, const char *json_path) {
             have_cfg = 1;
             const char *names[2] = {"bos_token", "eos_token"};
             int *dst[2] = {&t->bos, &t->eos};
+            char **text[2] = {&t->bos_text, &t->eos_text};
             for (int k = 0; k < 2; k++) {
                 const cJSON *v = jget(root, names[k]);
                 if (cJSON_IsObject(v)) v = jget(v, "content");
-                if (cJSON_IsString(v)) *dst[k] = token_id_of(t, v->valuestring);
+                if (cJSON_IsString(v)) {
+                    *dst[k] = token_id_of(t, v->valuestring);
+                    *text[k] = strdup(v->valuestring);
+                }
             }
+            /* a string, or a list of {"name", "template"} of which "default" */
+            const cJSON *ct = jget(root, "chat_template"), *e;
+            if (cJSON_IsArray(ct)) {
+                const cJSON *found = NULL;
+                cJSON_ArrayForEach(e, ct) {
+                    const cJSON *nm = jget(e, "name");
+                    if (cJSON_IsString(nm) && !strcmp(nm->valuestring, "default")) found = jget(e, "template");
+                }
+                ct = found;
+            }
+            if (cJSON_IsString(ct)) t->chat_template = strdup(ct->valuestring);
+            t->cfg_path = strdup(cfg);
         }
         cJSON_Delete(root);
         free(txt);
@@ -1701,6 +1720,10 @@ void tokenizer_free(tokenizer *t) {
     if (!t) return;
     if (t->kind == KIND_L2C) l2c_tokenizer_free(&t->l2c);
     free(t->path);
+    free(t->chat_template);
+    free(t->bos_text);
+    free(t->eos_text);
+    free(t->cfg_path);
     free(t->id_str);
     free(t->id_len);
     free(t->arena);
@@ -1831,6 +1854,12 @@ int tokenizer_load(tokenizer **out, const char *path, int vocab_size, lc_err *er
 
 int tokenizer_vocab_size(const tokenizer *t) { return t ? t->n_ids : 0; }
 int tokenizer_bos(const tokenizer *t) { return t ? t->bos : -1; }
+const char *tokenizer_chat_template(const tokenizer *t, const char **cfg_path) {
+    if (cfg_path) *cfg_path = t ? t->cfg_path : NULL;
+    return t ? t->chat_template : NULL;
+}
+const char *tokenizer_bos_text(const tokenizer *t) { return t ? t->bos_text : NULL; }
+const char *tokenizer_eos_text(const tokenizer *t) { return t ? t->eos_text : NULL; }
 int tokenizer_eos(const tokenizer *t) { return t ? t->eos : -1; }
 
 int tokenizer_token_id(const tokenizer *t, const char *piece) {

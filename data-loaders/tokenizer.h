@@ -24,6 +24,13 @@ void tokenizer_free(tokenizer *t);
 int tokenizer_vocab_size(const tokenizer *t); /* largest id + 1 */
 int tokenizer_bos(const tokenizer *t);        /* -1 when none */
 int tokenizer_eos(const tokenizer *t);        /* -1 when none */
+/* From the tokenizer_config.json beside a tokenizer.json (NULL when there
+ * is none or it lacks the key): its chat_template (of a list of named
+ * templates, the one named "default"), and the bos_token / eos_token text.
+ * *cfg_path (may be NULL) gets the config file's path. */
+const char *tokenizer_chat_template(const tokenizer *t, const char **cfg_path);
+const char *tokenizer_bos_text(const tokenizer *t);
+const char *tokenizer_eos_text(const tokenizer *t);
 /* Id of an exact token string ("<|im_end|>"), -1 if absent. */
 int tokenizer_token_id(const tokenizer *t, const char *piece);
 

@@ -30,7 +30,14 @@ static void usage(FILE *f) {
         "                         (tokenizer.bin / tok512.bin). Default: the model\n"
         "                         folder's tokenizer.json, or tokenizer.bin /\n"
         "                         tok<vocab>.bin beside a checkpoint file\n"
-        "  --prompt TEXT          prompt text (default: start from BOS alone)\n"
+        "  --prompt TEXT          prompt text (default: start from BOS alone); BOS is\n"
+        "                         put first (once) when the tokenizer has one, as\n"
+        "                         train, evaluate and calibrate do\n"
+        "  --chat                 render --prompt as the user message of the model's\n"
+        "                         chat template (tokenizer_config.json's\n"
+        "                         chat_template), generation prompt on\n"
+        "  --system TEXT          with --chat: a system message before it\n"
+        "  --no-bos               do not put BOS first\n"
         "  --prompt-ids LIST      prompt as comma-separated token ids (no tokenizer\n"
         "                         needed; BOS is not added)\n"
         "  --max-new-tokens N     tokens to generate (default 256); stops early at\n"
@@ -54,8 +61,11 @@ static void usage(FILE *f) {
         "                         The answer is generated with the settings the task\n"
         "                         was evaluated with (max new tokens, temperature,\n"
         "                         top-p, stop strings), unless the flags above are\n"
-        "                         given, and printed without leading whitespace\n"
-        "  --raw-prompt           use --prompt as the whole prompt (no template)\n"
+        "                         given, and printed without leading whitespace;\n"
+        "                         a task calibrated with the chat prompt format\n"
+        "                         renders its prompt with the chat template\n"
+        "  --raw-prompt           use --prompt as the whole prompt (no template, no\n"
+        "                         chat template)\n"
         "  --print-ids            print generated token ids instead of text\n"
         "  --quiet                no diagnostics on stderr\n"
         "  --help                 this text\n",
@@ -110,7 +120,8 @@ static void put_id(void *ctx, int id) {
 int main(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *prompt_ids = NULL;
     const char *bundle_path_arg = NULL, *task_arg = NULL;
-    int raw_prompt = 0;
+    int raw_prompt = 0, chat = 0, no_bos = 0;
+    const char *system_msg = NULL;
     const char *lora_specs[MAX_ADAPTERS], *calib_paths[MAX_ADAPTERS];
     int n_lora = 0, n_calib = 0, max_new = 256, print_ids = 0, quiet = 0, have_seed = 0;
     float temperature = 1.0f, top_p = 0.9f;
@@ -197,6 +208,13 @@ int main(int argc, char **argv) {
             task_arg = v;
         } else if (!strcmp(a, "--raw-prompt")) {
             raw_prompt = 1;
+        } else if (!strcmp(a, "--chat")) {
+            chat = 1;
+        } else if (!strcmp(a, "--system")) {
+            NEED_VALUE();
+            system_msg = v;
+        } else if (!strcmp(a, "--no-bos")) {
+            no_bos = 1;
         } else if (!strcmp(a, "--print-ids")) {
             print_ids = 1;
         } else if (!strcmp(a, "--quiet")) {
@@ -225,6 +243,14 @@ int main(int argc, char **argv) {
     }
     if (task_arg && !bundle_path_arg) {
         fprintf(stderr, "generate: --task needs --bundle\n");
+        return 2;
+    }
+    if (chat && !prompt) {
+        fprintf(stderr, "generate: --chat needs --prompt (the user message)\n");
+        return 2;
+    }
+    if (system_msg && !chat && !bundle_path_arg) {
+        fprintf(stderr, "generate: --system needs --chat\n");
         return 2;
     }
 
@@ -257,6 +283,9 @@ int main(int argc, char **argv) {
 
     lcmt_session_params sp = lcmt_session_default_params();
     sp.raw_prompt = raw_prompt;
+    sp.chat = chat;
+    sp.system = system_msg;
+    sp.no_bos = no_bos;
     sp.no_stop = no_stop;
     for (int i = 0; i < n_stops; i++) sp.stop[i] = stops[i];
     sp.n_stop = n_stops;

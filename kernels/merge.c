@@ -495,9 +495,46 @@ void merged_model_free(merged_model *mm) {
     memset(mm, 0, sizeof *mm);
 }
 
+/* Copies one tensor of src into the same tensor of dst (walked in the same
+ * order, so the k-th visit of dst is the k-th of src). */
+typedef struct {
+    const float **src;
+    int n, i;
+} clone_walk;
+
+static int collect_tensor(const char *name, int ndim, const int64_t *shape, float *data, float *grad,
+                          void *p) {
+    (void)name, (void)ndim, (void)shape, (void)grad;
+    clone_walk *w = p;
+    w->src[w->n++] = data;
+    return 0;
+}
+
+static int copy_tensor(const char *name, int ndim, const int64_t *shape, float *data, float *grad,
+                       void *p) {
+    (void)name, (void)grad;
+    clone_walk *w = p;
+    size_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= (size_t)shape[d];
+    memcpy(data, w->src[w->i++], sizeof(float) * n);
+    return 0;
+}
+
 int model_clone(model *dst, const model *src, lc_err *err) {
     if (model_init(dst, &src->cfg, err)) return LC_FAIL;
-    memcpy(dst->data, src->data, sizeof(float) * src->n_params);
+    if (src->data) { /* one block: one copy */
+        memcpy(dst->data, src->data, sizeof(float) * src->n_params);
+        return LC_OK;
+    }
+    /* a view (weights in place in a mapped file): tensor by tensor */
+    clone_walk w = {lc_calloc(src->cfg.n_layers * 16 + 16, sizeof *w.src, err), 0, 0};
+    if (!w.src) {
+        model_free(dst);
+        return LC_FAIL;
+    }
+    model_for_each_tensor((model *)src, collect_tensor, &w);
+    model_for_each_tensor(dst, copy_tensor, &w);
+    free(w.src);
     return LC_OK;
 }
 

@@ -76,7 +76,8 @@ def main():
         if "tokenizer" in cal:
             ev["tokenizer"] = resolve(a.calibrate_json, cal["tokenizer"])
         for k_cal, k_ev in (("max_len", "max_len"), ("max_test_examples", "max_examples"),
-                            ("on_bad_row", "on_bad_row"), ("add_bos", "add_bos")):
+                            ("on_bad_row", "on_bad_row"), ("add_bos", "add_bos"),
+                            ("prompt_format", "prompt_format"), ("system", "system")):
             if k_cal in d:
                 ev["data"][k_ev] = d[k_cal]
         for k in ("generation", "metrics"):

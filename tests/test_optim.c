@@ -328,7 +328,7 @@ Test(optim, grad_accum_is_the_mean_of_micro_batch_gradients, .timeout = 120) {
     fclose(f);
     tokenizer *tok;
     cr_assert_eq(tokenizer_load(&tok, tokp, 259, &err), LC_OK, "%s", err.msg);
-    dataset_spec spec = {datap, "Q: {q}\nA:", " {a}", ACC_T + 1, 1, 1, BAD_ROW_ERROR, 0};
+    dataset_spec spec = {datap, "Q: {q}\nA:", " {a}", ACC_T + 1, 1, 1, BAD_ROW_ERROR, 0, NULL};
     dataset d;
     cr_assert_eq(dataset_load(&d, &spec, tok, &err), LC_OK, "%s", err.msg);
 

@@ -51,6 +51,9 @@ typedef struct {
     char *test_path, *train_path, *val_path;
     const char *ptpl, *ttpl, *first_tpl, *second_tpl;
     int max_len, bad_row, max_test, max_train, max_val, add_bos;
+    int pkind, have_pfmt;  /* data.prompt_format */
+    const char *system;    /* data.system */
+    prompt_format pfmt;
     char *joint_path;
 } task_entry;
 
@@ -184,6 +187,8 @@ static int parse_tasks(ctx_t *x, lc_err *err) {
             cfg_string(c, K("data.target_template"), 1, NULL, &t->ttpl, err) ||
             cfg_int(c, K("data.max_len"), 0, 256, &t->max_len, err) ||
             cfg_bool(c, K("data.add_bos"), 0, 1, &t->add_bos, err) ||
+            cfg_enum(c, K("data.prompt_format"), 0, PROMPT_RAW, PROMPT_FORMAT_NAMES, &t->pkind, err) ||
+            cfg_string(c, K("data.system"), 0, NULL, &t->system, err) ||
             cfg_enum(c, K("data.on_bad_row"), 0, 0, BAD_ROW_NAMES, &t->bad_row, err) ||
             cfg_int(c, K("data.max_train_examples"), 0, 0, &t->max_train, err) ||
             cfg_int(c, K("data.max_val_examples"), 0, 0, &t->max_val, err) ||
@@ -311,10 +316,20 @@ static int parse_methods(ctx_t *x, lc_err *err) {
 
 /* ---- data -------------------------------------------------------------------- */
 
+/* the task's prompt format (prompt.h), made once */
+static int task_format(ctx_t *x, task_entry *t, lc_err *err) {
+    if (t->have_pfmt) return LC_OK;
+    if (prompt_format_init(&t->pfmt, t->pkind, x->tok, t->system, err))
+        return lc_err_prefix(err, "%s: task '%s': key 'data.prompt_format': ", x->cfg_path, t->name);
+    t->have_pfmt = 1;
+    return LC_OK;
+}
+
 static int load_task_data(ctx_t *x, task_entry *t, int need_train, lc_err *err) {
     const int ctx_len = x->base.cfg.max_seq_len;
+    if (task_format(x, t, err)) return LC_FAIL;
     if (!t->test.ex) {
-        dataset_spec s = {t->test_path, t->ptpl, t->ttpl, ctx_len, t->add_bos, 0, t->bad_row, t->max_test};
+        dataset_spec s = {t->test_path, t->ptpl, t->ttpl, ctx_len, t->add_bos, 0, t->bad_row, t->max_test, &t->pfmt};
         if (dataset_load(&t->test, &s, x->tok, err)) return LC_FAIL;
         if (t->test.n == 0) return lc_errf(err, "%s: no test examples", t->test_path);
     }
@@ -325,7 +340,8 @@ static int load_task_data(ctx_t *x, task_entry *t, int need_train, lc_err *err) 
         if (t->max_len > x->topt.seq_len + 1)
             return lc_errf(err, "%s: task '%s': data.max_len (%d) must be <= training.seq_len + 1 (%d)",
                            x->cfg_path, t->name, t->max_len, x->topt.seq_len + 1);
-        dataset_spec s = {t->train_path, t->ptpl, t->ttpl, t->max_len, t->add_bos, 1, t->bad_row, t->max_train};
+        dataset_spec s = {t->train_path, t->ptpl, t->ttpl, t->max_len, t->add_bos, 1, t->bad_row, t->max_train,
+                          &t->pfmt};
         if (dataset_load(&t->train, &s, x->tok, err)) return LC_FAIL;
         t->have_train = 1;
         if (t->val_path) {
@@ -389,6 +405,12 @@ static int annotate_results(const char *dir, const task_entry *t, const method_e
     cJSON_AddStringToObject(r, "type", TYPE_NAMES[me->type]);
     cJSON_AddStringToObject(r, "table_metric", t->metric);
     cJSON_AddStringToObject(r, "prompt_template", t->ptpl);
+    /* how generate --bundle must build the prompt (absent: raw, with BOS) */
+    if (t->pkind == PROMPT_CHAT) {
+        cJSON_AddStringToObject(r, "prompt_format", "chat");
+        if (t->system) cJSON_AddStringToObject(r, "system", t->system);
+    }
+    if (!t->add_bos) cJSON_AddFalseToObject(r, "add_bos");
     cJSON_AddNumberToObject(r, "inference_passes", ji->passes);
     cJSON_AddNumberToObject(r, "extra_params", (double)ji->extra_params);
     cJSON_AddNumberToObject(r, "extra_bytes_fp16", 2.0 * (double)ji->extra_params);
@@ -750,8 +772,9 @@ static int run_multi_step(ctx_t *x, task_entry *t, const method_entry *me, const
     int rc = LC_FAIL;
     char d1[4096];
     snprintf(d1, sizeof d1, "%s/first-pass", dir);
+    if (task_format(x, t, err)) return LC_FAIL;
     dataset_spec sp = {t->test_path, t->first_tpl, t->ttpl, x->base.cfg.max_seq_len, t->add_bos, 0,
-                       t->bad_row, t->max_test};
+                       t->bad_row, t->max_test, &t->pfmt};
     if (dataset_load(&first, &sp, x->tok, err)) return LC_FAIL;
     adapter_set a1 = {0};
     x->adapters[t->main_i].l.weight = 1.0f;
@@ -775,6 +798,16 @@ static int run_multi_step(ctx_t *x, task_entry *t, const method_entry *me, const
         ds_example *e = &second.ex[second.n];
         e->line = ref->line;
         e->prompt = render_second(t->second_tpl, out1);
+        if (e->prompt && t->pfmt.kind == PROMPT_CHAT) { /* pass 2's prompt is the user message */
+            char *chat = NULL;
+            if (prompt_render(&t->pfmt, e->prompt, &chat, err)) {
+                free(e->prompt);
+                lc_err_prefix(err, "%s:%d: second pass prompt: ", t->test_path, ref->line);
+                goto done;
+            }
+            free(e->prompt);
+            e->prompt = chat;
+        }
         e->target = strdup(ref->target);
         if (!e->prompt || !e->target) {
             free(e->prompt), free(e->target);
@@ -783,11 +816,12 @@ static int run_multi_step(ctx_t *x, task_entry *t, const method_entry *me, const
         }
         second.n++;
         int *ids = NULL, nids = 0;
-        if (tokenizer_encode(x->tok, e->prompt, strlen(e->prompt), 0, &ids, &nids, err)) {
+        if (prompt_encode(x->tok, e->prompt, strlen(e->prompt), t->add_bos, &ids, &nids, err)) {
             lc_err_prefix(err, "%s:%d: second pass prompt: ", t->test_path, ref->line);
             goto done;
         }
-        int nb = t->add_bos && bos >= 0, keep = nids;
+        /* a leading BOS stays when the prompt is cut from the left */
+        int nb = nids > 0 && bos >= 0 && ids[0] == bos, keep = nids - nb;
         if (nb + keep > ctx_len - 1) keep = ctx_len - 1 - nb;
         e->ids = malloc(sizeof(int) * (nb + keep + 1));
         if (!e->ids) {
@@ -1235,6 +1269,7 @@ void calib_plan_free(calib_plan *p) {
         if (t->have_train) dataset_free(&t->train);
         if (t->have_val) dataset_free(&t->val);
         free(t->test_path), free(t->train_path), free(t->val_path), free(t->joint_path);
+        prompt_format_free(&t->pfmt);
     }
     for (int i = 0; i < x->n_adapters; i++) {
         lora_free(&x->adapters[i].l);

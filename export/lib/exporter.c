@@ -209,6 +209,12 @@ int export_bundle(const model *base, const export_spec *s, FILE *report, lc_err 
         cJSON_AddItemToObject(jt, "merge", rec);
         const char *tpl = jstr(r, "prompt_template");
         if (tpl) cJSON_AddStringToObject(jt, "prompt_template", tpl);
+        /* how the prompt was built (calibrate writes these only when not
+         * the default: raw format, BOS on) */
+        const char *pfmt = jstr(r, "prompt_format"), *sys = jstr(r, "system");
+        if (pfmt) cJSON_AddStringToObject(jt, "prompt_format", pfmt);
+        if (sys) cJSON_AddStringToObject(jt, "system", sys);
+        if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(r, "add_bos"))) cJSON_AddFalseToObject(jt, "add_bos");
         char prefix[256];
         snprintf(prefix, sizeof prefix, "task.%s.", it->task);
         const char *mname = jstr(recipe, "method");

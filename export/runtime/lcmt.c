@@ -17,6 +17,7 @@
 #include "merge.h"
 #include "model.h"
 #include "model_map.h"
+#include "prompt.h"
 #include "template.h"
 #include "tokenizer.h"
 
@@ -36,6 +37,10 @@ typedef struct {
     float temperature, top_p;
     const char *stop[GEN_MAX_STOP];
     int n_stop;
+    /* how calibrate built the task's prompts (prompt.h) */
+    int chat;           /* "prompt_format": "chat" */
+    const char *system; /* "system", or NULL */
+    int add_bos;        /* "add_bos" (default true) */
 } rt_task;
 
 struct lcmt_bundle {
@@ -177,6 +182,10 @@ static int prepare_task(lcmt_bundle *rb, const cJSON *tj, const lcmt_bundle_para
     t->info.name = jstr(tj, "name");
     t->info.method = jstr(tj, "method");
     t->info.prompt_template = jstr(tj, "prompt_template");
+    const char *pf = jstr(tj, "prompt_format");
+    t->chat = pf && !strcmp(pf, "chat");
+    t->system = jstr(tj, "system");
+    t->add_bos = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(tj, "add_bos"));
     const cJSON *mj = cJSON_GetObjectItemCaseSensitive(tj, "merge");
     t->info.merge = jstr(mj, "method");
     const cJSON *res = cJSON_GetObjectItemCaseSensitive(tj, "results");
@@ -302,7 +311,7 @@ int lcmt_bundle_find_task(const lcmt_bundle *b, const char *name) {
 /* ---- session ------------------------------------------------------------------- */
 
 lcmt_session_params lcmt_session_default_params(void) {
-    lcmt_session_params p = {-1, -1.0f, -1.0f, 0, 0, 0, 0, {NULL}, 0};
+    lcmt_session_params p = {.max_new_tokens = -1, .temperature = -1.0f, .top_p = -1.0f};
     return p;
 }
 
@@ -458,12 +467,14 @@ void lcmt_session_cancel(lcmt_session *s) {
 
 const char *lcmt_session_last_error(const lcmt_session *s) { return s ? s->err : ""; }
 
-/* The prompt ids for input (template, BOS), malloc'd. */
+/* The prompt ids for input, malloc'd: the task's template, then the chat
+ * template when the task was calibrated with it (or params.chat), then
+ * prompt.h's one rule for BOS. */
 static lcmt_status make_prompt(lcmt_session *s, const char *input, int **ids, int *n) {
     const model *m = &s->model->m;
     const tokenizer *tok = s->model->tok;
     if (!tok) return sess_err(s, LCMT_ERR_ARG, "the model was opened without a tokenizer: answer from ids");
-    char *rendered = NULL;
+    char *rendered = NULL, *chat_text = NULL;
     const char *prompt = input ? input : "";
     lc_err err = {{0}};
     if (s->task && !s->p.raw_prompt && s->task->info.prompt_template && input) {
@@ -473,12 +484,26 @@ static lcmt_status make_prompt(lcmt_session *s, const char *input, int **ids, in
             return sess_err(s, LCMT_ERR_UNSUPPORTED, "%s; answer with raw_prompt", err.msg);
         prompt = rendered;
     }
+    const int chat = input && (s->p.chat || (s->task && s->task->chat && !s->p.raw_prompt));
+    const int add_bos = !s->p.no_bos && (!s->task || s->task->add_bos);
+    if (chat) {
+        const char *system = s->p.system ? s->p.system : s->task ? s->task->system : NULL;
+        prompt_format pf = {0};
+        int r = prompt_format_init(&pf, PROMPT_CHAT, tok, system, &err) ||
+                prompt_render(&pf, prompt, &chat_text, &err);
+        prompt_format_free(&pf);
+        if (r) {
+            free(rendered);
+            return sess_err(s, LCMT_ERR_UNSUPPORTED, "chat template: %s", err.msg);
+        }
+        prompt = chat_text;
+    }
     *ids = NULL, *n = 0;
-    if (prompt[0] && tokenizer_encode(tok, prompt, strlen(prompt), 1, ids, n, &err)) {
-        free(rendered);
+    if (prompt[0] && prompt_encode(tok, prompt, strlen(prompt), add_bos, ids, n, &err)) {
+        free(rendered), free(chat_text);
         return sess_err(s, LCMT_ERR_ARG, "input: %s", err.msg);
     }
-    free(rendered);
+    free(rendered), free(chat_text);
     if (*n == 0) { /* start from BOS alone, as generate does */
         free(*ids);
         *ids = malloc(sizeof(int));

@@ -179,6 +179,14 @@ typedef struct {
     int n_ctx;         /* KV-cache positions; 0 = the model's max_seq_len */
     const char *stop[8]; /* n_stop > 0: these stop strings instead of the task's */
     int n_stop;
+    /* Prompt text and tokens (data-loaders/prompt.h): a task calibrated with
+     * the chat prompt format renders its prompt with the model's chat
+     * template (tokenizer_config.json) unless raw_prompt; chat = 1 does so
+     * for any input. BOS is put first once, unless no_bos or the task was
+     * calibrated without it. */
+    int chat;
+    const char *system; /* the chat system message; NULL = the task's (if any) */
+    int no_bos;
 } lcmt_session_params;
 
 LCMT_API lcmt_session_params lcmt_session_default_params(void);

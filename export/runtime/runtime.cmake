@@ -16,7 +16,8 @@ file(GLOB LCMT_RUNTIME_KERNELS CONFIGURE_DEPENDS
 # The data-loaders a base and a bundle need (GGUF bases included).
 set(LCMT_RUNTIME_LOADERS
     model_io.c model_map.c adapter_io.c hf_config.c llama2c.c tensor_file.c tensor_file_h5.c fsutil.c
-    tokenizer.c unicode_tables.c template.c bundle.c recipe.c config.c generation.c gguf.c gguf_model.c)
+    tokenizer.c unicode_tables.c template.c bundle.c recipe.c config.c generation.c gguf.c gguf_model.c
+    chat_template.c chat_template_parse.c chat_template_value.c prompt.c)
 list(TRANSFORM LCMT_RUNTIME_LOADERS PREPEND ${CMAKE_SOURCE_DIR}/data-loaders/)
 
 add_library(lcmt_runtime_obj OBJECT ${LCMT_RUNTIME_KERNELS} ${LCMT_RUNTIME_LOADERS}

@@ -44,6 +44,7 @@ int train_job_run(const char *cfg_path, const train_job_opts *jo, lc_err *err) {
     lora l = {0};
     tokenizer *tok = NULL;
     dataset dtrain = {0}, dval = {0};
+    prompt_format pfmt = {0};
     param_list pl = {0};
     char *model_path = NULL, *tok_path = NULL, *out_dir = NULL, *train_path = NULL, *val_path = NULL;
     const char **mods = NULL;
@@ -65,8 +66,11 @@ int train_job_run(const char *cfg_path, const train_job_opts *jo, lc_err *err) {
         cfg_enum(c, "mode", 0, 0, MODE_NAMES, &mode, err))
         goto fail;
     /* data */
-    int max_len, add_bos, add_eos, bad_row, max_train, max_val;
+    int max_len, add_bos, add_eos, bad_row, max_train, max_val, pkind;
+    const char *s_system;
     if (cfg_string(c, "data.train", 1, NULL, &s_train, err) ||
+        cfg_enum(c, "data.prompt_format", 0, PROMPT_RAW, PROMPT_FORMAT_NAMES, &pkind, err) ||
+        cfg_string(c, "data.system", 0, NULL, &s_system, err) ||
         cfg_string(c, "data.validation", 0, NULL, &s_val, err) ||
         cfg_string(c, "data.prompt_template", 1, NULL, &ptpl, err) ||
         cfg_string(c, "data.target_template", 1, NULL, &ttpl, err) ||
@@ -139,8 +143,12 @@ int train_job_run(const char *cfg_path, const train_job_opts *jo, lc_err *err) {
         tok_path = strdup(buf);
     }
     if (tokenizer_load(&tok, tok_path, m.cfg.vocab_size, err)) goto fail;
+    if (prompt_format_init(&pfmt, pkind, tok, s_system, err)) {
+        lc_err_prefix(err, "%s: key 'data.prompt_format': ", cfg_path);
+        goto fail;
+    }
 
-    dataset_spec spec = {train_path, ptpl, ttpl, max_len, add_bos, add_eos, bad_row, max_train};
+    dataset_spec spec = {train_path, ptpl, ttpl, max_len, add_bos, add_eos, bad_row, max_train, &pfmt};
     if (dataset_load(&dtrain, &spec, tok, err)) goto fail;
     if (val_path) {
         spec.path = val_path;
@@ -206,6 +214,7 @@ fail:
     dataset_free(&dtrain);
     if (have_val) dataset_free(&dval);
     tokenizer_free(tok);
+    prompt_format_free(&pfmt);
     lora_free(&l);
     model_free(&m);
     free(mods);
