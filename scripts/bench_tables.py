@@ -47,9 +47,15 @@ def run_json(cmd):
     return json.loads(out)
 
 
-def job_slug(method):
-    """A method's folder name inside a calibrate task folder (as calibrate makes it)."""
-    return "".join(c if c.isalnum() or c in "-_+." else "_" for c in method)
+def job_dir(caldir, task, method):
+    """The folder of the (task, method) job of a calibrate run: the one whose
+    results.json names that method. The name is read, never re-derived
+    (calibrate's folder-name rule lives in C, data-loaders/fsutil.c)."""
+    for p in sorted(glob.glob(os.path.join(caldir, glob.escape(task), "*", "results.json"))):
+        with open(p) as f:
+            if json.load(f).get("method") == method:
+                return os.path.dirname(p)
+    sys.exit("bench_tables: no finished job for task %r, method %r in %s" % (task, method, caldir))
 
 
 def task_quality(main_task, r):
@@ -79,6 +85,7 @@ def collect(caldir, order=()):
     for p in sorted(glob.glob(os.path.join(caldir, "*", "*", "results.json"))):
         with open(p) as f:
             allres.append(json.load(f))
+        allres[-1]["_dir"] = os.path.dirname(p)
     if not allres:
         sys.exit("bench_tables: no finished jobs (CALIBRATE_DIR/<task>/<method>/results.json) in %s" % caldir)
     order = list(order)
@@ -91,7 +98,7 @@ def collect(caldir, order=()):
             continue
         main_t, aux = task.split("+", 1)
         kind = "lang" if aux in LANGS else "tone"
-        pred = os.path.join(caldir, task, job_slug(method), "predictions.jsonl")
+        pred = os.path.join(r["_dir"], "predictions.jsonl")
         rr = aux_rate(pred, aux)
         with open(pred, encoding="utf-8") as f:
             ex = [json.loads(line) for line in f if line.strip()]

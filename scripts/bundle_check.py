@@ -23,7 +23,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_tables import aux_rate, job_slug, task_quality  # noqa: E402
+from bench_tables import aux_rate, job_dir, task_quality  # noqa: E402
 
 
 def load(path):
@@ -89,7 +89,7 @@ def main():
         p = subprocess.run([os.path.join(a.bin, "evaluate"), "--config", cfg], capture_output=True, text=True)
         if p.returncode != 0:
             sys.exit("bundle_check: evaluate failed on %s:\n%s" % (cfg, p.stderr[-2000:]))
-        job = os.path.join(caldir, name, job_slug(method))
+        job = job_dir(caldir, name, method)
         ref, got = load(os.path.join(job, "results.json")), load(os.path.join(ev["output_dir"], "results.json"))
         main_t, _, aux = name.partition("+")
         p_ref = predictions(os.path.join(job, "predictions.jsonl"))
