@@ -6,6 +6,17 @@
 
 #include "loaders.h"
 
+int job_base_type(cfg *c, model *m, lc_err *err) {
+    const char *s;
+    if (cfg_string(c, "base_type", 0, "f32", &s, err)) return LC_FAIL;
+    const int t = model_base_type_parse(s);
+    if (t < 0)
+        return lc_errf(err, "%s: 'base_type' must be one of f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, found '%s'",
+                       cfg_path(c), s);
+    if (model_quantize(m, t, err)) return lc_err_prefix(err, "%s: base_type: ", cfg_path(c));
+    return LC_OK;
+}
+
 int job_load_base(cfg *c, model *m, tokenizer **tok, char **model_path, lc_err *err) {
     const char *s_model, *s_tok;
     if (model_path) *model_path = NULL;
@@ -28,6 +39,11 @@ int job_load_base(cfg *c, model *m, tokenizer **tok, char **model_path, lc_err *
         goto done;
     }
     if (tokenizer_load(tok, tp, m->cfg.vocab_size, err)) goto done;
+    if (job_base_type(c, m, err)) {
+        tokenizer_free(*tok);
+        *tok = NULL;
+        goto done;
+    }
     rc = LC_OK;
 done:
     free(tp);

@@ -9,9 +9,14 @@
 #include "model.h"
 #include "tokenizer.h"
 
-/* Reads "model" (required) and "tokenizer" (default: beside the model, see
- * model_tokenizer_path), loads both. *model_path (malloc'd, resolved
- * against the config's folder) may be NULL if not wanted. */
+/* Reads "model" (required), "tokenizer" (default: beside the model, see
+ * model_tokenizer_path) and "base_type" (job_base_type), loads both.
+ * *model_path (malloc'd, resolved against the config's folder) may be NULL
+ * if not wanted. */
 int job_load_base(cfg *c, model *m, tokenizer **tok, char **model_path, lc_err *err);
+/* Reads "base_type" ("f32" default, "f16", "bf16", "q8_0", "q4_0", "q4_k",
+ * "q6_k") and stores the loaded base's matrices in that type
+ * (model_quantize), so that the job runs on that base. */
+int job_base_type(cfg *c, model *m, lc_err *err);
 
 #endif

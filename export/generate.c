@@ -55,6 +55,10 @@ static void usage(FILE *f) {
         "                         was evaluated with (max new tokens, temperature,\n"
         "                         top-p, stop strings), unless the flags above are\n"
         "                         given, and printed without leading whitespace\n"
+        "  --base-type TYPE       hold the base's matrices as f16, bf16, q8_0, q4_0,\n"
+        "                         q4_k or q6_k (rows that are not whole blocks: f16)\n"
+        "                         and decode with quantized matrix-vector kernels\n"
+        "                         (default f32); applied after a --bundle's check\n"
         "  --raw-prompt           use --prompt as the whole prompt (no template)\n"
         "  --print-ids            print generated token ids instead of text\n"
         "  --quiet                no diagnostics on stderr\n"
@@ -151,7 +155,7 @@ static void put_id(void *ctx, int id) {
 int main(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *prompt_ids = NULL;
     const char *bundle_path_arg = NULL, *task_arg = NULL;
-    int raw_prompt = 0;
+    int raw_prompt = 0, base_type = QT_F32;
     const char *lora_specs[MAX_ADAPTERS], *calib_paths[MAX_ADAPTERS];
     int n_lora = 0, n_calib = 0, max_new = 256, print_ids = 0, quiet = 0, have_seed = 0;
     float temperature = 1.0f, top_p = 0.9f;
@@ -178,6 +182,13 @@ int main(int argc, char **argv) {
             NEED_VALUE(); model_path = v;
         } else if (!strcmp(a, "--tokenizer")) {
             NEED_VALUE(); tok_path = v;
+        } else if (!strcmp(a, "--base-type")) {
+            NEED_VALUE();
+            if ((base_type = model_base_type_parse(v)) < 0) {
+                fprintf(stderr, "generate: --base-type must be f32, f16, bf16, q8_0, q4_0, q4_k or q6_k, "
+                        "found '%s'\n", v);
+                return 2;
+            }
         } else if (!strcmp(a, "--prompt")) {
             NEED_VALUE(); prompt = v;
         } else if (!strcmp(a, "--prompt-ids")) {
@@ -453,6 +464,10 @@ int main(int argc, char **argv) {
     int max_seq = n_prompt + max_new;
     if (max_seq > c->max_seq_len) max_seq = c->max_seq_len;
     if (max_seq < 2) max_seq = 2;
+    if (model_quantize(run_m, base_type, &err)) {
+        fprintf(stderr, "generate: %s: %s\n", model_path, err.msg);
+        goto done;
+    }
     if (model_decoder_init(&dec, run_m, &ad, max_seq, &err)) {
         fprintf(stderr, "generate: %s\n", err.msg);
         goto done;

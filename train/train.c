@@ -8,6 +8,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "loaders.h"
+#include "job.h"
 #include "model.h"
 #include "tokenizer.h"
 #include "trainer.h"
@@ -177,6 +178,7 @@ int main(int argc, char **argv) {
         tok_path = strdup(buf);
     }
     if (tokenizer_load(&tok, tok_path, m.cfg.vocab_size, &err)) goto fail;
+    if (job_base_type(c, &m, &err)) goto fail; /* "base_type": the frozen base in that type */
 
     dataset_spec spec = {train_path, ptpl, ttpl, max_len, add_bos, add_eos, bad_row, max_train};
     if (dataset_load(&dtrain, &spec, tok, &err)) goto fail;

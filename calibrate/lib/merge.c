@@ -492,6 +492,8 @@ void merged_model_free(merged_model *mm) {
 }
 
 int model_clone(model *dst, const model *src, lc_err *err) {
+    /* a base stored in another type is cloned dequantized (merges write into it) */
+    if (src->base_type != QT_F32) return model_to_f32(dst, src, err);
     if (model_init(dst, &src->cfg, err)) return LC_FAIL;
     memcpy(dst->data, src->data, sizeof(float) * src->n_params);
     return LC_OK;

@@ -97,7 +97,8 @@ int merged_model_build(const merge_spec *s, lora *const *ls, int n, model *base,
                        lc_err *err);
 void merged_model_free(merged_model *mm);
 
-/* A copy of a model's weights (no gradients), for dense merges. */
+/* A copy of a model's weights (no gradients), for dense merges; float32
+ * (dequantized) when src's matrices are stored in another type. */
 int model_clone(model *dst, const model *src, lc_err *err);
 
 /* Truncated SVD of a (rows, cols) row-major float64 matrix: U (rows, k),
