@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <zlib.h>
 
 /* ---- configuration ---------------------------------------------------- */
 
@@ -166,6 +167,7 @@ int model_init(model *m, const model_config *cfg, lc_err *err) {
     if (model_config_validate(cfg, "model config", err)) return LC_FAIL;
     m->cfg = *cfg;
     m->n_params = model_count_params(cfg);
+    m->n_data = m->n_params;
     m->data = param_block_alloc(m->n_params, err);
     m->w.layers = lc_calloc(cfg->n_layers, sizeof(layer_weights), err);
     m->rope_inv_freq = lc_calloc(cfg->head_dim / 2, sizeof(float), err);
@@ -306,6 +308,19 @@ static int small_tensors(model_weights *w, const model_config *c, float ***p, si
     return n;
 }
 
+static int crc_fn(const char *name, int ndim, const int64_t *shape, float *data, float *grad,
+                  void *ctx) {
+    uLong *c = ctx;
+    size_t bytes = sizeof(float) * (size_t)shape[0] * (ndim == 2 ? (size_t)shape[1] : 1);
+    const unsigned char *b = (const unsigned char *)data;
+    while (bytes > 0) {
+        const uInt k = bytes > 0x40000000u ? 0x40000000u : (uInt)bytes;
+        *c = crc32(*c, b, k);
+        b += k, bytes -= k;
+    }
+    return 0;
+}
+
 static int store_matrix(float **w, qmat *q, int type, int64_t rows, int64_t cols, lc_err *err) {
     const int t = qrow_check(type, cols, NULL) == LC_OK ? type : QT_F16;
     if (qmat_from_f32(q, t, *w, rows, cols, err)) return LC_FAIL;
@@ -323,6 +338,8 @@ int model_quantize(model *m, int type, lc_err *err) {
         return lc_errf(err, "the base model is already stored as %s", qtype_name(m->base_type));
     if (m->grad) return lc_errf(err, "the base model is trainable (full-parameter training): it cannot be stored as %s",
                                 qtype_name(type));
+    uLong crc = crc32(0L, Z_NULL, 0);
+    model_for_each_tensor(m, crc_fn, &crc); /* float32 here: nothing to allocate */
     /* the small tensors move to a new block; the matrices to their types */
     const int ns = small_tensors(&m->w, c, NULL, NULL);
     float ***ptr = malloc(sizeof(float **) * ns);
@@ -360,8 +377,9 @@ int model_quantize(model *m, int type, lc_err *err) {
     }
     free(m->data);
     m->data = block;
-    m->n_params = total;
+    m->n_data = total;
     m->base_type = type;
+    m->f32_crc32 = (uint32_t)crc;
     free(ptr), free(len);
     return LC_OK;
 }
@@ -414,7 +432,7 @@ int model_dequantize(model *m, lc_err *err) {
 }
 
 size_t model_weight_bytes(const model *m) {
-    size_t b = sizeof(float) * m->n_params + qmat_bytes(&m->w.q_tok_emb);
+    size_t b = sizeof(float) * m->n_data + qmat_bytes(&m->w.q_tok_emb);
     if (m->w.q_lm_head.owned) b += qmat_bytes(&m->w.q_lm_head);
     for (int l = 0; l < m->cfg.n_layers; l++)
         for (int mo = 0; mo < MOD_COUNT; mo++) b += qmat_bytes(&m->w.layers[l].q[mo]);

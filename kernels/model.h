@@ -91,9 +91,13 @@ typedef struct {
 typedef struct {
     model_config cfg;
     model_weights w; /* pointers into data */
-    float *data;     /* all float32 parameters, one block */
-    size_t n_params; /* floats in data (all parameters unless stored) */
+    float *data;     /* the float32 parameters, one block */
+    size_t n_params; /* number of parameters (stored ones included) */
+    size_t n_data;   /* floats in data: n_params, or only the norms and
+                      * biases once the matrices are stored */
     int base_type;   /* QT_F32, or the type model_quantize stored the matrices in */
+    uint32_t f32_crc32; /* stored: CRC-32 of the float32 weights they were made
+                         * from (the base's identity, export/lib/bundle.h) */
     model_weights g; /* pointers into grad; all NULL when frozen */
     float *grad;     /* NULL unless model_enable_grad() */
     float *rope_inv_freq; /* (hd/2), with rope scaling applied */

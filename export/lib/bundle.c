@@ -60,6 +60,10 @@ static int crc_tensor(const char *name, int ndim, const int64_t *shape, float *d
 }
 
 uint32_t model_weights_crc32(const model *m) {
+    /* a base stored in another type keeps the identity of the float32
+     * weights it was made from, so bundles name the base file they were
+     * made for whatever type a job holds it in */
+    if (m->base_type != QT_F32) return m->f32_crc32;
     crc_ctx x = {crc32(0L, Z_NULL, 0)};
     model_for_each_tensor((model *)m, crc_tensor, &x);
     return (uint32_t)x.c;
