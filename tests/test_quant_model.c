@@ -9,6 +9,7 @@
  *  - a stored base cannot get gradients; savers and dequantization see
  *    the dequantized values, the weights CRC (bundle identity) stays that
  *    of the float32 weights the base was made from;
+ *  - a dense merge on a stored base is stored again;
  *  - the "base_type" job key and `generate --base-type`. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -20,6 +21,7 @@
 #include "config.h"
 #include "job.h"
 #include "loaders.h"
+#include "merge.h"
 #include "model.h"
 #include "quant.h"
 #include "testutil.h"
@@ -336,4 +338,33 @@ Test(quant_model, generate_base_type_flag, .timeout = 120) {
     cr_assert_eq(st, 2, "%s", out);
     cr_assert(strstr(out, "--base-type") && strstr(out, "q5_1"), "%s", out);
     free(out);
+}
+
+/* A dense merge on a stored base: the clone with the delta folded in is
+ * held in the base's type again, equal to quantizing (dequantized base +
+ * delta) directly. */
+Test(quant_model, dense_merge_on_stored_base_is_stored) {
+    model mq, mf;
+    lc_err err;
+    random_model(&mq, 0);
+    cr_assert_eq(model_quantize(&mq, QT_Q8_0, &err), LC_OK);
+    cr_assert_eq(model_to_f32(&mf, &mq, &err), LC_OK);
+    lora l;
+    cr_assert_eq(lora_init(&l, &mq.cfg, 2, 4.0f, 0, MOD_MASK_ALL, NULL, &err), LC_OK);
+    lora_init_random(&l, 0.05f, 7);
+    lora *ls[1] = {&l};
+    merge_spec s;
+    merge_spec_default(&s, MERGE_TIES);
+    s.density = 0.5;
+    merged_model a, b;
+    cr_assert_eq(merged_model_build(&s, ls, 1, &mq, &a, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(merged_model_build(&s, ls, 1, &mf, &b, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(a.m->base_type, QT_Q8_0);
+    cr_assert_eq(b.m->base_type, QT_F32);
+    cr_assert_eq(model_quantize(b.m, QT_Q8_0, &err), LC_OK);
+    const qmat *qa = &a.m->w.layers[1].q[MOD_UP], *qb = &b.m->w.layers[1].q[MOD_UP];
+    cr_assert(!memcmp(qa->data, qb->data, qmat_bytes(qa)), "merged stored weights differ");
+    merged_model_free(&a), merged_model_free(&b);
+    lora_free(&l);
+    model_free(&mq), model_free(&mf);
 }

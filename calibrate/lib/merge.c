@@ -478,7 +478,10 @@ int merged_model_build(const merge_spec *s, lora *const *ls, int n, model *base,
     if (model_clone(&out->clone, base, err)) return LC_FAIL;
     out->cloned = 1;
     out->m = &out->clone;
-    if (merge_into_model(s, ls, n, &out->clone, err)) {
+    /* a base held in a storage type: the merged weights are held in it too,
+     * as the device would hold the merged base */
+    if (merge_into_model(s, ls, n, &out->clone, err) ||
+        model_quantize(&out->clone, base->base_type, err)) {
         merged_model_free(out);
         return LC_FAIL;
     }

@@ -82,8 +82,9 @@ int merge_into_model(const merge_spec *s, lora *const *ls, int n, model *dst, lc
 size_t merge_extra_params(const merge_spec *s, lora *const *ls, int n);
 
 /* A merge made ready to run: the model to use (the base itself, or a
- * copy with a dense delta folded in) and the adapter set holding the
- * merged LoRA when the method gives one. */
+ * copy with a dense delta folded in, held in the base's storage type
+ * when the base is stored: model_quantize) and the adapter set holding
+ * the merged LoRA when the method gives one. */
 typedef struct {
     model clone;
     int cloned;
