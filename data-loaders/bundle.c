@@ -59,6 +59,10 @@ static int crc_tensor(const char *name, int ndim, const int64_t *shape, float *d
 }
 
 uint32_t model_weights_crc32(const model *m) {
+    /* a base stored in another type keeps the identity of the float32
+     * weights it was made from, so bundles name the base file they were
+     * made for whatever type a job holds it in */
+    if (m->base_type != QT_F32) return m->f32_crc32;
     crc_ctx x = {0, 0};
     model_for_each_tensor((model *)m, crc_tensor, &x);
     return x.c;
@@ -560,7 +564,11 @@ static int check_base(const bundle *b, const model *m, int quick, lc_err *err) {
     if (!cJSON_IsObject(base)) return lc_errf(err, "%s: manifest: 'base' is missing", b->path);
     /* bundles written before weights_sample_crc32 existed are checked in full */
     const int has_sample = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(base, "weights_sample_crc32"));
-    cJSON *mine = identity(m, !quick || !has_sample, has_sample);
+    /* a base held in another type (model_quantize) keeps the full CRC-32 of
+     * the float32 weights it was made from: compare that (it costs nothing),
+     * not a sample of dequantized values */
+    const int stored = m->base_type != QT_F32;
+    cJSON *mine = identity(m, !quick || !has_sample || stored, has_sample && !stored);
     int rc = LC_OK;
     for (const cJSON *e = mine->child; e && rc == LC_OK; e = e->next) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(base, e->string);

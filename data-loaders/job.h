@@ -15,7 +15,12 @@
 int job_base_paths(cfg *c, char **model_path, char **tok_path, lc_err *err);
 
 /* Reads the same keys and loads both; the tokenizer defaults to the one
- * beside the model (model_tokenizer_path). */
+ * beside the model (model_tokenizer_path), and stores the base in "base_type"
+ * (job_base_type). */
 int job_load_base(cfg *c, model *m, tokenizer **tok, lc_err *err);
+/* Reads "base_type" ("f32" default, "f16", "bf16", "q8_0", "q4_0", "q4_k",
+ * "q6_k") and stores the loaded base's matrices in that type
+ * (model_quantize), so that the job runs on that base. */
+int job_base_type(cfg *c, model *m, lc_err *err);
 
 #endif

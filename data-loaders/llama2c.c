@@ -219,6 +219,13 @@ static int write_floats(FILE *f, const float *src, size_t n) {
 }
 
 int model_save_llama2c(const model *m, const char *path, lc_err *err) {
+    if (m->base_type != QT_F32) { /* stored matrices: write their float32 values */
+        model f;
+        if (model_to_f32(&f, m, err)) return lc_err_prefix(err, "%s: ", path);
+        int rc = model_save_llama2c(&f, path, err);
+        model_free(&f);
+        return rc;
+    }
     const model_config *c = &m->cfg;
     if (c->qkv_bias)
         return lc_errf(err, "%s: the llama2.c format cannot store q/k/v biases", path);

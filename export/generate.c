@@ -64,6 +64,11 @@ static void usage(FILE *f) {
         "                         given, and printed without leading whitespace;\n"
         "                         a task calibrated with the chat prompt format\n"
         "                         renders its prompt with the chat template\n"
+        "  --base-type TYPE       hold the base's matrices as f16, bf16, q8_0, q4_0,\n"
+        "                         q4_k or q6_k (rows that are not whole blocks: f16)\n"
+        "                         and decode with quantized matrix-vector kernels\n"
+        "                         (default f32); a bundle made for the float32 base\n"
+        "                         still belongs to it\n"
         "  --raw-prompt           use --prompt as the whole prompt (no template, no\n"
         "                         chat template)\n"
         "  --print-ids            print generated token ids instead of text\n"
@@ -121,7 +126,7 @@ int main(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *prompt_ids = NULL;
     const char *bundle_path_arg = NULL, *task_arg = NULL;
     int raw_prompt = 0, chat = 0, no_bos = 0;
-    const char *system_msg = NULL;
+    const char *system_msg = NULL, *base_type = NULL;
     const char *lora_specs[MAX_ADAPTERS], *calib_paths[MAX_ADAPTERS];
     int n_lora = 0, n_calib = 0, max_new = 256, print_ids = 0, quiet = 0, have_seed = 0;
     float temperature = 1.0f, top_p = 0.9f;
@@ -208,6 +213,17 @@ int main(int argc, char **argv) {
             task_arg = v;
         } else if (!strcmp(a, "--raw-prompt")) {
             raw_prompt = 1;
+        } else if (!strcmp(a, "--base-type")) {
+            NEED_VALUE();
+            static const char *const types[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k"};
+            int known = 0;
+            for (size_t k = 0; k < sizeof types / sizeof *types; k++) known |= !strcmp(v, types[k]);
+            if (!known) {
+                fprintf(stderr, "generate: --base-type must be f32, f16, bf16, q8_0, q4_0, q4_k or q6_k, "
+                        "found '%s'\n", v);
+                return 2;
+            }
+            base_type = v;
         } else if (!strcmp(a, "--chat")) {
             chat = 1;
         } else if (!strcmp(a, "--system")) {
@@ -265,6 +281,7 @@ int main(int argc, char **argv) {
     lcmt_model_params mp = lcmt_model_default_params();
     mp.tokenizer_path = tok_path;
     mp.tokenizer_optional = !tok_path;
+    mp.base_type = base_type;
     if (lcmt_model_open(model_path, &mp, &m, msg, sizeof msg)) {
         fprintf(stderr, "generate: %s\n", msg);
         goto done;

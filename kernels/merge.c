@@ -482,7 +482,10 @@ int merged_model_build(const merge_spec *s, lora *const *ls, int n, model *base,
     if (model_clone(&out->clone, base, err)) return LC_FAIL;
     out->cloned = 1;
     out->m = &out->clone;
-    if (merge_into_model(s, ls, n, &out->clone, err)) {
+    /* a base held in a storage type: the merged weights are held in it too,
+     * as the device would hold the merged base */
+    if (merge_into_model(s, ls, n, &out->clone, err) ||
+        model_quantize(&out->clone, base->base_type, err)) {
         merged_model_free(out);
         return LC_FAIL;
     }
@@ -521,6 +524,8 @@ static int copy_tensor(const char *name, int ndim, const int64_t *shape, float *
 }
 
 int model_clone(model *dst, const model *src, lc_err *err) {
+    /* a base stored in another type is cloned dequantized (merges write into it) */
+    if (src->base_type != QT_F32) return model_to_f32(dst, src, err);
     if (model_init(dst, &src->cfg, err)) return LC_FAIL;
     if (src->data) { /* one block: one copy */
         memcpy(dst->data, src->data, sizeof(float) * src->n_params);

@@ -82,8 +82,9 @@ int merge_into_model(const merge_spec *s, lora *const *ls, int n, model *dst, lc
 size_t merge_extra_params(const merge_spec *s, lora *const *ls, int n);
 
 /* A merge made ready to run: the model to use (the base itself, or a
- * copy with a dense delta folded in) and the adapter set holding the
- * merged LoRA when the method gives one. */
+ * copy with a dense delta folded in, held in the base's storage type
+ * when the base is stored: model_quantize) and the adapter set holding
+ * the merged LoRA when the method gives one. */
 typedef struct {
     model clone;
     int cloned;
@@ -97,7 +98,8 @@ int merged_model_build(const merge_spec *s, lora *const *ls, int n, model *base,
                        lc_err *err);
 void merged_model_free(merged_model *mm);
 
-/* A copy of a model's weights (no gradients), for dense merges. */
+/* A copy of a model's weights (no gradients), for dense merges; float32
+ * (dequantized) when src's matrices are stored in another type. */
 int model_clone(model *dst, const model *src, lc_err *err);
 
 /* Truncated SVD of a (rows, cols) row-major float64 matrix: U (rows, k),

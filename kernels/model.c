@@ -2,11 +2,13 @@
  * and calibrations, random initialisation, sampling. The maths of the
  * forward and backward passes lives in transformer.c and ops.c. */
 #include "model.h"
+#include "lc_crc32.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 
 /* ---- configuration ---------------------------------------------------- */
@@ -165,6 +167,7 @@ int model_init(model *m, const model_config *cfg, lc_err *err) {
     if (model_config_validate(cfg, "model config", err)) return LC_FAIL;
     m->cfg = *cfg;
     m->n_params = model_count_params(cfg);
+    m->n_data = m->n_params;
     m->data = param_block_alloc(m->n_params, err);
     m->w.layers = lc_calloc(cfg->n_layers, sizeof(layer_weights), err);
     m->rope_inv_freq = lc_calloc(cfg->head_dim / 2, sizeof(float), err);
@@ -194,6 +197,10 @@ int model_init_view(model *m, const model_config *cfg, lc_err *err) {
 
 int model_enable_grad(model *m, lc_err *err) {
     if (m->grad) return LC_OK;
+    if (m->base_type != QT_F32)
+        return lc_errf(err, "the base model's matrices are stored as %s (frozen): they cannot be "
+                       "trained; train adapters, or load the base without a base type",
+                       qtype_name(m->base_type));
     m->grad = lc_calloc(m->n_params, sizeof(float), err);
     m->g.layers = lc_calloc(m->cfg.n_layers, sizeof(layer_weights), err);
     if (!m->grad || !m->g.layers) {
@@ -207,8 +214,16 @@ int model_enable_grad(model *m, lc_err *err) {
     return LC_OK;
 }
 
+static void free_stored(model *m) {
+    qmat_free(&m->w.q_tok_emb);
+    qmat_free(&m->w.q_lm_head); /* a view when tied: frees nothing */
+    for (int l = 0; m->w.layers && l < m->cfg.n_layers; l++)
+        for (int mo = 0; mo < MOD_COUNT; mo++) qmat_free(&m->w.layers[l].q[mo]);
+}
+
 void model_free(model *m) {
     if (!m) return;
+    free_stored(m);
     free(m->data);
     free(m->w.layers);
     free(m->grad);
@@ -217,25 +232,47 @@ void model_free(model *m) {
     memset(m, 0, sizeof *m);
 }
 
+/* The float32 values of a matrix for model_for_each_tensor: w itself, or q
+ * dequantized into *scratch (grown as needed); NULL when out of memory. */
+static float *tensor_f32(float *w, const qmat *q, float **scratch, size_t *cap) {
+    if (w) return w;
+    const size_t n = (size_t)(q->rows * q->cols);
+    if (n > *cap) {
+        float *p = realloc(*scratch, sizeof(float) * n);
+        if (!p) return NULL;
+        *scratch = p, *cap = n;
+    }
+    return qmat_to_f32(q, *scratch, NULL) ? NULL : *scratch;
+}
+
 int model_for_each_tensor(model *m, model_tensor_fn fn, void *ctx) {
     const model_config *c = &m->cfg;
     char name[256];
     int64_t shape[2];
-    int r;
-#define VISIT(nm, nd, s0, s1, field)                                                  \
-    do {                                                                              \
-        shape[0] = (s0);                                                              \
-        shape[1] = (s1);                                                              \
-        if ((r = fn(nm, nd, shape, m->w.field, m->grad ? m->g.field : NULL, ctx))) \
-            return r;                                                                 \
+    int r = 0;
+    float *scratch = NULL;
+    size_t cap = 0;
+#define VISIT_DATA(nm, nd, s0, s1, data, gfield)                                           \
+    do {                                                                                   \
+        float *d_ = (data);                                                                \
+        if (!d_) {                                                                         \
+            r = LC_FAIL;                                                                   \
+            goto done;                                                                     \
+        }                                                                                  \
+        shape[0] = (s0);                                                                   \
+        shape[1] = (s1);                                                                   \
+        if ((r = fn(nm, nd, shape, d_, m->grad ? m->g.gfield : NULL, ctx))) goto done;     \
     } while (0)
-    VISIT("model.embed_tokens.weight", 2, c->vocab_size, c->dim, tok_emb);
+#define VISIT(nm, nd, s0, s1, field) VISIT_DATA(nm, nd, s0, s1, m->w.field, field)
+#define VISIT_MAT(nm, s0, s1, field, qfield)                                               \
+    VISIT_DATA(nm, 2, s0, s1, tensor_f32(m->w.field, &m->w.qfield, &scratch, &cap), field)
+    VISIT_MAT("model.embed_tokens.weight", c->vocab_size, c->dim, tok_emb, q_tok_emb);
     for (int l = 0; l < c->n_layers; l++) {
         snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
         VISIT(name, 1, c->dim, 0, layers[l].attn_norm);
         for (int mo = 0; mo < MOD_COUNT; mo++) {
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, module_path(mo));
-            VISIT(name, 2, module_out_dim(c, mo), module_in_dim(c, mo), layers[l].w[mo]);
+            VISIT_MAT(name, module_out_dim(c, mo), module_in_dim(c, mo), layers[l].w[mo], layers[l].q[mo]);
             if (c->qkv_bias && mo <= MOD_V) {
                 snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, module_path(mo));
                 if (mo == MOD_Q) VISIT(name, 1, module_out_dim(c, mo), 0, layers[l].bq);
@@ -247,9 +284,169 @@ int model_for_each_tensor(model *m, model_tensor_fn fn, void *ctx) {
         VISIT(name, 1, c->dim, 0, layers[l].ffn_norm);
     }
     VISIT("model.norm.weight", 1, c->dim, 0, final_norm);
-    if (!c->tie_embeddings) VISIT("lm_head.weight", 2, c->vocab_size, c->dim, lm_head);
+    if (!c->tie_embeddings) VISIT_MAT("lm_head.weight", c->vocab_size, c->dim, lm_head, q_lm_head);
+#undef VISIT_MAT
 #undef VISIT
+#undef VISIT_DATA
+done:
+    free(scratch);
+    return r;
+}
+
+/* ---- stored matrices ----------------------------------------------------- */
+
+int model_base_type_parse(const char *s) {
+    static const int types[] = {QT_F32, QT_F16, QT_BF16, QT_Q8_0, QT_Q4_0, QT_Q4_K, QT_Q6_K};
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+        if (!strcasecmp(s, qtype_name(types[i]))) return types[i];
+    return -1;
+}
+
+/* The float32 tensors that stay float32 when the matrices are stored, in
+ * block order: norms and biases. Returns how many (fills p[] if non-NULL). */
+static int small_tensors(model_weights *w, const model_config *c, float ***p, size_t *len) {
+    int n = 0;
+#define ADD(field, size) \
+    do { if (p) p[n] = &(field), len[n] = (size); n++; } while (0)
+    for (int l = 0; l < c->n_layers; l++) {
+        layer_weights *lw = &w->layers[l];
+        ADD(lw->attn_norm, c->dim);
+        if (c->qkv_bias) {
+            ADD(lw->bq, module_out_dim(c, MOD_Q));
+            ADD(lw->bk, module_out_dim(c, MOD_K));
+            ADD(lw->bv, module_out_dim(c, MOD_V));
+        }
+        ADD(lw->ffn_norm, c->dim);
+    }
+    ADD(w->final_norm, c->dim);
+#undef ADD
+    return n;
+}
+
+static int crc_fn(const char *name, int ndim, const int64_t *shape, float *data, float *grad,
+                  void *ctx) {
+    uint32_t *c = ctx;
+    size_t bytes = sizeof(float) * (size_t)shape[0] * (ndim == 2 ? (size_t)shape[1] : 1);
+    *c = lc_crc32(*c, data, bytes);
     return 0;
+}
+
+static int store_matrix(float **w, qmat *q, int type, int64_t rows, int64_t cols, lc_err *err) {
+    const int t = qrow_check(type, cols, NULL) == LC_OK ? type : QT_F16;
+    if (qmat_from_f32(q, t, *w, rows, cols, err)) return LC_FAIL;
+    *w = NULL;
+    return LC_OK;
+}
+
+int model_quantize(model *m, int type, lc_err *err) {
+    const model_config *c = &m->cfg;
+    if (type == QT_F32) return LC_OK;
+    if (type != QT_F16 && type != QT_BF16 && type != QT_Q8_0 && type != QT_Q4_0 && type != QT_Q4_K &&
+        type != QT_Q6_K)
+        return lc_errf(err, "base type %d is not one of f16, bf16, q8_0, q4_0, q4_k, q6_k", type);
+    if (m->base_type != QT_F32)
+        return lc_errf(err, "the base model is already stored as %s", qtype_name(m->base_type));
+    if (m->grad) return lc_errf(err, "the base model is trainable (full-parameter training): it cannot be stored as %s",
+                                qtype_name(type));
+    uint32_t crc = 0;
+    model_for_each_tensor(m, crc_fn, &crc); /* float32 here: nothing to allocate */
+    /* the small tensors move to a new block; the matrices to their types */
+    const int ns = small_tensors(&m->w, c, NULL, NULL);
+    float ***ptr = malloc(sizeof(float **) * ns);
+    size_t *len = malloc(sizeof(size_t) * ns), total = 0;
+    if (!ptr || !len) {
+        free(ptr), free(len);
+        return lc_errf(err, "out of memory");
+    }
+    small_tensors(&m->w, c, ptr, len);
+    for (int i = 0; i < ns; i++) total += len[i];
+    float *block = lc_calloc(total, sizeof(float), err);
+    int rc = block ? LC_OK : LC_FAIL;
+    if (!rc) rc = store_matrix(&m->w.tok_emb, &m->w.q_tok_emb, type, c->vocab_size, c->dim, err);
+    for (int l = 0; !rc && l < c->n_layers; l++)
+        for (int mo = 0; !rc && mo < MOD_COUNT; mo++)
+            rc = store_matrix(&m->w.layers[l].w[mo], &m->w.layers[l].q[mo], type, module_out_dim(c, mo),
+                              module_in_dim(c, mo), err);
+    if (!rc && !c->tie_embeddings)
+        rc = store_matrix(&m->w.lm_head, &m->w.q_lm_head, type, c->vocab_size, c->dim, err);
+    if (rc) { /* back to float32 pointers: the block is still whole */
+        free_stored(m);
+        model_layout(c, m->data, &m->w);
+        free(block), free(ptr), free(len);
+        return lc_err_prefix(err, "storing the base as %s: ", qtype_name(type));
+    }
+    if (c->tie_embeddings) {
+        m->w.q_lm_head = m->w.q_tok_emb;
+        m->w.q_lm_head.owned = NULL;
+        m->w.lm_head = NULL;
+    }
+    float *p = block;
+    for (int i = 0; i < ns; i++) {
+        memcpy(p, *ptr[i], sizeof(float) * len[i]);
+        *ptr[i] = p, p += len[i];
+    }
+    free(m->data);
+    m->data = block;
+    m->n_data = total;
+    m->base_type = type;
+    m->f32_crc32 = (uint32_t)crc;
+    free(ptr), free(len);
+    return LC_OK;
+}
+
+typedef struct {
+    float **dst;
+    int n, i;
+} copy_ctx;
+
+static int collect_fn(const char *name, int ndim, const int64_t *shape, float *data, float *grad,
+                      void *ctx) {
+    copy_ctx *x = ctx;
+    if (x->dst) x->dst[x->i] = data;
+    x->i++;
+    return 0;
+}
+
+static int copy_fn(const char *name, int ndim, const int64_t *shape, float *data, float *grad,
+                   void *ctx) {
+    copy_ctx *x = ctx;
+    const size_t n = (size_t)shape[0] * (ndim == 2 ? (size_t)shape[1] : 1);
+    memcpy(x->dst[x->i++], data, sizeof(float) * n);
+    return 0;
+}
+
+int model_to_f32(model *dst, const model *src, lc_err *err) {
+    if (model_init(dst, &src->cfg, err)) return LC_FAIL;
+    copy_ctx x = {NULL, 0, 0};
+    model_for_each_tensor(dst, collect_fn, &x);
+    x.dst = malloc(sizeof(float *) * x.i);
+    x.n = x.i, x.i = 0;
+    int rc = x.dst ? LC_OK : LC_FAIL;
+    if (!rc) model_for_each_tensor(dst, collect_fn, &x), x.i = 0;
+    if (!rc) rc = model_for_each_tensor((model *)src, copy_fn, &x) ? LC_FAIL : LC_OK;
+    free(x.dst);
+    if (rc) {
+        model_free(dst);
+        return lc_errf(err, "out of memory copying the base model to float32");
+    }
+    return LC_OK;
+}
+
+int model_dequantize(model *m, lc_err *err) {
+    if (m->base_type == QT_F32) return LC_OK;
+    model f;
+    if (model_to_f32(&f, m, err)) return LC_FAIL;
+    model_free(m);
+    *m = f;
+    return LC_OK;
+}
+
+size_t model_weight_bytes(const model *m) {
+    size_t b = sizeof(float) * m->n_data + qmat_bytes(&m->w.q_tok_emb);
+    if (m->w.q_lm_head.owned) b += qmat_bytes(&m->w.q_lm_head);
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int mo = 0; mo < MOD_COUNT; mo++) b += qmat_bytes(&m->w.layers[l].q[mo]);
+    return b;
 }
 
 /* ---- random numbers --------------------------------------------------- */

@@ -27,6 +27,7 @@
 
 #include "lc_err.h"
 #include "lc_rng.h"
+#include "quant.h"
 
 /* ---- configuration ---------------------------------------------------- */
 
@@ -67,25 +68,37 @@ int module_out_dim(const model_config *c, module_kind m);
 
 /* ---- base weights ----------------------------------------------------- */
 
+/* A matrix is either float32 (w[m] into data) or stored in another type
+ * (w[m] == NULL and q[m] holds it; model_quantize): a frozen base held as
+ * F16/BF16/Q8_0/Q4_0/Q4_K/Q6_K, or loaded zero-copy from a file. Norms
+ * and biases are always float32. */
 typedef struct {
     float *attn_norm; /* (D) */
     float *ffn_norm;  /* (D) */
-    float *w[MOD_COUNT]; /* (out_m, in_m) */
+    float *w[MOD_COUNT]; /* (out_m, in_m); NULL when stored */
+    qmat q[MOD_COUNT];   /* the stored matrix when w[m] == NULL */
     float *bq, *bk, *bv; /* (H*hd), (Hkv*hd), (Hkv*hd); NULL unless qkv_bias */
 } layer_weights;
 
 typedef struct {
-    float *tok_emb;    /* (V, D) */
+    float *tok_emb;    /* (V, D); NULL when stored */
+    qmat q_tok_emb;
     layer_weights *layers; /* L entries */
     float *final_norm; /* (D) */
-    float *lm_head;    /* (V, D); == tok_emb when tied */
+    float *lm_head;    /* (V, D); == tok_emb when tied; NULL when stored */
+    qmat q_lm_head;    /* a view of q_tok_emb when tied */
 } model_weights;
 
 typedef struct {
     model_config cfg;
     model_weights w; /* pointers into data */
-    float *data;     /* all parameters, one block */
-    size_t n_params;
+    float *data;     /* the float32 parameters, one block */
+    size_t n_params; /* number of parameters (stored ones included) */
+    size_t n_data;   /* floats in data: n_params, or only the norms and
+                      * biases once the matrices are stored */
+    int base_type;   /* QT_F32, or the type model_quantize stored the matrices in */
+    uint32_t f32_crc32; /* stored: CRC-32 of the float32 weights they were made
+                         * from (the base's identity, export/lib/bundle.h) */
     model_weights g; /* pointers into grad; all NULL when frozen */
     float *grad;     /* NULL unless model_enable_grad() */
     float *rope_inv_freq; /* (hd/2), with rope scaling applied */
@@ -98,17 +111,37 @@ void model_free(model *m);
  * every weight at memory it owns, e.g. a file mapping; model_free then
  * frees only the tables. */
 int model_init_view(model *m, const model_config *cfg, lc_err *err);
-/* Full-parameter training: allocates a zeroed gradient block. */
+/* Full-parameter training: allocates a zeroed gradient block. Refused for
+ * a model with stored matrices (model_quantize). */
 int model_enable_grad(model *m, lc_err *err);
 /* Fills weights with N(0, std) (norm weights = 1), seeded; for tests and
  * benchmarks with random weights. */
 void model_init_random(model *m, float std, uint64_t seed);
 /* The HF tensor name of each parameter, in block order; calls fn(name,
  * ndim, shape, ptr_into_data, grad_ptr_or_NULL, ctx) for each tensor. The
- * tied lm_head is not listed. Returns the first non-zero fn result. */
+ * tied lm_head is not listed. Returns the first non-zero fn result. A
+ * stored matrix is passed dequantized in a scratch buffer (read-only:
+ * writes to it are lost); LC_FAIL if that buffer cannot be allocated. */
 typedef int (*model_tensor_fn)(const char *name, int ndim, const int64_t *shape,
                                float *data, float *grad, void *ctx);
 int model_for_each_tensor(model *m, model_tensor_fn fn, void *ctx);
+
+/* Stores every matrix (embedding, the seven projections of each layer, the
+ * lm head) in type (QT_F16, QT_BF16, QT_Q8_0, QT_Q4_0, QT_Q4_K, QT_Q6_K;
+ * QT_F32 does nothing): a matrix whose rows are not a whole number of the
+ * type's blocks is stored as F16. Norms and biases stay float32 and the
+ * float32 matrices are freed. The base is frozen from then on
+ * (model_enable_grad refuses). */
+int model_quantize(model *m, int type, lc_err *err);
+/* Back to float32 in place (the dequantized values); nothing if not stored. */
+int model_dequantize(model *m, lc_err *err);
+/* dst = a float32 model with src's values (dequantized where stored). */
+int model_to_f32(model *dst, const model *src, lc_err *err);
+/* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k" (any case) -> type;
+ * -1 if unknown. */
+int model_base_type_parse(const char *s);
+/* Bytes held by the base weights (float32 block plus stored matrices). */
+size_t model_weight_bytes(const model *m);
 
 /* ---- LoRA ------------------------------------------------------------- */
 
@@ -256,7 +289,9 @@ void model_decoder_free(model_decoder *d);
  * then holds keys and values of the old set: decode again from pos 0. */
 int model_decoder_set_adapters(model_decoder *d, const adapter_set *ad, lc_err *err);
 /* Runs one token at position pos (0-based, < max_seq) and returns the (V)
- * logits, valid until the next call. */
+ * logits, valid until the next call; NULL for a token or position out of
+ * range, or when a stored matrix's product runs out of memory. Stored
+ * matrices use qmat_matvec (the activation quantized as llama.cpp does). */
 float *model_decoder_step(model_decoder *d, int token, int pos);
 
 /* ---- sampling --------------------------------------------------------- */

@@ -470,26 +470,28 @@ DOT_FLOAT_REF(dot_f32_ref, rdf32(p + 4 * i))
 DOT_FLOAT_REF(dot_f16_ref, quant_f16_to_f32(qrd16(p + 2 * i)))
 DOT_FLOAT_REF(dot_bf16_ref, quant_bf16_to_f32(qrd16(p + 2 * i)))
 
-/* Q8_0/Q4_0: per block, the exact integer sums of lanes j = elements
- * 4j..4j+3 are scaled by d_w * d_x and added to 8 float lanes (qsum8). */
+/* Q8_0/Q4_0: per block b, the exact integer sums of lanes j = elements
+ * 4j..4j+3 are scaled by d_w * d_x and added to float lane 8 (b % 4) + j
+ * (four sets of 8, so that the SIMD paths' additions do not wait on each
+ * other), summed at the end by qsum32. */
 static float dot_q8_0_ref(const void *row, const qx_t *x, int64_t cols) {
     const uint8_t *p = row;
-    float a[8] = {0};
+    float a[32] = {0};
     for (int64_t b = 0; b < cols / 32; b++, p += 34) {
         const float dd = quant_f16_to_f32(qrd16(p)) * x->d[b];
         const int8_t *w = (const int8_t *)(p + 2), *q = x->q + 32 * b;
         for (int j = 0; j < 8; j++) {
             int s = 0;
             for (int t = 4 * j; t < 4 * j + 4; t++) s += w[t] * q[t];
-            a[j] = a[j] + dd * (float)s;
+            a[8 * (b & 3) + j] = a[8 * (b & 3) + j] + dd * (float)s;
         }
     }
-    return qsum8(a);
+    return qsum32(a);
 }
 
 static float dot_q4_0_ref(const void *row, const qx_t *x, int64_t cols) {
     const uint8_t *p = row;
-    float a[8] = {0};
+    float a[32] = {0};
     for (int64_t b = 0; b < cols / 32; b++, p += 18) {
         const float dd = quant_f16_to_f32(qrd16(p)) * x->d[b];
         int8_t w[32];
@@ -501,10 +503,10 @@ static float dot_q4_0_ref(const void *row, const qx_t *x, int64_t cols) {
         for (int j = 0; j < 8; j++) {
             int s = 0;
             for (int t = 4 * j; t < 4 * j + 4; t++) s += w[t] * q[t];
-            a[j] = a[j] + dd * (float)s;
+            a[8 * (b & 3) + j] = a[8 * (b & 3) + j] + dd * (float)s;
         }
     }
-    return qsum8(a);
+    return qsum32(a);
 }
 
 /* Q4_K: per super-block the exact integers

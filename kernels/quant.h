@@ -91,6 +91,12 @@ int qmat_gemm_xwt(const qmat *W, const float *X, int N, const float *bias, float
                   int accumulate, lc_err *err);
 int qmat_gemm_dyw(const qmat *W, const float *dY, int N, float *dX, lc_err *err);
 #define QMAT_TILE_FLOATS (1u << 17)
+/* The same with the caller's tile buffer of qmat_tile_floats(W) floats, for
+ * a valid W (qmat_view / qmat_from_f32) and N >= 0: nothing to fail. */
+size_t qmat_tile_floats(const qmat *W);
+void qmat_gemm_xwt_work(const qmat *W, const float *X, int N, const float *bias, float *Y,
+                        int accumulate, float *tile);
+void qmat_gemm_dyw_work(const qmat *W, const float *dY, int N, float *dX, float *tile);
 
 /* ---- kernel path ----------------------------------------------------------- */
 

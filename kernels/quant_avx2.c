@@ -1,5 +1,7 @@
 /* quant_avx2.c: the AVX2 dot products of kernels/quant.h, compiled for
- * AVX2 + FMA + F16C whatever the build's -march, and called only after
+ * x86-64 + AVX2 + FMA + F16C and nothing more, whatever the build's -march
+ * ("arch=x86-64" resets what -march=native added: on an AVX-512 machine
+ * GCC would otherwise use EVEX instructions here), and called only after
  * quant.c has checked the CPU (cpuid). Each computes exactly what the
  * reference in quant.c computes: the same integer block sums, the same
  * float lanes, the same final tree; no multiply and add are fused. */
@@ -10,7 +12,7 @@
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
 #pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
+#pragma GCC target("arch=x86-64,avx2,fma,f16c")
 #pragma GCC optimize("fp-contract=off")
 #endif
 
@@ -85,39 +87,51 @@ DOT_FLOAT_AVX2(dot_f32, load8_f32, 4, tail_f32(p + 4 * i))
 DOT_FLOAT_AVX2(dot_f16, load8_f16, 2, f16(p + 2 * i))
 DOT_FLOAT_AVX2(dot_bf16, load8_bf16, 2, tail_bf16(p + 2 * i))
 
-/* ---- Q8_0, Q4_0: 8 float lanes ----------------------------------------------- */
+/* ---- Q8_0, Q4_0: four sets of 8 float lanes, block b into set b % 4 ---------- */
 
-static float dot_q8_0(const void *row, const qx_t *x, int64_t cols) {
-    const uint8_t *p = row;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < cols / 32; b++, p += 34) {
-        const __m256i w = _mm256_loadu_si256((const __m256i *)(p + 2));
-        const __m256i q = _mm256_loadu_si256((const __m256i *)(x->q + 32 * b));
-        const __m256 s = _mm256_cvtepi32_ps(dot_i8_lanes(w, q));
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(f16(p) * x->d[b]), s));
-    }
-    float a[8];
-    _mm256_storeu_ps(a, acc);
-    return qsum8(a);
-}
+static inline __m256i q8_0_w(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)(p + 2)); }
 
-static float dot_q4_0(const void *row, const qx_t *x, int64_t cols) {
-    const uint8_t *p = row;
+static inline __m256i q4_0_w(const uint8_t *p) {
     const __m128i m4 = _mm_set1_epi8(0x0F);
-    const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < cols / 32; b++, p += 18) {
-        const __m128i qs = _mm_loadu_si128((const __m128i *)(p + 2));
-        const __m128i lo = _mm_and_si128(qs, m4), hi = _mm_and_si128(_mm_srli_epi16(qs, 4), m4);
-        const __m256i w = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
-        const __m256i q = _mm256_loadu_si256((const __m256i *)(x->q + 32 * b));
-        const __m256 s = _mm256_cvtepi32_ps(dot_i8_lanes(w, q));
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(f16(p) * x->d[b]), s));
-    }
-    float a[8];
-    _mm256_storeu_ps(a, acc);
-    return qsum8(a);
+    const __m128i qs = _mm_loadu_si128((const __m128i *)(p + 2));
+    const __m128i lo = _mm_and_si128(qs, m4), hi = _mm_and_si128(_mm_srli_epi16(qs, 4), m4);
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
 }
+
+/* acc += (d_w d_x) * float(lane sums of block b) */
+#define Q32_STEP(acc, WLOAD, bsz, b)                                                      \
+    do {                                                                                  \
+        const uint8_t *pb = p + (size_t)(b) * bsz;                                        \
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x->q + 32 * (b)));         \
+        const __m256 s = _mm256_cvtepi32_ps(dot_i8_lanes(WLOAD(pb), q));                  \
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(f16(pb) * x->d[b]), s));    \
+    } while (0)
+
+#define DOT_Q32_AVX2(name, WLOAD, bsz)                                                    \
+    static float name(const void *row, const qx_t *x, int64_t cols) {                     \
+        const uint8_t *p = row;                                                           \
+        const int64_t nb = cols / 32;                                                     \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                       \
+        int64_t b = 0;                                                                    \
+        for (; b + 4 <= nb; b += 4) {                                                     \
+            Q32_STEP(a0, WLOAD, bsz, b);                                                  \
+            Q32_STEP(a1, WLOAD, bsz, b + 1);                                              \
+            Q32_STEP(a2, WLOAD, bsz, b + 2);                                              \
+            Q32_STEP(a3, WLOAD, bsz, b + 3);                                              \
+        }                                                                                 \
+        if (b < nb) Q32_STEP(a0, WLOAD, bsz, b);                                          \
+        if (b + 1 < nb) Q32_STEP(a1, WLOAD, bsz, b + 1);                                  \
+        if (b + 2 < nb) Q32_STEP(a2, WLOAD, bsz, b + 2);                                  \
+        float a[32];                                                                      \
+        _mm256_storeu_ps(a, a0);                                                          \
+        _mm256_storeu_ps(a + 8, a1);                                                      \
+        _mm256_storeu_ps(a + 16, a2);                                                     \
+        _mm256_storeu_ps(a + 24, a3);                                                     \
+        return qsum32(a);                                                                 \
+    }
+
+DOT_Q32_AVX2(dot_q8_0, q8_0_w, 34)
+DOT_Q32_AVX2(dot_q4_0, q4_0_w, 18)
 
 /* ---- K-quants: exact integer sums per super-block ------------------------------ */
 

@@ -41,19 +41,12 @@ int qmat_check(const qmat *m, lc_err *err);
 /* rows [r0, r0 + n) of m into out (n, cols), threaded when large */
 void qmat_rows_to_f32(const qmat *m, int64_t r0, int64_t n, float *out);
 
-/* The fixed summation tree of the 32 float lanes (F32/F16/BF16 rows): lane
- * j holds elements j, j+32, j+64, ...; halves are added until one is left
- * (j + 16, then j + 8, 4, 2, 1). Every path ends with this. */
+/* The fixed summation tree of 32 float lanes: halves are added until one
+ * is left (lane j + 16, then j + 8, 4, 2, 1). Every path ends with this.
+ * F32/F16/BF16 rows: lane j holds elements j, j+32, j+64, ...;
+ * Q8_0/Q4_0: lane 8 (b % 4) + j holds lane j of every fourth block b. */
 static inline float qsum32(float *a) {
     for (int h = 16; h >= 1; h >>= 1)
-        for (int j = 0; j < h; j++) a[j] = a[j] + a[j + h];
-    return a[0];
-}
-
-/* The same for the 8 lanes of the Q8_0/Q4_0 dot: lane j holds elements
- * 4j..4j+3 of every block of 32. */
-static inline float qsum8(float *a) {
-    for (int h = 4; h >= 1; h >>= 1)
         for (int j = 0; j < h; j++) a[j] = a[j] + a[j + h];
     return a[0];
 }

@@ -66,7 +66,7 @@ DOT_FLOAT_NEON(dot_f32, ld4_f32, 4, tail_f32(p + 4 * i))
 DOT_FLOAT_NEON(dot_f16, ld4_f16, 2, f16(p + 2 * i))
 DOT_FLOAT_NEON(dot_bf16, ld4_bf16, 2, tail_bf16(p + 2 * i))
 
-/* ---- Q8_0, Q4_0: 8 float lanes (lane j = elements 4j..4j+3) ------------------- */
+/* ---- Q8_0, Q4_0 (lane j of a block = elements 4j..4j+3) ------------------------- */
 
 /* lanes 0..3 and 4..7 of the block's integer sums */
 static inline void dot_i8_lanes(const int8_t *w, const int8_t *q, int32x4_t *lo, int32x4_t *hi) {
@@ -80,44 +80,38 @@ static inline void dot_i8_lanes(const int8_t *w, const int8_t *q, int32x4_t *lo,
     *hi = vpaddq_s32(p2, p3);
 }
 
-static inline float sum8(float32x4_t lo, float32x4_t hi) {
-    float a[8];
-    vst1q_f32(a, lo);
-    vst1q_f32(a + 4, hi);
-    return qsum8(a);
-}
+static inline void q8_0_w(const uint8_t *p, int8_t *w) { memcpy(w, p + 2, 32); }
 
-static float dot_q8_0(const void *row, const qx_t *x, int64_t cols) {
-    const uint8_t *p = row;
-    float32x4_t alo = vdupq_n_f32(0.0f), ahi = alo;
-    for (int64_t b = 0; b < cols / 32; b++, p += 34) {
-        int32x4_t lo, hi;
-        dot_i8_lanes((const int8_t *)(p + 2), x->q + 32 * b, &lo, &hi);
-        const float32x4_t dd = vdupq_n_f32(f16(p) * x->d[b]);
-        alo = vaddq_f32(alo, vmulq_f32(dd, vcvtq_f32_s32(lo)));
-        ahi = vaddq_f32(ahi, vmulq_f32(dd, vcvtq_f32_s32(hi)));
-    }
-    return sum8(alo, ahi);
-}
-
-static float dot_q4_0(const void *row, const qx_t *x, int64_t cols) {
-    const uint8_t *p = row;
-    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+static inline void q4_0_w(const uint8_t *p, int8_t *w) {
+    const uint8x16_t qs = vld1q_u8(p + 2), m4 = vdupq_n_u8(0x0F);
     const int8x16_t eight = vdupq_n_s8(8);
-    float32x4_t alo = vdupq_n_f32(0.0f), ahi = alo;
-    for (int64_t b = 0; b < cols / 32; b++, p += 18) {
-        const uint8x16_t qs = vld1q_u8(p + 2);
-        int8_t w[32];
-        vst1q_s8(w, vsubq_s8(vreinterpretq_s8_u8(vandq_u8(qs, m4)), eight));
-        vst1q_s8(w + 16, vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(qs, 4)), eight));
-        int32x4_t lo, hi;
-        dot_i8_lanes(w, x->q + 32 * b, &lo, &hi);
-        const float32x4_t dd = vdupq_n_f32(f16(p) * x->d[b]);
-        alo = vaddq_f32(alo, vmulq_f32(dd, vcvtq_f32_s32(lo)));
-        ahi = vaddq_f32(ahi, vmulq_f32(dd, vcvtq_f32_s32(hi)));
-    }
-    return sum8(alo, ahi);
+    vst1q_s8(w, vsubq_s8(vreinterpretq_s8_u8(vandq_u8(qs, m4)), eight));
+    vst1q_s8(w + 16, vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(qs, 4)), eight));
 }
+
+/* four sets of 8 lanes (two registers each), block b into set b % 4 */
+#define DOT_Q32_NEON(name, WLOAD, bsz)                                                    \
+    static float name(const void *row, const qx_t *x, int64_t cols) {                     \
+        const uint8_t *p = row;                                                           \
+        float32x4_t a[8];                                                                 \
+        for (int k = 0; k < 8; k++) a[k] = vdupq_n_f32(0.0f);                             \
+        for (int64_t b = 0; b < cols / 32; b++, p += bsz) {                               \
+            int8_t w[32];                                                                 \
+            WLOAD(p, w);                                                                  \
+            int32x4_t lo, hi;                                                             \
+            dot_i8_lanes(w, x->q + 32 * b, &lo, &hi);                                     \
+            const float32x4_t dd = vdupq_n_f32(f16(p) * x->d[b]);                         \
+            const int k = 2 * (int)(b & 3);                                               \
+            a[k] = vaddq_f32(a[k], vmulq_f32(dd, vcvtq_f32_s32(lo)));                     \
+            a[k + 1] = vaddq_f32(a[k + 1], vmulq_f32(dd, vcvtq_f32_s32(hi)));             \
+        }                                                                                 \
+        float s[32];                                                                      \
+        for (int k = 0; k < 8; k++) vst1q_f32(s + 4 * k, a[k]);                           \
+        return qsum32(s);                                                                 \
+    }
+
+DOT_Q32_NEON(dot_q8_0, q8_0_w, 34)
+DOT_Q32_NEON(dot_q4_0, q4_0_w, 18)
 
 /* ---- K-quants: exact integer sums per super-block -------------------------------- */
 

@@ -52,6 +52,7 @@ struct model_acts {
     int n_scratch; /* attention scratch blocks (threads) */
     uint64_t drop_seed; /* 0: no LoRA dropout */
     float *xdrop, *xdrop2; /* (N, max in) scratch for LoRA dropout */
+    float *tile;    /* a dequantized tile of a stored base matrix (quant.h) */
     void **allocs;
     int n_allocs, cap_allocs;
     size_t bytes;
@@ -188,6 +189,16 @@ int model_acts_init(model_acts **out, const model *m, const adapter_set *ad, int
     ALLOC(a->lchunk, (size_t)LOGIT_CHUNK * V);
     ALLOC(a->cx, (size_t)LOGIT_CHUNK * D);
     if (flags & ACTS_KEEP_LOGITS) ALLOC(a->logits, N * V);
+    {
+        size_t tile = m->w.lm_head ? 0 : qmat_tile_floats(&m->w.q_lm_head);
+        for (int l = 0; l < L; l++)
+            for (int mo = 0; mo < MOD_COUNT; mo++)
+                if (!m->w.layers[l].w[mo]) {
+                    const size_t t = qmat_tile_floats(&m->w.layers[l].q[mo]);
+                    tile = t > tile ? t : tile;
+                }
+        if (tile) ALLOC(a->tile, tile);
+    }
     ALLOC(a->cos_t, (size_t)T * c->head_dim / 2);
     ALLOC(a->sin_t, (size_t)T * c->head_dim / 2);
     ALLOC(a->xn, N * D);
@@ -236,6 +247,33 @@ static float *module_bias_grad(layer_weights *lw, int mo) {
     return mo == MOD_Q ? lw->bq : mo == MOD_K ? lw->bk : mo == MOD_V ? lw->bv : NULL;
 }
 
+/* The frozen base's products, float32 or stored (a tile of rows
+ * dequantized at a time into a->tile, kernels/quant.h). */
+// y (N, out) [+]= x (N, in) W^T + b
+static void base_forward(model_acts *a, float *y, const float *x, const float *w, const qmat *q,
+                         const float *b, int N, int in, int out, int accumulate) {
+    if (w) matmul_forward(y, x, w, b, N, in, out, accumulate);
+    else qmat_gemm_xwt_work(q, x, N, b, y, accumulate, a->tile);
+}
+
+// dx (N, in) += dy (N, out) W
+static void base_backward_input(model_acts *a, float *dx, const float *dy, const float *w,
+                                const qmat *q, int N, int in, int out) {
+    if (w) matmul_backward_input(dx, dy, w, N, in, out);
+    else qmat_gemm_dyw_work(q, dy, N, dx, a->tile);
+}
+
+/* row tok of the embedding into dst (D) */
+static void embed_row(const model *m, int tok, float *dst) {
+    const int D = m->cfg.dim;
+    if (m->w.tok_emb) {
+        memcpy(dst, m->w.tok_emb + (size_t)tok * D, sizeof(float) * D);
+    } else {
+        const qmat *q = &m->w.q_tok_emb;
+        qrow_to_f32(q->type, (const uint8_t *)q->data + q->row_bytes * (size_t)tok, dst, D, NULL);
+    }
+}
+
 // y (N, out) [+]= x (N, in) W^T + b + sum_i ws_i (x A_i^T) B_i^T + p + (x P1^T) P2^T
 static void adapted_forward(const model *m, model_acts *a, layer_acts *la, int l, int mo, float *y,
                             const float *x, int N, int accumulate) {
@@ -243,7 +281,7 @@ static void adapted_forward(const model *m, model_acts *a, layer_acts *la, int l
     const model_config *c = &m->cfg;
     const int in = module_in_dim(c, mo), out = module_out_dim(c, mo);
     const layer_weights *lw = &m->w.layers[l];
-    matmul_forward(y, x, lw->w[mo], module_bias(lw, mo), N, in, out, accumulate);
+    base_forward(a, y, x, lw->w[mo], &lw->q[mo], module_bias(lw, mo), N, in, out, accumulate);
     for (int i = 0; i < ad->n_loras; i++) {
         const lora *lr = ad->loras[i];
         const int s = l * MOD_COUNT + mo;
@@ -289,8 +327,8 @@ static void adapted_backward(model *m, model_acts *a, layer_acts *la, int l, int
     const model_config *c = &m->cfg;
     const int in = module_in_dim(c, mo), out = module_out_dim(c, mo);
     const layer_weights *lw = &m->w.layers[l];
-    matmul_backward_input(dx, dy, lw->w[mo], N, in, out);
-    if (m->grad) {
+    base_backward_input(a, dx, dy, lw->w[mo], &lw->q[mo], N, in, out);
+    if (m->grad) { /* never with stored matrices (model_enable_grad refuses) */
         layer_weights *gw = &m->g.layers[l];
         matmul_backward_weight(gw->w[mo], module_bias_grad(gw, mo), dy, x, N, in, out);
     }
@@ -404,7 +442,7 @@ static double classifier_forward(model_acts *a, int n_rows, int count) {
         for (int i = 0; i < ch; i++) memcpy(a->cx + (size_t)i * D, a->xf + (size_t)rows[i] * D, sizeof(float) * D);
         // logits (ch, V) = cx (ch, D) · lm_head (V, D)^T
         float *lg = a->logits ? a->logits + (size_t)r0 * V : a->lchunk;
-        matmul_forward(lg, a->cx, m->w.lm_head, NULL, ch, D, V, 0);
+        base_forward(a, lg, a->cx, m->w.lm_head, &m->w.q_lm_head, NULL, ch, D, V, 0);
         float *dl = a->lchunk; /* the gradient may overwrite the logits when not kept */
         double *row_loss = a->row_loss;
 #pragma omp parallel for schedule(static)
@@ -435,7 +473,7 @@ static double classifier_forward(model_acts *a, int n_rows, int count) {
         // dcx (ch, D) = dl (ch, V) · lm_head (V, D), scattered back to the rows
         float *dcx = a->xn; /* free scratch at this point: (N, D) >= (ch, D) */
         memset(dcx, 0, sizeof(float) * (size_t)ch * D);
-        matmul_backward_input(dcx, dl, m->w.lm_head, ch, D, V);
+        base_backward_input(a, dcx, dl, m->w.lm_head, &m->w.q_lm_head, ch, D, V);
         for (int i = 0; i < ch; i++) memcpy(a->dxf + (size_t)rows[i] * D, dcx + (size_t)i * D, sizeof(float) * D);
         if (a->dlm) matmul_backward_weight(a->dlm, NULL, dl, a->cx, ch, D, V);
     }
@@ -465,8 +503,7 @@ int model_forward(const model *m, model_acts *a, const int *tokens, const int *t
 
     // x = tok_emb[tokens]
     float *x0 = a->layers[0].x_in;
-    for (int n = 0; n < N; n++)
-        memcpy(x0 + (size_t)n * D, m->w.tok_emb + (size_t)tokens[n] * D, sizeof(float) * D);
+    for (int n = 0; n < N; n++) embed_row(m, tokens[n], x0 + (size_t)n * D);
 
     for (int l = 0; l < L; l++) {
         layer_acts *la = &a->layers[l];
@@ -568,6 +605,7 @@ struct model_decoder {
     float *kc, *vc; /* (L, max_seq, Hkv*hd) */
     float *x, *xn, *q, *att, *hb, *hb2, *logits, *low, *cs, *sn, *scores;
     int low_cap; /* floats in low: the largest adapter rank */
+    int failed; /* a stored matrix's product ran out of memory this step */
 };
 
 void model_decoder_free(model_decoder *d) {
@@ -668,10 +706,15 @@ static void adapted_vecs(model_decoder *d, int l, int n, const int *mo, float *c
     const model_config *c = &d->m->cfg;
     const layer_weights *lw = &d->m->w.layers[l];
     matvec_job jobs[3] = {{0}}; /* n <= 3 */
-    for (int i = 0; i < n; i++)
-        jobs[i] = (matvec_job){y[i], lw->w[mo[i]], x, module_bias(lw, mo[i]),
-                               module_in_dim(c, mo[i]), module_out_dim(c, mo[i]), accumulate};
-    matvec_batch(jobs, n);
+    int nj = 0;
+    for (int i = 0; i < n; i++) {
+        if (lw->w[mo[i]])
+            jobs[nj++] = (matvec_job){y[i], lw->w[mo[i]], x, module_bias(lw, mo[i]),
+                                      module_in_dim(c, mo[i]), module_out_dim(c, mo[i]), accumulate};
+        else /* stored: quantized matrix-vector kernels; fails only out of memory */
+            d->failed |= qmat_matvec(&lw->q[mo[i]], x, module_bias(lw, mo[i]), y[i], accumulate, NULL);
+    }
+    if (nj) matvec_batch(jobs, nj);
     if (d->ad.n_loras || d->ad.n_cals)
         for (int i = 0; i < n; i++) adapters_vec(d, l, mo[i], y[i], x);
 }
@@ -730,7 +773,8 @@ float *model_decoder_step(model_decoder *d, int token, int pos) {
     const int D = c->dim, H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim;
     const int KD = Hkv * hd, group = H / Hkv;
     if (token < 0 || token >= c->vocab_size || pos < 0 || pos >= d->max_seq) return NULL;
-    memcpy(d->x, m->w.tok_emb + (size_t)token * D, sizeof(float) * D);
+    d->failed = 0;
+    embed_row(m, token, d->x);
     rope_tables(d->cs, d->sn, m->rope_inv_freq, pos, 1, hd);
     const float scale = 1.0f / sqrtf((float)hd);
     const int att_parallel = (size_t)H * (pos + 1) * hd >= DECODE_ATT_PARALLEL_MIN &&
@@ -763,6 +807,7 @@ float *model_decoder_step(model_decoder *d, int token, int pos) {
         adapted_vecs(d, l, 1, (const int[]){MOD_DOWN}, (float *const[]){d->x}, d->hb, 1);
     }
     rmsnorm_forward(d->x, NULL, d->x, m->w.final_norm, 1, D, c->norm_eps);
-    matvec(d->logits, m->w.lm_head, d->x, NULL, D, c->vocab_size, 0);
-    return d->logits;
+    if (m->w.lm_head) matvec(d->logits, m->w.lm_head, d->x, NULL, D, c->vocab_size, 0);
+    else d->failed |= qmat_matvec(&m->w.q_lm_head, d->x, NULL, d->logits, 0, NULL);
+    return d->failed ? NULL : d->logits;
 }

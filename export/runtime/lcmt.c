@@ -92,7 +92,7 @@ void lcmt_free(void *p) { free(p); }
 /* ---- model --------------------------------------------------------------------- */
 
 lcmt_model_params lcmt_model_default_params(void) {
-    lcmt_model_params p = {NULL, 0, 0};
+    lcmt_model_params p = {0};
     return p;
 }
 
@@ -122,6 +122,18 @@ lcmt_status lcmt_model_open(const char *path, const lcmt_model_params *params, l
                  err.msg);
         lcmt_model_free(m);
         return put_msg(msg, msg_cap, LCMT_ERR_IO, t);
+    }
+    if (p.base_type) {
+        const int t = model_base_type_parse(p.base_type);
+        if (t < 0) {
+            lcmt_model_free(m);
+            return put_msg(msg, msg_cap, LCMT_ERR_ARG,
+                           "base_type must be f32, f16, bf16, q8_0, q4_0, q4_k or q6_k");
+        }
+        if (model_quantize(&m->m, t, &err)) {
+            lcmt_model_free(m);
+            return put_msg(msg, msg_cap, LCMT_ERR_NOMEM, err.msg);
+        }
     }
     *out = m;
     return LCMT_OK;

@@ -85,12 +85,19 @@ typedef struct {
                                  * instead of mapping them: costs a copy and private memory,
                                  * but on systems where touching mapped 4 kB pages the first
                                  * time is slow it can bring the first token sooner */
+    const char *base_type;      /* NULL or "f32": the weights as the file has them (a GGUF's
+                                 * quantized matrices are dequantized at load today); "f16",
+                                 * "bf16", "q8_0", "q4_0", "q4_k", "q6_k": the matrices are
+                                 * held in that type (quantized bit-exactly as llama.cpp does)
+                                 * and decoded with quantized matrix-vector kernels. A bundle
+                                 * made for the float32 base still belongs to it. */
 } lcmt_model_params;
 
 LCMT_API lcmt_model_params lcmt_model_default_params(void);
 
 /* Opens a base: a Hugging Face folder (config.json + safetensors, mapped),
- * a llama2.c checkpoint (read into memory). params may be NULL. */
+ * a llama2.c checkpoint or a GGUF file (read into memory). params may be
+ * NULL. */
 LCMT_API lcmt_status lcmt_model_open(const char *path, const lcmt_model_params *params,
                                      lcmt_model **out, char *msg, size_t msg_cap);
 LCMT_API void lcmt_model_free(lcmt_model *m);

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "dataset.h"
+#include "job.h"
 #include "loaders.h"
 #include "model.h"
 #include "tokenizer.h"
@@ -143,6 +144,7 @@ int train_job_run(const char *cfg_path, const train_job_opts *jo, lc_err *err) {
         tok_path = strdup(buf);
     }
     if (tokenizer_load(&tok, tok_path, m.cfg.vocab_size, err)) goto fail;
+    if (job_base_type(c, &m, err)) goto fail; /* "base_type": the frozen base in that type */
     if (prompt_format_init(&pfmt, pkind, tok, s_system, err)) {
         lc_err_prefix(err, "%s: key 'data.prompt_format': ", cfg_path);
         goto fail;
