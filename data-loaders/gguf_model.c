@@ -282,6 +282,74 @@ static int read_tensor_fn(const char *hf, int ndim, const int64_t *shape, float 
     return rc;
 }
 
+/* ---- keeping the file's storage type ----------------------------------- */
+
+/* The one type the file's matrices (2-D tensors) are stored in, when it is
+ * a type the engine holds matrices in (F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K);
+ * else QT_F32 (float32 matrices, or several types as llama.cpp's mixed
+ * presets such as Q4_K_M write). */
+static int file_matrix_type(const gguf_file *f) {
+    /* the main type: that of the first matrix whose rows are whole blocks
+     * of it; matrices whose rows are not may be F16 (as llama.cpp and
+     * model_quantize both fall back) */
+    int t = -1;
+    for (int i = 0; i < gguf_n_tensors(f) && t < 0; i++) {
+        const gguf_tensor *g = gguf_tensor_at(f, i);
+        if (g->n_dims == 2 && g->type != QT_F16) t = g->type;
+    }
+    if (t < 0) t = QT_F16;
+    if (t != QT_F16 && t != QT_BF16 && t != QT_Q8_0 && t != QT_Q4_0 && t != QT_Q4_K && t != QT_Q6_K)
+        return QT_F32;
+    for (int i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *g = gguf_tensor_at(f, i);
+        if (g->n_dims != 2 || g->type == t) continue;
+        if (g->type == QT_F16 && g->ne[0] % qtype_block(t)) continue;
+        return QT_F32;
+    }
+    return t;
+}
+
+/* Whether the stored matrix q holds exactly the bytes of GGUF tensor name
+ * (rows in llama.cpp's q/k order when heads > 0). */
+static int same_bytes(const gguf_file *f, const char *name, const qmat *q, int heads) {
+    const gguf_tensor *t = gguf_find_tensor(f, name);
+    if (!t || !q->data || t->type != q->type || (size_t)q->rows * q->row_bytes != t->nbytes) return 0;
+    const unsigned char *ours = q->data, *file = t->data;
+    const int64_t hd = heads ? q->rows / heads : 0, half = hd / 2;
+    for (int64_t r = 0; r < q->rows; r++) {
+        int64_t g = r; /* our row r (HF order) is file row g */
+        if (heads) {
+            const int64_t h = r / hd, i = r % hd, tt = i / half, j = i % half;
+            g = h * hd + 2 * j + tt;
+        }
+        if (memcmp(ours + (size_t)r * q->row_bytes, file + (size_t)g * q->row_bytes, q->row_bytes)) return 0;
+    }
+    return 1;
+}
+
+/* Holds m's matrices in the file's storage type when re-storing the loaded
+ * float32 values gives back the file's bytes exactly (model_quantize is
+ * bit-exact with ggml's quantizers; a file made by another quantizer, e.g.
+ * with an importance matrix, can differ), so the engine decodes the very
+ * weights llama.cpp would. Otherwise m stays float32. */
+static int keep_file_type(model *m, const gguf_file *f, int llama_layout, lc_err *err) {
+    const int t = file_matrix_type(f);
+    if (t == QT_F32 || getenv("LC_GGUF_F32")) return LC_OK;
+    if (model_quantize(m, t, err)) return lc_err_prefix(err, "%s: ", gguf_path(f));
+    const model_config *c = &m->cfg;
+    int same = same_bytes(f, "token_embd.weight", &m->w.q_tok_emb, 0) &&
+               (c->tie_embeddings || same_bytes(f, "output.weight", &m->w.q_lm_head, 0));
+    char name[96];
+    for (int l = 0; same && l < c->n_layers; l++)
+        for (int mo = 0; same && mo < MOD_COUNT; mo++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, GGUF_MODULE[mo]);
+            const int heads = !llama_layout ? 0 : mo == MOD_Q ? c->n_heads : mo == MOD_K ? c->n_kv_heads : 0;
+            same = same_bytes(f, name, &m->w.layers[l].q[mo], heads);
+        }
+    if (!same && model_dequantize(m, err)) return lc_err_prefix(err, "%s: ", gguf_path(f));
+    return LC_OK;
+}
+
 int model_load_gguf(model *m, const char *path, lc_err *err) {
     memset(m, 0, sizeof *m);
     gguf_file *f = NULL;
@@ -307,6 +375,7 @@ int model_load_gguf(model *m, const char *path, lc_err *err) {
                     c.arch);
             goto fail;
         }
+    if (keep_file_type(m, f, x.llama_layout, err)) goto fail;
     rc = LC_OK;
     goto done;
 fail:

@@ -446,7 +446,7 @@ static float *their_logits(const char *gguf, const char *ids_csv, int n, int V) 
 /* llama_model_quantize writes `type` from our f32 GGUF; our reader loads
  * that file (not written by us) and its logits must match llama.cpp's on
  * the same file: normwise max|ours - theirs| / max|theirs| <= bound. */
-static void check_llamacpp_file(const char *src, const char *type, double bound) {
+static void check_llamacpp_file(const char *src, const char *type, int qt, double bound) {
     char out[4200], cmd[16384];
     snprintf(out, sizeof out, "%s/from-llamacpp-%s.gguf", tu_tmpdir(), type);
     snprintf(cmd, sizeof cmd, "ASAN_OPTIONS=detect_leaks=0 %s quantize %s %s %s", llama_run(), src,
@@ -455,6 +455,8 @@ static void check_llamacpp_file(const char *src, const char *type, double bound)
     model m;
     lc_err err;
     cr_assert_eq(model_load(&m, out, &err), LC_OK, "%s", err.msg);
+    /* the matrices stay in the file's type: the very bytes llama.cpp reads */
+    cr_assert_eq(m.base_type, qt, "%s: matrices held as type %d, the file's are %s", out, m.base_type, type);
     const int ids[] = {1, 403, 407, 261, 378, 322, 300, 267, 289, 271, 395, 303};
     int n = sizeof ids / sizeof *ids;
     char csv[256] = "";
@@ -479,13 +481,14 @@ Test(gguf, reads_files_llamacpp_wrote) {
     convert(bin, tok, src, "f32");
     /* F16 weights are the same numbers on both sides; llama.cpp rounds the
      * activations to F16 inside its F16 matrix products, we do not: 1e-2 */
-    check_llamacpp_file(src, "f16", 1e-2);
-    /* Q8_0 / Q4_0: the same dequantized weights on both sides, but
-     * llama.cpp quantizes the activations to int8 blocks (Q8_0) inside
-     * these products and we multiply in float32: measured 1.6e-2 and 1.4e-2
-     * here; bound 5e-2 */
-    check_llamacpp_file(src, "q8_0", 5e-2);
-    check_llamacpp_file(src, "q4_0", 5e-2);
+    check_llamacpp_file(src, "f16", QT_F16, 1e-2);
+    /* Q8_0 / Q4_0: the same stored weights on both sides (held in the
+     * file's type, asserted above), both decoders quantizing activations to
+     * int8 blocks; measured 1.7e-2 and 1.5e-2 here (1.6e-2 and 1.4e-2 with
+     * the weights dequantized to float32, LC_GGUF_F32=1): the two engines
+     * still differ elsewhere (not found yet); bound 5e-2 */
+    check_llamacpp_file(src, "q8_0", QT_Q8_0, 5e-2);
+    check_llamacpp_file(src, "q4_0", QT_Q4_0, 5e-2);
 }
 
 /* convert --type T writes, tensor for tensor, the bytes llama.cpp's own

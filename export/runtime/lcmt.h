@@ -85,8 +85,8 @@ typedef struct {
                                  * instead of mapping them: costs a copy and private memory,
                                  * but on systems where touching mapped 4 kB pages the first
                                  * time is slow it can bring the first token sooner */
-    const char *base_type;      /* NULL or "f32": the weights as the file has them (a GGUF's
-                                 * quantized matrices are dequantized at load today); "f16",
+    const char *base_type;      /* NULL or "f32": the weights as the file has them (a GGUF
+                                 * whose matrices share one type keeps it); "f16",
                                  * "bf16", "q8_0", "q4_0", "q4_k", "q6_k": the matrices are
                                  * held in that type (quantized bit-exactly as llama.cpp does)
                                  * and decoded with quantized matrix-vector kernels. A bundle
