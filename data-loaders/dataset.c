@@ -208,9 +208,8 @@ static int encode(loader *L, const sbuf *text, int **ids, int *n, char *why, siz
     return 0;
 }
 
-/* The prompt by prompt.h's rule, without its leading BOS (*lead = 1 when
- * there is one: added by the rule or written by a chat template); the
- * caller puts it first and keeps it when cutting the prompt. */
+/* The prompt by prompt.h's rule; *lead = 1 when it begins with BOS (added
+ * by the rule or written by a chat template), which the left cut keeps. */
 static int encode_prompt(loader *L, const sbuf *text, int **ids, int *n, int *lead, char *why, size_t whycap) {
     lc_err e;
     *lead = 0;
@@ -219,11 +218,7 @@ static int encode_prompt(loader *L, const sbuf *text, int **ids, int *n, int *le
         return 1;
     }
     const int bos = tokenizer_bos(L->tok);
-    if (*n > 0 && bos >= 0 && (*ids)[0] == bos) {
-        *lead = 1;
-        memmove(*ids, *ids + 1, sizeof(int) * (size_t)(*n - 1));
-        (*n)--;
-    }
+    *lead = *n > 0 && bos >= 0 && (*ids)[0] == bos;
     return 0;
 }
 
@@ -274,14 +269,11 @@ static int add_record(loader *L, const record *r, int line) {
         return bad_row(L, line, "target of %d tokens%s does not fit max_len %d%s", ntarget,
                        neos ? " (EOS included)" : "", max_len, nbos ? " with BOS" : "");
     }
-    int keep = np; /* prompt tokens kept: the END of the prompt */
-    if (nbos + np + ntarget > max_len) {
-        keep = max_len - nbos - ntarget;
-        d->n_truncated++;
-    }
+    int kept = prompt_cut_left(pids, np, tokenizer_bos(L->tok), max_len - ntarget);
+    if (kept < np) d->n_truncated++;
     ds_example ex = {0};
-    ex.n_ids = nbos + keep + ntarget;
-    ex.n_prompt = nbos + keep;
+    ex.n_ids = kept + ntarget;
+    ex.n_prompt = kept;
     ex.line = line;
     ex.ids = malloc((size_t)ex.n_ids * sizeof *ex.ids);
     ex.prompt = strdup(L->ptext.p);
@@ -303,9 +295,8 @@ static int add_record(loader *L, const record *r, int line) {
         return lc_errf(L->err, "%s:%d: out of memory", L->spec->path, line);
     }
     int k = 0;
-    if (nbos) ex.ids[k++] = tokenizer_bos(L->tok);
-    if (keep) memcpy(ex.ids + k, pids + (np - keep), (size_t)keep * sizeof(int));
-    k += keep;
+    if (kept) memcpy(ex.ids, pids, (size_t)kept * sizeof(int));
+    k += kept;
     if (nt) memcpy(ex.ids + k, tids, (size_t)nt * sizeof(int));
     k += nt;
     if (neos) ex.ids[k++] = L->eos;

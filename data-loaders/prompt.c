@@ -106,3 +106,11 @@ int prompt_encode(const tokenizer *tok, const char *text, size_t len, int add_bo
     *ids = out;
     return LC_OK;
 }
+
+int prompt_cut_left(int *ids, int n, int bos, int budget) {
+    if (n <= budget) return n;
+    int nb = n > 0 && bos >= 0 && ids[0] == bos, keep = budget - nb;
+    if (keep < 0) keep = 0;
+    memmove(ids + nb, ids + (n - keep), sizeof(int) * (size_t)keep);
+    return nb + keep;
+}

@@ -51,4 +51,10 @@ int prompt_render(const prompt_format *pf, const char *user, char **out, lc_err 
 int prompt_encode(const tokenizer *tok, const char *text, size_t len, int add_bos, int **ids, int *n,
                   lc_err *err);
 
+/* The left cut, the one rule for a prompt longer than its budget: a leading
+ * BOS (ids[0] == bos, bos >= 0) stays first and the prompt's last tokens
+ * fill the rest. Rewrites ids in place; returns the new length (n when the
+ * prompt fits). budget >= 1 when the prompt leads with BOS. */
+int prompt_cut_left(int *ids, int n, int bos, int budget);
+
 #endif

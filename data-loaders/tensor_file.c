@@ -960,8 +960,28 @@ const void *tensor_file_data(const tensor_file *tf, const tensor_info *ti) {
 }
 
 
-int tensor_file_read_f32(tensor_file *tf, const char *name, int expect_ndim,
-                         const int64_t *expect_shape, float *dst, lc_err *err) {
+/* Reads a float tensor into float (f64 = 0) or double (f64 = 1) elements. */
+#define TF_CONVERT(T, p, dtype, n, dst)                                                    \
+    do {                                                                                   \
+        T *d_ = (T *)(dst);                                                                \
+        switch (dtype) {                                                                   \
+        case DT_F32:                                                                       \
+            for (size_t i = 0; i < (n); i++) d_[i] = (T)bits_f32(ld32((p) + 4 * i));       \
+            break;                                                                         \
+        case DT_F16:                                                                       \
+            for (size_t i = 0; i < (n); i++) d_[i] = (T)lc_f16_to_f32(ld16((p) + 2 * i));  \
+            break;                                                                         \
+        case DT_BF16:                                                                      \
+            for (size_t i = 0; i < (n); i++) d_[i] = (T)lc_bf16_to_f32(ld16((p) + 2 * i)); \
+            break;                                                                         \
+        default: /* DT_F64 */                                                              \
+            for (size_t i = 0; i < (n); i++) d_[i] = (T)ld_f64((p) + 8 * i);               \
+            break;                                                                         \
+        }                                                                                  \
+    } while (0)
+
+static int read_float_tensor(tensor_file *tf, const char *name, int expect_ndim,
+                             const int64_t *expect_shape, void *dst, int f64, lc_err *err) {
     const tensor_info *ti;
     if (read_prepare(tf, name, expect_ndim, expect_shape, dst, &ti, err))
         return LC_FAIL;
@@ -969,53 +989,23 @@ int tensor_file_read_f32(tensor_file *tf, const char *name, int expect_ndim,
         return lc_errf(err, "%s: tensor '%s': dtype %s is not a float type",
                        tensor_file_path_of(tf, ti), name,
                        tensor_dtype_name(ti->dtype));
-    if (tf->is_hdf5) return tf_h5_read(tf, ti, TF_H5_F32, dst, err);
+    if (tf->is_hdf5) return tf_h5_read(tf, ti, f64 ? TF_H5_F64 : TF_H5_F32, dst, err);
     const unsigned char *p = st_data(tf, ti);
     size_t n = (size_t)ti->numel;
-    switch (ti->dtype) {
-    case DT_F32:
-        for (size_t i = 0; i < n; i++) dst[i] = bits_f32(ld32(p + 4 * i));
-        break;
-    case DT_F16:
-        for (size_t i = 0; i < n; i++) dst[i] = lc_f16_to_f32(ld16(p + 2 * i));
-        break;
-    case DT_BF16:
-        for (size_t i = 0; i < n; i++) dst[i] = lc_bf16_to_f32(ld16(p + 2 * i));
-        break;
-    default: /* DT_F64 */
-        for (size_t i = 0; i < n; i++) dst[i] = (float)ld_f64(p + 8 * i);
-        break;
-    }
+    if (f64) TF_CONVERT(double, p, ti->dtype, n, dst);
+    else TF_CONVERT(float, p, ti->dtype, n, dst);
     return LC_OK;
+}
+#undef TF_CONVERT
+
+int tensor_file_read_f32(tensor_file *tf, const char *name, int expect_ndim,
+                         const int64_t *expect_shape, float *dst, lc_err *err) {
+    return read_float_tensor(tf, name, expect_ndim, expect_shape, dst, 0, err);
 }
 
 int tensor_file_read_f64(tensor_file *tf, const char *name, int expect_ndim,
                          const int64_t *expect_shape, double *dst, lc_err *err) {
-    const tensor_info *ti;
-    if (read_prepare(tf, name, expect_ndim, expect_shape, dst, &ti, err))
-        return LC_FAIL;
-    if (!dtype_is_float(ti->dtype))
-        return lc_errf(err, "%s: tensor '%s': dtype %s is not a float type",
-                       tensor_file_path_of(tf, ti), name,
-                       tensor_dtype_name(ti->dtype));
-    if (tf->is_hdf5) return tf_h5_read(tf, ti, TF_H5_F64, dst, err);
-    const unsigned char *p = st_data(tf, ti);
-    size_t n = (size_t)ti->numel;
-    switch (ti->dtype) {
-    case DT_F32:
-        for (size_t i = 0; i < n; i++) dst[i] = bits_f32(ld32(p + 4 * i));
-        break;
-    case DT_F16:
-        for (size_t i = 0; i < n; i++) dst[i] = lc_f16_to_f32(ld16(p + 2 * i));
-        break;
-    case DT_BF16:
-        for (size_t i = 0; i < n; i++) dst[i] = lc_bf16_to_f32(ld16(p + 2 * i));
-        break;
-    default: /* DT_F64 */
-        for (size_t i = 0; i < n; i++) dst[i] = ld_f64(p + 8 * i);
-        break;
-    }
-    return LC_OK;
+    return read_float_tensor(tf, name, expect_ndim, expect_shape, dst, 1, err);
 }
 
 static int i32_range_err(const tensor_file *tf, const tensor_info *ti,

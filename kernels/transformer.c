@@ -239,11 +239,9 @@ fail:
 
 /* ---- adapted linear module ----------------------------------------------- */
 
-static const float *module_bias(const layer_weights *lw, int mo) {
-    return mo == MOD_Q ? lw->bq : mo == MOD_K ? lw->bk : mo == MOD_V ? lw->bv : NULL;
-}
-
-static float *module_bias_grad(layer_weights *lw, int mo) {
+/* The bias of module mo (q/k/v only; Qwen2), of the weights or of their
+ * gradients (same layout). */
+static float *module_bias(const layer_weights *lw, int mo) {
     return mo == MOD_Q ? lw->bq : mo == MOD_K ? lw->bk : mo == MOD_V ? lw->bv : NULL;
 }
 
@@ -330,7 +328,7 @@ static void adapted_backward(model *m, model_acts *a, layer_acts *la, int l, int
     base_backward_input(a, dx, dy, lw->w[mo], &lw->q[mo], N, in, out);
     if (m->grad) { /* never with stored matrices (model_enable_grad refuses) */
         layer_weights *gw = &m->g.layers[l];
-        matmul_backward_weight(gw->w[mo], module_bias_grad(gw, mo), dy, x, N, in, out);
+        matmul_backward_weight(gw->w[mo], module_bias(gw, mo), dy, x, N, in, out);
     }
     for (int i = 0; i < ad->n_loras; i++) {
         lora *lr = ad->loras[i];

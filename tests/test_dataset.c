@@ -21,6 +21,7 @@
 
 #include "dataset.h"
 #include "loaders.h"
+#include "prompt.h"
 #include "testutil.h"
 #include "tokenizer.h"
 
@@ -725,4 +726,21 @@ Test(dataset, llama3_tokenizer_json) {
     }
     dataset_free(&d);
     tokenizer_free(tok);
+}
+
+/* The left cut (prompt.h): BOS stays first, the prompt's end is kept. */
+Test(dataset, prompt_left_cut_keeps_bos_and_the_end) {
+    int a[] = {1, 10, 11, 12, 13};
+    cr_assert_eq(prompt_cut_left(a, 5, 1, 5), 5, "a prompt that fits is left alone");
+    cr_assert_eq(prompt_cut_left(a, 5, 1, 3), 3);
+    cr_assert(a[0] == 1 && a[1] == 12 && a[2] == 13, "got %d %d %d", a[0], a[1], a[2]);
+    int b[] = {10, 11, 12, 13};
+    cr_assert_eq(prompt_cut_left(b, 4, 1, 2), 2, "no BOS: the last two tokens");
+    cr_assert(b[0] == 12 && b[1] == 13, "got %d %d", b[0], b[1]);
+    int c[] = {10, 11, 12};
+    cr_assert_eq(prompt_cut_left(c, 3, -1, 1), 1, "a tokenizer without BOS");
+    cr_assert_eq(c[0], 12);
+    int d[] = {1, 10, 11};
+    cr_assert_eq(prompt_cut_left(d, 3, 1, 1), 1, "only the BOS fits");
+    cr_assert_eq(d[0], 1);
 }

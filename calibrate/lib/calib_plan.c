@@ -820,18 +820,15 @@ static int run_multi_step(ctx_t *x, task_entry *t, const method_entry *me, const
             lc_err_prefix(err, "%s:%d: second pass prompt: ", t->test_path, ref->line);
             goto done;
         }
-        /* a leading BOS stays when the prompt is cut from the left */
-        int nb = nids > 0 && bos >= 0 && ids[0] == bos, keep = nids - nb;
-        if (nb + keep > ctx_len - 1) keep = ctx_len - 1 - nb;
-        e->ids = malloc(sizeof(int) * (nb + keep + 1));
+        int kept = prompt_cut_left(ids, nids, bos, ctx_len - 1);
+        e->ids = malloc(sizeof(int) * (kept + 1));
         if (!e->ids) {
             free(ids);
             lc_errf(err, "out of memory");
             goto done;
         }
-        if (nb) e->ids[0] = bos;
-        memcpy(e->ids + nb, ids + (nids - keep), sizeof(int) * keep);
-        e->n_ids = e->n_prompt = nb + keep;
+        if (kept) memcpy(e->ids, ids, sizeof(int) * kept);
+        e->n_ids = e->n_prompt = kept;
         free(ids);
     }
     adapter_set a2 = {0};
