@@ -402,7 +402,8 @@ int tokenizer_load_gguf(tokenizer **out, const char *path, int vocab_size, lc_er
         gguf_get_arr(f, "tokenizer.ggml.scores", 0, GGUF_T_FLOAT32, &scores, err) ||
         gguf_get_arr(f, "tokenizer.ggml.token_type", 0, GGUF_T_INT32, &types, err) ||
         gguf_get_arr(f, "tokenizer.ggml.merges", 0, GGUF_T_STRING, &merges, err) ||
-        gguf_get_str(f, "tokenizer.ggml.pre", 0, &p.pre, err))
+        gguf_get_str(f, "tokenizer.ggml.pre", 0, &p.pre, err) ||
+        gguf_get_str(f, "tokenizer.chat_template", 0, &p.chat_template, err))
         goto done;
     if (!strcmp(model, "llama")) p.model = TOKENIZER_SPM;
     else if (!strcmp(model, "gpt2")) p.model = TOKENIZER_BPE;
@@ -632,7 +633,8 @@ static int write_tokenizer(gguf_writer *w, const tokenizer *tok, int vocab_size,
         (p.eos >= 0 && gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)p.eos, err)) ||
         (p.unk >= 0 && gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)p.unk, err)) ||
         gguf_set_bool(w, "tokenizer.ggml.add_bos_token", p.add_bos, err) ||
-        gguf_set_bool(w, "tokenizer.ggml.add_eos_token", p.add_eos, err))
+        gguf_set_bool(w, "tokenizer.ggml.add_eos_token", p.add_eos, err) ||
+        (p.chat_template && gguf_set_str(w, "tokenizer.chat_template", p.chat_template, err)))
         goto done;
     rc = LC_OK;
 done:

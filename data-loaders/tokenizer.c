@@ -3173,6 +3173,19 @@ int tokenizer_from_parts(tokenizer **out, const tokenizer_parts *p, const char *
     } else {
         rc = lc_errf(err, "%s: key 'tokenizer.ggml.model': unknown tokenizer model", src);
     }
+    if (!rc && p->chat_template) {
+        if (!(t->chat_template = dup_bytes(p->chat_template, strlen(p->chat_template))) ||
+            !(t->cfg_path = dup_bytes(src, strlen(src))))
+            rc = oom(err);
+        char **text[2] = {&t->bos_text, &t->eos_text};
+        int sid[2] = {p->bos, p->eos};
+        for (int k = 0; k < 2 && !rc; k++) {
+            int id = sid[k];
+            if (id < 0 || !p->types || (p->types[id] != TOKTYPE_CONTROL && p->types[id] != TOKTYPE_USER_DEFINED))
+                continue;
+            if (!(*text[k] = dup_bytes(p->tokens[id], (size_t)p->token_lens[id]))) rc = oom(err);
+        }
+    }
     if (rc) {
         tokenizer_free(t);
         return LC_FAIL;
@@ -3191,6 +3204,7 @@ void tokenizer_parts_free(tokenizer_parts *p) {
     free(p->types);
     free(p->merges);
     free(p->pre);
+    free(p->chat_template);
     memset(p, 0, sizeof *p);
 }
 
@@ -3220,6 +3234,8 @@ int tokenizer_to_parts(const tokenizer *t, tokenizer_parts *p, lc_err *err) {
     p->token_lens = calloc((size_t)V, sizeof *p->token_lens);
     p->types = calloc((size_t)V, sizeof *p->types);
     if (!p->tokens || !p->token_lens || !p->types) goto oom;
+    if (t->chat_template && !(p->chat_template = dup_bytes(t->chat_template, strlen(t->chat_template))))
+        goto oom;
     p->bos = t->bos;
     p->eos = t->eos;
     p->unk = -1;

@@ -66,20 +66,25 @@ typedef struct {
     char **merges;      /* BPE "a b", by rank */
     int bos, eos, unk;  /* -1 when none */
     int add_bos, add_eos;
+    char *chat_template; /* tokenizer.chat_template (Jinja), NULL when none */
 } tokenizer_parts;
 
 /* Builds a tokenizer from parts (the arrays are copied). SPM is encoded
  * like llama.cpp's SentencePiece tokenizer (dummy prefix, best-score
  * merges, <0xNN> byte fallback; the 256 byte tokens must be ids 3..258);
  * BPE is GPT-2 byte-level BPE with the pre-tokenizer `pre`; CONTROL and
- * USER_DEFINED tokens become added tokens (special for CONTROL). Errors
- * say what disagrees and start with `src`. */
+ * USER_DEFINED tokens become added tokens (special for CONTROL). A chat
+ * template is kept (tokenizer_chat_template then names `src`), with the
+ * BOS / EOS pieces as its bos_token / eos_token when they are CONTROL or
+ * USER_DEFINED tokens (literal text). Errors say what disagrees and start
+ * with `src`. */
 int tokenizer_from_parts(tokenizer **out, const tokenizer_parts *p, const char *src,
                          lc_err *err);
 /* The reverse, for writing a GGUF: a llama2.c tokenizer becomes SPM, a
  * byte-level BPE tokenizer.json (the GPT-2, Qwen2 or Llama 3 pre-tokenizer)
  * becomes BPE; anything else (SentencePiece-style tokenizer.json) is an
- * error. Free with tokenizer_parts_free. */
+ * error. The chat template (tokenizer_config.json's or a GGUF's) is
+ * copied. Free with tokenizer_parts_free. */
 int tokenizer_to_parts(const tokenizer *t, tokenizer_parts *p, lc_err *err);
 void tokenizer_parts_free(tokenizer_parts *p);
 

