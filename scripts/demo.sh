@@ -55,5 +55,6 @@ printf '%s\nFormal summary:' "$dialogue" >&2
 $B/generate --model runs/demo/base/final --tokenizer runs/demo/data/tokenizer.json \
   --bundle runs/demo/bundle.lcb --task summary+formal --prompt "$dialogue" --quiet
 echo >&2
-echo "Results (runs/demo/calibrate/table.md; ROUGE-L on 25 test dialogues per task):"
+n_test=$(wc -l < runs/demo/data/comp_formal_test.jsonl)
+echo "Results (runs/demo/calibrate/table.md; ROUGE-L on $n_test test dialogues per task):"
 cat runs/demo/calibrate/table.md
