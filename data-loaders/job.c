@@ -6,8 +6,7 @@
 
 #include "loaders.h"
 
-/* "base_type" as a storage type id, or -1 (error set). */
-static int read_base_type(cfg *c, lc_err *err) {
+int job_base_type_read(cfg *c, lc_err *err) {
     const char *s;
     if (cfg_string(c, "base_type", 0, "f32", &s, err)) return -1;
     const int t = model_base_type_parse(s);
@@ -18,7 +17,7 @@ static int read_base_type(cfg *c, lc_err *err) {
 }
 
 int job_base_type(cfg *c, model *m, lc_err *err) {
-    const int t = read_base_type(c, err);
+    const int t = job_base_type_read(c, err);
     if (t < 0) return LC_FAIL;
     if (model_quantize(m, t, err)) return lc_err_prefix(err, "%s: base_type: ", cfg_path(c));
     return LC_OK;
@@ -28,7 +27,7 @@ int job_base_paths(cfg *c, char **model_path, char **tok_path, lc_err *err) {
     const char *s_model, *s_tok;
     *model_path = *tok_path = NULL;
     if (cfg_string(c, "model", 1, NULL, &s_model, err) ||
-        cfg_string(c, "tokenizer", 0, NULL, &s_tok, err) || read_base_type(c, err) < 0)
+        cfg_string(c, "tokenizer", 0, NULL, &s_tok, err) || job_base_type_read(c, err) < 0)
         return LC_FAIL;
     *model_path = cfg_resolve_path(c, s_model);
     if (s_tok) *tok_path = cfg_resolve_path(c, s_tok);

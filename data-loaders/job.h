@@ -22,5 +22,8 @@ int job_load_base(cfg *c, model *m, tokenizer **tok, lc_err *err);
  * "q6_k") and stores the loaded base's matrices in that type
  * (model_quantize), so that the job runs on that base. */
 int job_base_type(cfg *c, model *m, lc_err *err);
+/* "base_type" as a storage type id (qtype.h), or -1 with the error set:
+ * for checking the key before the model is loaded (and before cfg_finish). */
+int job_base_type_read(cfg *c, lc_err *err);
 
 #endif

