@@ -456,6 +456,7 @@ fail:
 const cJSON *bundle_manifest(const bundle *b) { return b->manifest; }
 const char *bundle_path(const bundle *b) { return b->path; }
 size_t bundle_size(const bundle *b) { return b->size; }
+const unsigned char *bundle_bytes(const bundle *b) { return b->map; }
 
 void bundle_stats(const bundle *b, size_t *copied, size_t *mapped) {
     *copied = b->copied;

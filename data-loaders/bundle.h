@@ -58,6 +58,8 @@ void bundle_close(bundle *b);
 const cJSON *bundle_manifest(const bundle *b);
 const char *bundle_path(const bundle *b);
 size_t bundle_size(const bundle *b);
+/* The whole file as mapped (bundle_size bytes). */
+const unsigned char *bundle_bytes(const bundle *b);
 /* The float32 values of a tensor whose shape must equal shape: a pointer
  * into the mapping (f32) or into a buffer b owns (f16, i8). The tensor's
  * CRC is checked on first use. */

@@ -91,7 +91,7 @@ int main(int argc, char **argv) {
     paths[1] = cfg_resolve_path(c, s_cal);
     paths[2] = cfg_resolve_path(c, s_out);
     if (model_load(&m, paths[0], &err)) goto fail;
-    export_spec spec = {paths[1], items, n, (bundle_dtype)adt, (bundle_dtype)cdt, paths[2]};
+    export_spec spec = {paths[1], items, n, (bundle_dtype)adt, (bundle_dtype)cdt, paths[2], paths[0]};
     printf("Bundle %s (adapters %s, calibrations %s):\n\n", paths[2], BUNDLE_DTYPE_NAMES[adt],
            BUNDLE_DTYPE_NAMES[cdt]);
     if (export_bundle(&m, &spec, stdout, &err)) goto fail;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lc_time.h"
 #include "lcmt.h"
@@ -55,6 +56,14 @@ static void usage(FILE *f) {
         "                         safetensors); repeatable\n"
         "  --bundle FILE          load the adapters of a bundle made by `export`\n"
         "                         (checked against --model) and answer as its task\n"
+        "  --bundle-sha256 PIN    refuse the bundle unless its SHA-256 is PIN (64 hex\n"
+        "                         digits, or a sha256sum file such as the FILE.sha256\n"
+        "                         export writes); without it, FILE.sha256 is checked\n"
+        "                         when it exists\n"
+        "  --base-sha256 PIN      refuse the base unless its files' SHA-256 is PIN\n"
+        "                         (the bundle manifest's base.sha256; BUNDLE.md)\n"
+        "  --verify-sha256        check the base's files against the base.sha256 the\n"
+        "                         bundle records (the exact files export saw)\n"
         "  --task NAME            the bundle's compositional task (optional when the\n"
         "                         bundle has one); --prompt then fills the task's\n"
         "                         prompt template (e.g. the dialogue to summarise).\n"
@@ -124,7 +133,8 @@ static void put_id(void *ctx, int id) {
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *prompt_ids = NULL;
-    const char *bundle_path_arg = NULL, *task_arg = NULL;
+    const char *bundle_path_arg = NULL, *task_arg = NULL, *bundle_pin = NULL, *base_pin = NULL;
+    int verify_sha = 0;
     int raw_prompt = 0, chat = 0, no_bos = 0;
     const char *system_msg = NULL, *base_type = NULL;
     const char *lora_specs[MAX_ADAPTERS], *calib_paths[MAX_ADAPTERS];
@@ -208,6 +218,14 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--bundle")) {
             NEED_VALUE();
             bundle_path_arg = v;
+        } else if (!strcmp(a, "--bundle-sha256")) {
+            NEED_VALUE();
+            bundle_pin = v;
+        } else if (!strcmp(a, "--base-sha256")) {
+            NEED_VALUE();
+            base_pin = v;
+        } else if (!strcmp(a, "--verify-sha256")) {
+            verify_sha = 1;
         } else if (!strcmp(a, "--task")) {
             NEED_VALUE();
             task_arg = v;
@@ -261,6 +279,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "generate: --task needs --bundle\n");
         return 2;
     }
+    if ((bundle_pin || base_pin || verify_sha) && !bundle_path_arg) {
+        fprintf(stderr, "generate: --bundle-sha256, --base-sha256 and --verify-sha256 need --bundle\n");
+        return 2;
+    }
     if (chat && !prompt) {
         fprintf(stderr, "generate: --chat needs --prompt (the user message)\n");
         return 2;
@@ -311,7 +333,11 @@ int main(int argc, char **argv) {
     if (bundle_path_arg) {
         double tb = lc_now_s();
         lcmt_bundle_params bp = lcmt_bundle_default_params();
-        bp.verify = LCMT_VERIFY_FULL; /* the reference tool checks every weight */
+        bp.verify = verify_sha ? LCMT_VERIFY_SHA256 : LCMT_VERIFY_FULL; /* the reference tool checks every weight */
+        char sidecar[4200];
+        snprintf(sidecar, sizeof sidecar, "%s.sha256", bundle_path_arg);
+        bp.bundle_sha256 = bundle_pin ? bundle_pin : access(sidecar, R_OK) == 0 ? sidecar : NULL;
+        bp.base_sha256 = base_pin;
         bp.allow_dense_copy = 1;
         bp.only_task = task_arg;
         if (lcmt_bundle_open(m, bundle_path_arg, &bp, &bnd, msg, sizeof msg)) {

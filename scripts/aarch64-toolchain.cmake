@@ -1,6 +1,6 @@
 # CMake toolchain for the aarch64 device build of the runtime with Debian's
 # cross compiler (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross) and the
-# arm64 multiarch cJSON (libcjson-dev:arm64). Used by scripts/build_aarch64.sh.
+# arm64 multiarch cJSON and libcrypto (libcjson-dev:arm64, libssl-dev:arm64). Used by scripts/build_aarch64.sh.
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)

@@ -5,7 +5,7 @@
 #   scripts/build_aarch64.sh [BUILD_DIR]        (default: build-aarch64)
 #   qemu-aarch64 -L /usr/aarch64-linux-gnu BUILD_DIR/bin/lcmt_check ...
 # Needs gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user and
-# libcjson-dev:arm64 (scripts/setup.sh installs them); fails, naming what
+# libcjson-dev:arm64 and libssl-dev:arm64 (scripts/setup.sh installs them); fails, naming what
 # is missing, when they are not there.
 set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
@@ -15,6 +15,8 @@ command -v aarch64-linux-gnu-gcc >/dev/null || missing+=("aarch64-linux-gnu-gcc 
 command -v qemu-aarch64 >/dev/null || missing+=("qemu-aarch64 (apt-get install qemu-user)")
 [ -f /usr/lib/aarch64-linux-gnu/pkgconfig/libcjson.pc ] ||
   missing+=("cJSON for arm64 (dpkg --add-architecture arm64; apt-get update; apt-get install libcjson-dev:arm64)")
+[ -f /usr/lib/aarch64-linux-gnu/pkgconfig/libcrypto.pc ] ||
+  missing+=("libcrypto for arm64 (apt-get install libssl-dev:arm64; or configure with -DLCMT_SHA256=OFF)")
 if ((${#missing[@]})); then
   printf 'build_aarch64: missing %s\n' "${missing[@]}" >&2
   exit 1

@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(
   build-essential cmake pkg-config
-  libopenblas-dev libopenblas-openmp-dev libhdf5-dev libcjson-dev libcsv-dev libcriterion-dev zlib1g-dev
+  libopenblas-dev libopenblas-openmp-dev libhdf5-dev libcjson-dev libcsv-dev libcriterion-dev zlib1g-dev libssl-dev
   hdf5-tools time python3-h5py python3-numpy python3-torch python3-nltk python3-jinja2
   apertium apertium-eng-spa apertium-eng-cat apertium-fra-cat fasttext gnuplot-nox
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user file
@@ -28,15 +28,19 @@ else
   echo "setup: all Debian packages present" >&2
 fi
 
-# cJSON for the aarch64 build of the on-device runtime (scripts/build_aarch64.sh):
+# cJSON and libcrypto for the aarch64 build of the on-device runtime (scripts/build_aarch64.sh):
 # Debian's arm64 package through multiarch.
-if ! dpkg-query -W -f='${Status}' libcjson-dev:arm64 2>/dev/null | grep -q "install ok installed"; then
-  echo "setup: installing libcjson-dev:arm64 (multiarch)" >&2
+arm=()
+for p in libcjson-dev:arm64 libssl-dev:arm64; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || arm+=("$p")
+done
+if ((${#arm[@]})); then
+  echo "setup: installing ${arm[*]} (multiarch)" >&2
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO dpkg --add-architecture arm64
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends libcjson-dev:arm64 >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${arm[@]}" >&2
 fi
 
 # Node.js and the npm packages the tests use as independent references

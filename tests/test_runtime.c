@@ -5,6 +5,7 @@
  * self-made base and over stories260K (../shared; skipped visibly when
  * absent). Answers and greedy ids are compared with `generate --bundle`,
  * the reference runtime, run as a separate program. */
+#include <ctype.h>
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <math.h>
@@ -625,6 +626,132 @@ Test(runtime, mapped_safetensors_base_answers_alike) {
     lcmt_model_free(hf), lcmt_model_free(l2c);
 }
 
+/* ---- integrity: SHA-256 pins (BUNDLE.md, Integrity) ------------------------------------ */
+
+static lcmt_status open_pinned(const lcmt_model *m, const char *bundle, lcmt_verify v, const char *bpin,
+                               const char *basepin) {
+    lcmt_bundle_params bp = lcmt_bundle_default_params();
+    bp.verify = v;
+    bp.bundle_sha256 = bpin;
+    bp.base_sha256 = basepin;
+    lcmt_bundle *b = (lcmt_bundle *)1;
+    lcmt_status st = lcmt_bundle_open(m, bundle, &bp, &b, msg, sizeof msg);
+    if (st == LCMT_OK) lcmt_bundle_free(b);
+    else cr_assert_null(b);
+    return st;
+}
+
+/* The digests export writes are those of coreutils' sha256sum (independent of libcrypto's use here). */
+Test(runtime, export_writes_sha256_as_sha256sum_computes) {
+    const char *d = tiny();
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "cd '%s' && sha256sum -c --status b.lcb.sha256", d);
+    cr_assert_eq(tu_system(cmd), 0, "sha256sum -c %s/b.lcb.sha256 failed", d);
+    snprintf(cmd, sizeof cmd, "cd '%s' && sha256sum model.bin | cut -c1-64", d);
+    char *want = run(cmd);
+    char p[1200];
+    snprintf(p, sizeof p, "%s/b.lcb", d);
+    FILE *f = fopen(p, "rb");
+    cr_assert_not_null(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    for (size_t i = 0; i < n; i++) /* the manifest is the first text in the file */
+        if (!buf[i]) buf[i] = ' ';
+    char *at = strstr(buf, "\"base\"");
+    cr_assert_not_null(at, "no base in the manifest");
+    char *h = strstr(at, want), *k = strstr(at, "\"sha256\"");
+    cr_assert(h && k && k < h && h - k < 16, "manifest lacks base.sha256 = %s", want);
+    free(want);
+}
+
+Test(runtime, bundle_pin_accepts_the_file_and_refuses_another) {
+    const char *d = tiny();
+    char p[1200], cmd[2400], side[1300];
+    snprintf(p, sizeof p, "%s/b.lcb", d);
+    snprintf(side, sizeof side, "%s/b.lcb.sha256", d);
+    snprintf(cmd, sizeof cmd, "cut -c1-64 '%s'", side);
+    char *hex = run(cmd);
+    lcmt_model *m = open_model(d, "model.bin");
+    cr_assert_eq(open_pinned(m, p, LCMT_VERIFY_SAMPLE, hex, NULL), LCMT_OK, "%s", msg);
+    cr_assert_eq(open_pinned(m, p, LCMT_VERIFY_SAMPLE, side, NULL), LCMT_OK, "%s", msg);
+    for (char *c = hex; *c; c++) *c = (char)toupper((unsigned char)*c); /* either case */
+    cr_assert_eq(open_pinned(m, p, LCMT_VERIFY_SAMPLE, hex, NULL), LCMT_OK, "%s", msg);
+    hex[10] = hex[10] == '0' ? '1' : '0';
+    cr_assert_eq(open_pinned(m, p, LCMT_VERIFY_SAMPLE, hex, NULL), LCMT_ERR_INTEGRITY, "%s", msg);
+    cr_assert(strstr(msg, "SHA-256 mismatch") && strstr(msg, "b.lcb"), "%s", msg);
+    cr_assert_eq(open_pinned(m, p, LCMT_VERIFY_SAMPLE, "abc", NULL), LCMT_ERR_ARG, "%s", msg);
+    cr_assert(strstr(msg, "64 hex digits"), "%s", msg);
+    /* another bundle, valid in every CRC (the same tasks but one), is refused by the pin */
+    write_text(d, "export1.json",
+               "{\"model\": \"model.bin\", \"calibrate_dir\": \"cal\", \"output\": \"b1.lcb\",\n"
+               " \"adapter_dtype\": \"f32\", \"calibration_dtype\": \"f32\", \"tasks\": "
+               "[{\"task\": \"t1\", \"method\": \"LC++\"}]}\n");
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s --config export1.json >export1.log 2>&1", d, tu_bin("export"));
+    cr_assert_eq(tu_system(cmd), 0, "export failed: see %s/export1.log", d);
+    snprintf(p, sizeof p, "%s/b1.lcb", d);
+    cr_assert_eq(open_pinned(m, p, LCMT_VERIFY_SAMPLE, NULL, NULL), LCMT_OK, "%s", msg);
+    cr_assert_eq(open_pinned(m, p, LCMT_VERIFY_SAMPLE, side, NULL), LCMT_ERR_INTEGRITY, "%s", msg);
+    /* generate: checks FILE.sha256 when it exists, and --bundle-sha256 */
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/b1.lcb.sha256' && %s --model '%s/model.bin' --bundle '%s' --task t1 "
+             "--prompt 'say red' --max-new-tokens 2 2>&1", side, d, tu_bin("generate"), d, p);
+    int st;
+    char *out = tu_capture(cmd, &st);
+    cr_assert_neq(st, 0, "generate used a bundle whose .sha256 does not match: %s", out);
+    cr_assert(strstr(out, "SHA-256 mismatch"), "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s --model '%s/model.bin' --bundle '%s/b.lcb' --bundle-sha256 '%s' --task t1 "
+             "--prompt 'say red' --max-new-tokens 2 2>&1", tu_bin("generate"), d, d, hex);
+    out = tu_capture(cmd, &st);
+    cr_assert_neq(st, 0, "generate --bundle-sha256 accepted a wrong pin: %s", out);
+    free(out);
+    lcmt_model_free(m);
+    free(hex);
+}
+
+/* A base with the very same weights in other files passes the CRC identity,
+ * and is refused by the SHA-256 of its files. */
+Test(runtime, base_pin_and_verify_sha256) {
+    const char *d = tiny();
+    char p[1200], src[1200], cmd[1400];
+    snprintf(p, sizeof p, "%s/b.lcb", d);
+    lcmt_model *m = open_model(d, "model.bin");
+    cr_assert_eq(open_pinned(m, p, LCMT_VERIFY_SHA256, NULL, NULL), LCMT_OK, "%s", msg);
+    snprintf(cmd, sizeof cmd, "cd '%s' && sha256sum model.bin | cut -c1-64", d);
+    char *hex = run(cmd);
+    cr_assert_eq(open_pinned(m, p, LCMT_VERIFY_SAMPLE, NULL, hex), LCMT_OK, "%s", msg);
+    hex[0] = hex[0] == 'a' ? 'b' : 'a';
+    cr_assert_eq(open_pinned(m, p, LCMT_VERIFY_SAMPLE, NULL, hex), LCMT_ERR_INTEGRITY, "%s", msg);
+    cr_assert(strstr(msg, "base SHA-256 mismatch"), "%s", msg);
+    lcmt_model_free(m);
+    free(hex);
+    /* the same weights as a Hugging Face folder */
+    snprintf(p, sizeof p, "%s/hf-sha", d);
+    model mm;
+    lc_err err;
+    snprintf(src, sizeof src, "%s/model.bin", d);
+    cr_assert_eq(model_load(&mm, src, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(model_save_hf(&mm, p, &err), LC_OK, "%s", err.msg);
+    model_free(&mm);
+    snprintf(src, sizeof src, "%s/tok259.bin", d);
+    lcmt_model_params mp = lcmt_model_default_params();
+    mp.tokenizer_path = src;
+    lcmt_model *hf = NULL;
+    cr_assert_eq(lcmt_model_open(p, &mp, &hf, msg, sizeof msg), LCMT_OK, "%s", msg);
+    snprintf(p, sizeof p, "%s/b.lcb", d);
+    cr_assert_eq(open_pinned(hf, p, LCMT_VERIFY_FULL, NULL, NULL), LCMT_OK, "%s", msg);
+    cr_assert_eq(open_pinned(hf, p, LCMT_VERIFY_SHA256, NULL, NULL), LCMT_ERR_WRONG_BASE, "%s", msg);
+    cr_assert(strstr(msg, "made for other base files") && strstr(msg, "base.sha256"), "%s", msg);
+    /* a folder's digest is the sha256sum listing of its files, hashed */
+    snprintf(cmd, sizeof cmd, "cd '%s/hf-sha' && sha256sum config.json model.safetensors | LC_ALL=C sort -k2 | "
+             "sha256sum | cut -c1-64", d);
+    hex = run(cmd);
+    cr_assert_eq(open_pinned(hf, p, LCMT_VERIFY_SAMPLE, NULL, hex), LCMT_OK, "%s", msg);
+    free(hex);
+    lcmt_model_free(hf);
+}
+
 /* Under ASan (LC_SANITIZE) LeakSanitizer fails the test on any leak. */
 Test(runtime, repeated_open_close) {
     const char *d = tiny();
@@ -646,7 +773,7 @@ Test(runtime, repeated_open_close) {
 
 /* ---- the link line ----------------------------------------------------------------------- */
 
-Test(runtime, shared_library_needs_only_libc_libm_pthread_cjson) {
+Test(runtime, shared_library_needs_only_libc_libm_pthread_cjson_libcrypto) {
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "readelf -d '%s/liblcmt_runtime.so' 2>&1", LC_BINARY_DIR);
     int st;
@@ -661,7 +788,8 @@ Test(runtime, shared_library_needs_only_libc_libm_pthread_cjson) {
         n++;
         libc |= !strncmp(lib, "libc.so", 7);
         int ok = !strncmp(lib, "libc.so", 7) || !strncmp(lib, "libm.so", 7) || !strncmp(lib, "libpthread.so", 13) ||
-                 !strncmp(lib, "libcjson.so", 11) || !strncmp(lib, "ld-linux", 8);
+                 !strncmp(lib, "libcjson.so", 11) || !strncmp(lib, "ld-linux", 8) ||
+                 !strncmp(lib, "libcrypto.so", 12); /* the SHA-256 pins (LCMT_SHA256) */
 #ifdef LC_SANITIZED /* the -DLC_SANITIZE=ON build links the sanitizers' runtimes into everything */
         ok |= !strncmp(lib, "libasan.so", 10) || !strncmp(lib, "libubsan.so", 11);
 #endif

@@ -1,5 +1,6 @@
 /* exporter.c: see exporter.h. */
 #include "exporter.h"
+#include "integrity.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -117,7 +118,18 @@ int export_bundle(const model *base, const export_spec *s, FILE *report, lc_err 
     if (bundle_writer_open(&w, s->output, err)) goto done;
     manifest = cJSON_CreateObject();
     cJSON_AddStringToObject(manifest, "created_by", "lcmt export");
-    cJSON_AddItemToObject(manifest, "base", bundle_base_identity(base));
+    cJSON *jbase = bundle_base_identity(base);
+    cJSON_AddItemToObject(manifest, "base", jbase);
+    if (s->base_path) { /* the pin of the exact base files (BUNDLE.md, Integrity) */
+        char hex[LC_SHA256_HEX];
+        cJSON *files = NULL;
+        if (base_sha256(s->base_path, hex, &files, err)) {
+            lc_err_prefix(err, "export: ");
+            goto done;
+        }
+        cJSON_AddStringToObject(jbase, "sha256", hex);
+        cJSON_AddItemToObject(jbase, "files", files);
+    }
     cJSON *jads = cJSON_AddArrayToObject(manifest, "adapters");
     cJSON *jtasks = cJSON_AddArrayToObject(manifest, "tasks");
     char path[4096], slug[128];
@@ -291,6 +303,21 @@ int export_bundle(const model *base, const export_spec *s, FILE *report, lc_err 
         goto done;
     }
     w = NULL, manifest = NULL;
+    { /* the SHA-256 of the whole file, beside it (sha256sum -c reads it) */
+        char hex[LC_SHA256_HEX], side[4200];
+        bundle *b = NULL;
+        snprintf(side, sizeof side, "%s.sha256", s->output);
+        int r = bundle_open(&b, s->output, err);
+        if (r == LC_OK) r = bundle_sha256(b, hex, err);
+        bundle_close(b);
+        if (r == LC_OK) r = sha256_write_sidecar(s->output, hex, err);
+        if (r != LC_OK) {
+            remove(side); /* never leave the digest of an earlier bundle beside this one */
+            lc_err_prefix(err, "export: %s: ", side);
+            goto done;
+        }
+        if (report) fprintf(report, "\nbundle SHA-256: %s (%s)\n", hex, side);
+    }
     rc = LC_OK;
 done:
     if (w) bundle_writer_abort(w);

@@ -23,6 +23,8 @@ typedef struct {
     bundle_dtype adapter_dtype; /* single-task LoRA tensors */
     bundle_dtype calib_dtype;   /* calibration and coefficient tensors */
     const char *output;         /* the bundle file */
+    const char *base_path;      /* the base's file or folder: its SHA-256 goes in the manifest
+                                 * (base.sha256, base.files); NULL: not recorded */
 } export_spec;
 
 /* Writes the bundle and a size report (Markdown) to report (may be NULL):

@@ -1,6 +1,7 @@
 /* lcmt.c: the on-device runtime (lcmt.h) over the engine's kernels, the
  * base readers, the tokenizers, the bundle reader and the decode loop. */
 #include "lcmt.h"
+#include "integrity.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -25,6 +26,7 @@ struct lcmt_model {
     model m;
     model_map *map;
     tokenizer *tok; /* NULL when the model has none */
+    char *path;     /* as given to lcmt_model_open (the SHA-256 checks re-read it) */
 };
 
 typedef struct {
@@ -78,6 +80,7 @@ const char *lcmt_status_str(lcmt_status s) {
     case LCMT_ERR_UNSUPPORTED: return "unsupported";
     case LCMT_ERR_CANCELLED: return "cancelled";
     case LCMT_ERR_NOMEM: return "out of memory";
+    case LCMT_ERR_INTEGRITY: return "SHA-256 mismatch";
     default: return "failed";
     }
 }
@@ -105,7 +108,12 @@ lcmt_status lcmt_model_open(const char *path, const lcmt_model_params *params, l
     lcmt_model *m = calloc(1, sizeof *m);
     if (!m) return put_msg(msg, msg_cap, LCMT_ERR_NOMEM, "out of memory");
     lc_err err = {{0}};
+    if (!(m->path = strdup(path))) {
+        free(m);
+        return put_msg(msg, msg_cap, LCMT_ERR_NOMEM, "out of memory");
+    }
     if (model_map_open(&m->map, &m->m, path, p.copy_weights, &err)) {
+        free(m->path);
         free(m);
         return put_msg(msg, msg_cap, LCMT_ERR_IO, err.msg);
     }
@@ -143,6 +151,7 @@ void lcmt_model_free(lcmt_model *m) {
     if (!m) return;
     tokenizer_free(m->tok);
     model_map_close(m->map, &m->m);
+    free(m->path);
     free(m);
 }
 
@@ -161,7 +170,7 @@ void lcmt_model_get_info(const lcmt_model *m, lcmt_model_info *info) {
 /* ---- bundle -------------------------------------------------------------------- */
 
 lcmt_bundle_params lcmt_bundle_default_params(void) {
-    lcmt_bundle_params p = {LCMT_VERIFY_SAMPLE, 0, NULL};
+    lcmt_bundle_params p = {LCMT_VERIFY_SAMPLE, 0, NULL, NULL, NULL};
     return p;
 }
 
@@ -264,9 +273,28 @@ lcmt_status lcmt_bundle_open(const lcmt_model *model, const char *path, const lc
     lc_err err = {{0}};
     lcmt_status st = LCMT_ERR_IO;
     if (bundle_open(&rb->b, path, &err)) goto fail;
-    if ((p.verify == LCMT_VERIFY_FULL ? bundle_check_base(rb->b, &model->m, &err)
-                                      : bundle_check_base_quick(rb->b, &model->m, &err))) {
+    if ((p.bundle_sha256 || p.base_sha256 || p.verify == LCMT_VERIFY_SHA256) && !lc_sha256_available()) {
+        st = LCMT_ERR_UNSUPPORTED;
+        snprintf(err.msg, sizeof err.msg, "%s: a SHA-256 check was asked for, but this runtime was built "
+                 "without libcrypto (-DLCMT_SHA256=OFF)", path);
+        goto fail;
+    }
+    int r;
+    if (p.bundle_sha256 && (r = bundle_check_sha256(rb->b, p.bundle_sha256, &err))) {
+        st = r == LC_SHA256_MISMATCH ? LCMT_ERR_INTEGRITY : LCMT_ERR_ARG;
+        goto fail;
+    }
+    if ((p.verify != LCMT_VERIFY_SAMPLE ? bundle_check_base(rb->b, &model->m, &err)
+                                        : bundle_check_base_quick(rb->b, &model->m, &err))) {
         st = LCMT_ERR_WRONG_BASE;
+        goto fail;
+    }
+    if (p.verify == LCMT_VERIFY_SHA256 && (r = bundle_check_base_sha256(rb->b, model->path, &err))) {
+        st = r == LC_SHA256_MISMATCH ? LCMT_ERR_WRONG_BASE : LCMT_ERR_IO;
+        goto fail;
+    }
+    if (p.base_sha256 && (r = base_check_sha256(model->path, p.base_sha256, &err))) {
+        st = r == LC_SHA256_MISMATCH ? LCMT_ERR_INTEGRITY : LCMT_ERR_ARG;
         goto fail;
     }
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(bundle_manifest(rb->b), "tasks");

@@ -64,7 +64,8 @@ typedef enum {
                            * copy of the base; an SVD merge needs LAPACK, not in the runtime) */
     LCMT_ERR_CANCELLED,   /* lcmt_session_cancel ended the answer */
     LCMT_ERR_NOMEM,
-    LCMT_ERR_FAIL         /* any other failure (the message says what) */
+    LCMT_ERR_FAIL,        /* any other failure (the message says what) */
+    LCMT_ERR_INTEGRITY    /* a file's SHA-256 is not the one pinned */
 } lcmt_status;
 
 /* "ok", "invalid argument", ... (static strings). */
@@ -121,7 +122,13 @@ typedef enum {
      * the sample passes. Bundles without the sample get LCMT_VERIFY_FULL. */
     LCMT_VERIFY_SAMPLE = 0,
     /* Also the CRC-32 of every weight byte (0.28 s for 438 MB in memory). */
-    LCMT_VERIFY_FULL
+    LCMT_VERIFY_FULL,
+    /* LCMT_VERIFY_FULL, and the SHA-256 of the base's files (re-read from
+     * the path lcmt_model_open was given) against the base.sha256 the
+     * bundle's manifest records (export/BUNDLE.md, Integrity): the exact
+     * files export saw, not only the same weights. Bundles without it are
+     * refused (LCMT_ERR_WRONG_BASE). */
+    LCMT_VERIFY_SHA256
 } lcmt_verify;
 
 typedef struct {
@@ -132,6 +139,15 @@ typedef struct {
     int allow_dense_copy;
     /* non-NULL: prepare only this task (the others are listed, unsupported) */
     const char *only_task;
+    /* Pins (SHA-256, 64 hex digits, or the path of a sha256sum-style file
+     * such as the BUNDLE.lcb.sha256 export writes). NULL: not checked.
+     * bundle_sha256: the whole bundle file (hashed from its mapping, about
+     * 1.5 GB/s here); base_sha256: the base's files as integrity.h defines
+     * the digest (the bundle's base.sha256). A mismatch is LCMT_ERR_INTEGRITY.
+     * Builds without libcrypto (-DLCMT_SHA256=OFF) refuse a pin with
+     * LCMT_ERR_UNSUPPORTED. */
+    const char *bundle_sha256;
+    const char *base_sha256;
 } lcmt_bundle_params;
 
 LCMT_API lcmt_bundle_params lcmt_bundle_default_params(void);
