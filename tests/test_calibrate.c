@@ -302,6 +302,32 @@ static void expect_failure(const char *adapters, const char *tasks, const char *
 #define TASK1 "[{\"name\": \"t\", \"adapters\": [\"a\", \"b\"], \"data\": {\"test\": \"test.jsonl\", " \
               "\"prompt_template\": \"{q}\", \"target_template\": \" {a}\", \"max_len\": 32}}]"
 
+/* The run summary does not drop a job whose results.json cannot be read. */
+Test(calibrate_bad_input, unreadable_job_results_fail_the_summary, .init = tiny_setup) {
+    char path[1024], text[4096], cmd[2048];
+    snprintf(path, sizeof path, "%s/ok.json", tdir);
+    snprintf(text, sizeof text,
+             "{\"model\": \"model.bin\", \"output_dir\": \"out\",\n \"adapters\": %s,\n \"tasks\": %s,\n"
+             " \"methods\": [{\"name\": \"lin\", \"type\": \"merge\", \"merge\": {\"method\": \"linear\"}},\n"
+             "             {\"name\": \"zs\", \"type\": \"zero_shot\"}],\n"
+             " \"generation\": {\"max_new_tokens\": 2}}\n",
+             ADS2, TASK1);
+    cr_assert_eq(tu_write_file(path, text, strlen(text)), 0);
+    snprintf(cmd, sizeof cmd, "cd %s && %s --config ok.json 2>&1", tdir, tu_bin("calibrate"));
+    int st;
+    char *out = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0, "%s", out);
+    free(out);
+    snprintf(path, sizeof path, "%s/out/t/lin/results.json", tdir);
+    cr_assert_eq(tu_write_file(path, "{\"trunc", 7), 0);
+    snprintf(cmd, sizeof cmd, "cd %s && %s --config ok.json --resume 2>&1", tdir, tu_bin("calibrate"));
+    out = tu_capture(cmd, &st);
+    cr_assert_neq(st, 0, "the summary skipped a corrupt results.json:\n%s", out);
+    cr_assert_lt(st, 128, "calibrate crashed:\n%s", out);
+    cr_assert(strstr(out, "out/t/lin/results.json") && strstr(out, "not valid JSON"), "%s", out);
+    free(out);
+}
+
 Test(calibrate_bad_input, unknown_merge_method, .init = tiny_setup) {
     expect_failure(ADS2, TASK1, "[{\"name\": \"m\", \"type\": \"merge\", \"merge\": {\"method\": \"average\"}}]",
                    "", "methods[0].merge.method");

@@ -971,12 +971,20 @@ static int write_summary(ctx_t *x, lc_err *err) {
         for (int ti = 0; ti < x->n_tasks; ti++) {
             snprintf(path, sizeof path, "%s/%s/%s/results.json", x->out_dir, x->tasks[ti].name,
                      x->methods[mi].slug);
-            lc_err e2;
-            char *text = lc_read_file(path, NULL, &e2);
-            if (!text) continue;
-            cJSON *r = cJSON_Parse(text);
+            /* a job not run (e.g. outside --tasks) has no results.json; one
+             * that exists and cannot be read or parsed is an error, not a
+             * row quietly missing from the tables */
+            struct stat sb;
+            if (stat(path, &sb) != 0 && errno == ENOENT) continue;
+            char *text = lc_read_file(path, NULL, err);
+            cJSON *r = text ? cJSON_Parse(text) : NULL;
             free(text);
-            if (!r) continue;
+            if (!r) {
+                if (text) lc_errf(err, "%s: not valid JSON; the run summary needs every job's results "
+                                  "(rerun the job without --resume, or delete the file)", path);
+                cJSON_Delete(all);
+                return LC_FAIL;
+            }
             cJSON_AddItemToArray(all, r);
             grid[mi][ti] = r;
         }
