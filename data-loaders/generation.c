@@ -112,14 +112,23 @@ int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer
     if (s) s->n_prompt = start, s->n_steps = 0, s->was_cancelled = 0;
 #define CANCELLED() (s && s->cancelled && s->cancelled(s->ctx) && (s->was_cancelled = 1))
     float *logits = NULL;
+    const char *failed = NULL; /* a step or the sampler failed: an error, never a short answer */
     for (int pos = 0; pos < n && !CANCELLED(); pos++) {
         logits = model_decoder_step(d, ids[pos], pos);
+        if (!logits) {
+            failed = "the decoder refused the prompt (a token id outside the vocabulary, or out of memory)";
+            break;
+        }
         if (s && s->n_steps++ == 0) s->t_first = lc_now_s();
     }
     char *out = NULL;
     if (s && s->was_cancelled) logits = NULL;
     for (int k = 0; k < budget && logits; k++) {
         int next = sample_token(logits, V, o->temperature, o->top_p, rng);
+        if (next < 0) {
+            failed = "out of memory while sampling";
+            break;
+        }
         if (next == eos || (o->stop_at_bos && next == bos)) break;
         ids[n++] = next;
         if (s && s->on_token) s->on_token(s->ctx, next);
@@ -135,9 +144,16 @@ int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer
         if (n >= max_seq || k == budget - 1) break; /* no logits needed after the last */
         if (CANCELLED()) break;
         logits = model_decoder_step(d, next, n - 1);
+        if (!logits) failed = "a decoder step failed (out of memory)";
         if (s) s->n_steps++;
     }
 #undef CANCELLED
+    if (failed) {
+        free(st.ctx_text);
+        free(out);
+        free(ids);
+        return lc_errf(err, "generation: %s", failed);
+    }
     if (streaming) stream_update(&st, ids + start - 1, n - start + 1, 1);
     free(st.ctx_text);
     free(out);

@@ -775,7 +775,7 @@ int sample_token(float *logits, int V, float temperature, float top_p, lc_rng *r
     /* nucleus: smallest set of most-likely tokens whose mass exceeds top_p.
      * Tokens below (1-top_p)/(V-1) cannot be in it and are skipped. */
     prob_index *pi = malloc(sizeof *pi * V);
-    if (!pi) return 0;
+    if (!pi) return -1;
     int n = 0;
     float cutoff = (1.0f - top_p) / (V > 1 ? V - 1 : 1);
     for (int i = 0; i < V; i++)

@@ -298,7 +298,8 @@ float *model_decoder_step(model_decoder *d, int token, int pos);
 
 /* temperature 0 = greedy (argmax, lowest index on ties); else softmax at
  * temperature then nucleus (top_p in (0,1]; 1 = full distribution).
- * logits are modified in place. */
+ * logits are modified in place. Returns the token, or -1 when the nucleus's
+ * work space cannot be allocated. */
 int sample_token(float *logits, int V, float temperature, float top_p,
                  lc_rng *rng);
 

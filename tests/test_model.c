@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "generation.h"
 #include "model.h"
 #include "testutil.h"
 
@@ -248,6 +249,15 @@ Test(model, kv_cache_decoder_matches_batch_forward) {
         }
         cr_assert_null(model_decoder_step(d, V, 0), "out-of-range token is refused");
         cr_assert_null(model_decoder_step(d, 0, 16), "position past the cache is refused");
+        /* and generation reports a refused step as an error, not as a short answer */
+        gen_opts o = {.max_new_tokens = 4, .top_p = 1.0f};
+        const int bad[2] = {1, V};
+        char *text = NULL;
+        int n_new = -1;
+        cr_assert_eq(generate_text(d, 16, &f.m, NULL, bad, 2, &o, NULL, NULL, &text, &n_new, &err), LC_FAIL,
+                     "a prompt the decoder refuses must fail the generation");
+        cr_assert(strstr(err.msg, "decoder refused"), "%s", err.msg);
+        cr_assert_null(text);
         model_decoder_free(d);
         fixture_free(&f);
     }

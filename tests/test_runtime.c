@@ -668,7 +668,7 @@ Test(runtime, export_writes_sha256_as_sha256sum_computes) {
 
 Test(runtime, bundle_pin_accepts_the_file_and_refuses_another) {
     const char *d = tiny();
-    char p[1200], cmd[2400], side[1300];
+    char p[1200], cmd[4800], side[1300];
     snprintf(p, sizeof p, "%s/b.lcb", d);
     snprintf(side, sizeof side, "%s/b.lcb.sha256", d);
     snprintf(cmd, sizeof cmd, "cut -c1-64 '%s'", side);
