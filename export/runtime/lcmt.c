@@ -681,8 +681,9 @@ lcmt_status lcmt_session_prompt_logits(lcmt_session *s, const char *input, float
     lcmt_status st = make_prompt(s, input, &ids, &n);
     if (st != LCMT_OK) return st;
     const float *lg = NULL;
-    for (int pos = 0; pos < n; pos++) lg = model_decoder_step(s->dec, ids[pos], pos);
-    memcpy(out, lg, sizeof(float) * (size_t)V);
+    for (int pos = 0; pos < n && (pos == 0 || lg); pos++) lg = model_decoder_step(s->dec, ids[pos], pos);
     free(ids);
+    if (!lg) return sess_err(s, LCMT_ERR_FAIL, "lcmt_session_prompt_logits: the decoder refused the prompt");
+    memcpy(out, lg, sizeof(float) * (size_t)V);
     return LCMT_OK;
 }
