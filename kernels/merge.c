@@ -4,6 +4,7 @@
  * is formed with dgemm from the float32 factors, then combined per method.
  * Results are stored as float32 (a LoRA or a delta added into weights). */
 #include "merge.h"
+#include "lc_rng.h"
 
 #include "gemm.h"
 #include <math.h>
@@ -186,20 +187,13 @@ static int trim_magnitude(double *v, size_t n, double d, lc_err *err) {
     return LC_OK;
 }
 
-static uint64_t splitmix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
 /* v *= mask / d with the DARE mask of (seed, l, m, i). */
 static void dare_drop(double *v, size_t n, double d, uint64_t seed, int l, int m, int i) {
     if (d >= 1.0) return;
     const uint64_t stream = seed ^ ((uint64_t)((l * MOD_COUNT + m) * 16 + i) << 40);
     const uint64_t thresh = (uint64_t)floor(d * 4294967296.0);
     for (size_t e = 0; e < n; e++) {
-        uint64_t u = splitmix64(stream + e) >> 32;
+        uint64_t u = lc_splitmix64(stream + e) >> 32;
         v[e] = u < thresh ? v[e] / d : 0.0;
     }
 }

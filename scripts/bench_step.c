@@ -33,14 +33,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lc_time.h"
 #include "loaders.h"
 #include "model.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Peak resident set (VmHWM) in MiB, from /proc/self/status. */
 static double peak_rss_mb(void) {
@@ -211,10 +207,10 @@ static double sgemm_rate(int n, int reps) {
     memset(c, 0, nn * sizeof(float));
     double best = 0.0;
     for (int i = 0; i <= reps; i++) {
-        double t0 = now_s();
+        double t0 = lc_now_s();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c,
                     n);
-        double dt = now_s() - t0, g = 2.0 * n * n * (double)n / dt * 1e-9;
+        double dt = lc_now_s() - t0, g = 2.0 * n * n * (double)n / dt * 1e-9;
         if (i > 0 && g > best) best = g;
     }
     free(a), free(b), free(c);
@@ -353,17 +349,17 @@ int main(int argc, char **argv) {
     double t_fwd = 0, t_bwd = 0, t_upd = 0, t_all = 0, t_first = 0, t_best = 1e30;
     float loss = 0.0f;
     for (int it = 0; it < warmup + steps; it++) {
-        double t0 = now_s();
+        double t0 = lc_now_s();
         memset(lr.grad, 0, sizeof(float) * lr.n_params);
         if (model_forward(&m, acts, tokens, targets, B, T, &loss, &err)) {
             fprintf(stderr, "bench_step: forward: %s\n", err.msg);
             return 1;
         }
-        double t1 = now_s();
+        double t1 = lc_now_s();
         model_backward(&m, acts, 1.0f);
-        double t2 = now_s();
+        double t2 = lc_now_s();
         for (size_t i = 0; i < lr.n_params; i++) lr.data[i] -= lr_sgd * lr.grad[i];
-        double t3 = now_s();
+        double t3 = lc_now_s();
         if (it == 0) t_first = t3 - t0;
         if (it < warmup) continue;
         t_fwd += t1 - t0, t_bwd += t2 - t1, t_upd += t3 - t2, t_all += t3 - t0;

@@ -49,6 +49,7 @@
  * global state, so runs with the same seed are bit-for-bit reproducible
  * (given the same LAPACK build). */
 #include "cmaes.h"
+#include "lc_rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -70,11 +71,12 @@ typedef struct {
     double spare;
 } cmaes_rng;
 
+/* SplitMix64 as a stream: the state advances by the golden gamma, the
+ * output is lc_splitmix64 of the state before the step. */
 static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    const uint64_t x = *s;
+    *s += 0x9e3779b97f4a7c15ull;
+    return lc_splitmix64(x);
 }
 
 /* Uniform in the open interval (0, 1). */

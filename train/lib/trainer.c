@@ -3,6 +3,7 @@
 #include "trainer.h"
 
 #include "config.h"
+#include "lc_time.h"
 
 #include <errno.h>
 #include <math.h>
@@ -354,12 +355,6 @@ done:
 
 /* ---- the loop --------------------------------------------------------------- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void fmt_time(char *buf, size_t n, double s) {
     if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
     else if (s < 60) snprintf(buf, n, "%.0fs", s);
@@ -485,8 +480,8 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
     }
 
     const int tty = isatty(2);
-    const double t_start = now_s() - st.seconds;
-    double t_last = now_s();
+    const double t_start = lc_now_s() - st.seconds;
+    double t_last = lc_now_s();
     long tok_last = st.tokens;
     double loss_acc = 0, last_val = NAN, last_loss = NAN;
     int loss_n = 0;
@@ -527,7 +522,7 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
         loss_n++;
         int last = st.step == o->steps;
         if (st.step % o->log_every == 0 || last || tty) {
-            double now = now_s(), dt = now - t_last;
+            double now = lc_now_s(), dt = now - t_last;
             double tps = dt > 0 ? (st.tokens - tok_last) / dt : 0;
             double elapsed = now - t_start;
             double eta = elapsed / (st.step) * (o->steps - st.step);
@@ -569,7 +564,7 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
             }
         }
         if ((o->checkpoint_every > 0 && st.step % o->checkpoint_every == 0) || last) {
-            st.seconds = now_s() - t_start;
+            st.seconds = lc_now_s() - t_start;
             if (ckpt_save(ckpt, pl, &opt, &st, what, err)) goto done;
         }
         if (o->stop_after > 0 && st.step >= o->stop_after && !last) {
@@ -587,7 +582,7 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
         res->last_loss = last_loss;
         res->best_val = st.best_val;
         res->last_val = last_val;
-        res->seconds = now_s() - t_start;
+        res->seconds = lc_now_s() - t_start;
         res->tokens = st.tokens;
     }
     rc = LC_OK;
