@@ -6,6 +6,8 @@
  *     tokenizer of its vocabulary size, and a bundle b.lcb for it with two
  *     LoRA-form tasks (t1: two rank-8 LoRAs concatenated + LC++ rank 4;
  *     t2: one of them + LC bias).
+ *   lcmt_bench make15m DIR
+ *     the same at the stories15M shape (dim 288, 6 layers, hidden 768).
  *   lcmt_bench run MODEL TOKENIZER|- BUNDLE TASK_A TASK_B INPUT T0_NS
  *     T0_NS: CLOCK_REALTIME nanoseconds taken just before the program was
  *     started (the script passes `date +%s%N`). Prints the time from then to
@@ -196,13 +198,19 @@ static int write_bundle(const char *dir) {
     return 0;
 }
 
-static int make110m(const char *dir) {
+/* small: the stories15M shape; else stories110M */
+static int make_shape(const char *dir, int small) {
     lc_err err;
     if (lc_make_dirs(dir, &err)) return die(err.msg);
     model_config c = {0};
     strcpy(c.arch, "llama");
-    c.dim = 768, c.n_layers = 12, c.n_heads = 12, c.n_kv_heads = 12, c.head_dim = 64;
-    c.hidden_dim = 2048, c.vocab_size = 32000, c.max_seq_len = 1024;
+    if (small) {
+        c.dim = 288, c.n_layers = 6, c.n_heads = 6, c.n_kv_heads = 6, c.head_dim = 48;
+        c.hidden_dim = 768, c.vocab_size = 32000, c.max_seq_len = 256;
+    } else {
+        c.dim = 768, c.n_layers = 12, c.n_heads = 12, c.n_kv_heads = 12, c.head_dim = 64;
+        c.hidden_dim = 2048, c.vocab_size = 32000, c.max_seq_len = 1024;
+    }
     c.norm_eps = 1e-5f, c.rope_theta = 10000.0f, c.tie_embeddings = 1, c.bos_id = 1, c.eos_id = 2;
     char p[4200];
     snprintf(p, sizeof p, "%s/tok32000.bin", dir);
@@ -286,9 +294,10 @@ static int run(char **argv) {
 }
 
 int main(int argc, char **argv) {
-    if (argc == 3 && !strcmp(argv[1], "make110m")) return make110m(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "make110m")) return make_shape(argv[2], 0);
+    if (argc == 3 && !strcmp(argv[1], "make15m")) return make_shape(argv[2], 1);
     if (argc == 9 && !strcmp(argv[1], "run")) return run(argv + 2);
-    fprintf(stderr, "usage: lcmt_bench make110m DIR\n"
+    fprintf(stderr, "usage: lcmt_bench make110m|make15m DIR\n"
                     "       lcmt_bench run MODEL TOKENIZER|- BUNDLE TASK_A TASK_B INPUT T0_NS\n");
     return 2;
 }

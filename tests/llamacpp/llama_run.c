@@ -6,6 +6,7 @@
  *   llama_run generate MODEL N IDS [--lora FILE[:SCALE]]   greedy, N new ids
  *   llama_run logits MODEL IDS                             logits of every position
  *   llama_run tokenize MODEL TEXT [--no-special]           ids of TEXT
+ *   llama_run bench MODEL N IDS                            decode tok/s (scripts/bench_decode.sh)
  *   llama_run quantize IN OUT f16|bf16|q8_0|q4_0|q4_k|q6_k                    llama_model_quantize
  *
  * IDS is comma-separated ("1" = from BOS). Greedy decoding takes the
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ggml-backend.h"
 #include "llama.h"
@@ -142,6 +144,41 @@ static int cmd_generate(int argc, char **argv) {
     return 0;
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Decode speed as `generate` reports it: the prompt, then N greedy tokens
+ * (EOS does not end it), tokens/s over the steps after the first. */
+static int cmd_bench(int argc, char **argv) {
+    if (argc < 3) return fprintf(stderr, "llama_run bench MODEL N IDS\n"), 2;
+    int n_new = atoi(argv[1]);
+    llama_token *ids;
+    int n = parse_ids(argv[2], &ids);
+    if (n <= 0 || n_new < 2) return fprintf(stderr, "llama_run: bad ids '%s' or N < 2\n", argv[2]), 2;
+    struct llama_model *m = load_model(argv[0]);
+    if (!m) return 1;
+    int V = llama_vocab_n_tokens(llama_model_get_vocab(m));
+    struct llama_context *c = make_ctx(m, n + n_new + 1);
+    if (!c) return 1;
+    double t0 = now_s(), t1 = 0;
+    if (llama_decode(c, llama_batch_get_one(ids, n))) return fprintf(stderr, "llama_run: llama_decode failed\n"), 1;
+    t1 = now_s();
+    for (int k = 0; k < n_new - 1; k++) { /* the last new token needs no step */
+        llama_token t = (llama_token)argmax(llama_get_logits_ith(c, -1), V);
+        if (llama_decode(c, llama_batch_get_one(&t, 1))) return fprintf(stderr, "llama_run: llama_decode failed\n"), 1;
+    }
+    double t2 = now_s();
+    printf("prompt %d tokens %.6f s; %d steps after the first in %.6f s: %.2f tok/s\n", n, t1 - t0, n_new - 1,
+           t2 - t1, (n_new - 1) / (t2 - t1));
+    llama_free(c);
+    llama_model_free(m);
+    free(ids);
+    return 0;
+}
+
 static int cmd_logits(int argc, char **argv) {
     if (argc < 2) return fprintf(stderr, "llama_run logits MODEL IDS\n"), 2;
     llama_token *ids;
@@ -221,6 +258,7 @@ int main(int argc, char **argv) {
     llama_backend_init();
     int rc;
     if (!strcmp(argv[1], "generate")) rc = cmd_generate(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "bench")) rc = cmd_bench(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "logits")) rc = cmd_logits(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "tokenize")) rc = cmd_tokenize(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "quantize")) rc = cmd_quantize(argc - 2, argv + 2);
