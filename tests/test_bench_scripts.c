@@ -220,3 +220,32 @@ Test(bench_scripts, seed_study_derives_seed_configs) {
     cr_assert(strstr(log, "no-such-benchmark"), "%s", log);
     free(log);
 }
+
+/* scripts/bench_decode.sh end to end at its smallest (one shape, one run,
+ * a few tokens): every row of the table has positive speeds for both
+ * runtimes. Catches a benchmark that rots (the figures come from runs on a
+ * quiet machine, see the README). */
+Test(bench_scripts, bench_decode_smoke, .timeout = 300) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "test -x '%s/bin/llama_run'", LC_BINARY_DIR);
+    if (tu_system(cmd) != 0)
+        cr_assert_fail("%s/bin/llama_run missing: scripts/setup.sh installs llama.cpp's libraries "
+                       "(node-llama-cpp) and the build makes it", LC_BINARY_DIR);
+    snprintf(cmd, sizeof cmd, "bash '%s/scripts/bench_decode.sh' --build '%s' --work '%s/dec' --runs 1 --tokens 8 "
+             "--shapes 15m 2>&1", tu_source_dir(), LC_BINARY_DIR, tu_tmpdir());
+    int st;
+    char *log = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0, "bench_decode.sh failed:\n%s", log);
+    int rows = 0;
+    for (char *l = strstr(log, "\n| 15m |"); l; l = strstr(l + 1, "\n| 15m |")) {
+        char ty[16];
+        int t;
+        double mb, o, lc, ratio;
+        cr_assert_eq(sscanf(l, "\n| 15m | %15s | %d | %lf | %lf | %lf | %lf |", ty, &t, &mb, &o, &lc, &ratio), 6,
+                     "row: %.200s", l + 1);
+        cr_assert(mb > 1 && o > 0 && lc > 0, "row without speeds: %.200s", l + 1);
+        rows++;
+    }
+    cr_assert_eq(rows, 6, "expected 3 types x 2 thread counts:\n%s", log);
+    free(log);
+}
