@@ -8,6 +8,7 @@ pkgs=(
   libopenblas-dev libopenblas-openmp-dev libhdf5-dev libcjson-dev libcsv-dev libcriterion-dev zlib1g-dev libssl-dev
   hdf5-tools time python3-h5py python3-numpy python3-torch python3-nltk python3-jinja2
   apertium apertium-eng-spa apertium-eng-cat apertium-fra-cat fasttext gnuplot-nox
+  openmpi-bin libopenmpi-dev
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user file
 )
 

@@ -17,11 +17,21 @@ static void usage(FILE *f) {
           "\n"
           "  --config FILE   the job (required)\n"
           "  --resume        continue from output_dir/checkpoint.h5, bit-exactly\n"
+          "\n"
+          "Under mpirun -np N (a build with MPI) the N ranks share every batch and\n"
+          "rank 0 alone writes files; the result is the one-process result, bit for\n"
+          "bit (README.md, \"MPI\"). training.micro_batch_size sets the work unit.\n"
           "  --help          this text\n",
           f);
 }
 
 int main(int argc, char **argv) {
+    lc_err err = {{0}};
+    lc_dist dist;
+    if (lc_dist_init(&dist, &argc, &argv, &err)) {
+        fprintf(stderr, "train: %s\n", err.msg);
+        return 1;
+    }
     const char *cfg_path = NULL;
     train_job_opts jo = {0};
     for (int i = 1; i < argc; i++) {
@@ -44,10 +54,16 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    lc_err err = {{0}};
+    jo.dist = &dist;
     if (train_job_run(cfg_path, &jo, &err)) {
+        if (dist.size > 1) {
+            /* the other ranks may wait in a collective: end them all */
+            fprintf(stderr, "train: rank %d of %d: %s\n", dist.rank, dist.size, err.msg);
+            lc_dist_abort(&dist, 1);
+        }
         fprintf(stderr, "train: %s\n", err.msg);
         return 1;
     }
+    lc_dist_finalize(&dist);
     return 0;
 }

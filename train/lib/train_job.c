@@ -131,6 +131,8 @@ int train_job_run(const char *cfg_path, const train_job_opts *jo, lc_err *err) {
     train_path = cfg_resolve_path(c, s_train);
     if (s_val) val_path = cfg_resolve_path(c, s_val);
     o.out_dir = out_dir;
+    o.dist = jo->dist;
+    const int r0 = lc_dist_rank(jo->dist) == 0; /* rank 0 alone reports */
 
     if (s_init) { /* a new model from a Hugging Face config.json, random weights */
         model_config mc;
@@ -140,7 +142,7 @@ int train_job_run(const char *cfg_path, const train_job_opts *jo, lc_err *err) {
         free(text);
         if (r || model_init(&m, &mc, err)) goto fail;
         model_init_random(&m, (float)init_std, (uint64_t)init_seed_model);
-        fprintf(stderr, "train: new %s model from %s: %zu parameters (N(0, %g), seed %lld)\n",
+        if (r0) fprintf(stderr, "train: new %s model from %s: %zu parameters (N(0, %g), seed %lld)\n",
                 mc.arch, model_path, m.n_params, init_std, init_seed_model);
     } else if (model_load(&m, model_path, err)) {
         goto fail;
@@ -167,7 +169,7 @@ int train_job_run(const char *cfg_path, const train_job_opts *jo, lc_err *err) {
         if (dataset_load(&dval, &spec, tok, err)) goto fail;
         have_val = 1;
     }
-    fprintf(stderr, "train: %s: %d training examples (%d skipped, %d truncated)%s\n", train_path,
+    if (r0) fprintf(stderr, "train: %s: %d training examples (%d skipped, %d truncated)%s\n", train_path,
             dtrain.n, dtrain.n_skipped, dtrain.n_truncated, have_val ? "" : "; no validation set");
 
     adapter_set ad = {0};
@@ -204,21 +206,21 @@ int train_job_run(const char *cfg_path, const train_job_opts *jo, lc_err *err) {
         l.dropout = (float)dropout;
         if (lora_enable_grad(&l, err) || param_list_add_lora(&pl, &l, &m.cfg, err)) goto fail;
         ad.loras[ad.n_loras++] = &l;
-        fprintf(stderr, "train: LoRA rank %d, alpha %g%s on %d modules: %zu trainable parameters\n",
+        if (r0) fprintf(stderr, "train: LoRA rank %d, alpha %g%s on %d modules: %zu trainable parameters\n",
                 rank, alpha, rslora ? " (rsLoRA)" : "", __builtin_popcount(mask), l.n_params);
     } else {
         if (model_enable_grad(&m, err) || param_list_add_model(&pl, &m, err)) goto fail;
-        fprintf(stderr, "train: full-parameter training: %zu trainable parameters\n", m.n_params);
+        if (r0) fprintf(stderr, "train: full-parameter training: %zu trainable parameters\n", m.n_params);
     }
     int pad = tokenizer_eos(tok) >= 0 ? tokenizer_eos(tok) : 0;
     train_result res;
     if (train_run(&m, &ad, &pl, &dtrain, have_val ? &dval : NULL, pad, &o, jo->resume, save_adapter, &sc,
                   &res, err))
         goto fail;
-    fprintf(stderr, "train: done: %ld steps, %ld tokens in %.1f s; last loss %.4f%s\n",
+    if (r0) fprintf(stderr, "train: done: %ld steps, %ld tokens in %.1f s; last loss %.4f%s\n",
             res.steps_done, res.tokens, res.seconds, res.last_loss, have_val ? "" : "");
-    if (have_val) fprintf(stderr, "train: best validation loss %.4f\n", res.best_val);
-    fprintf(stderr, "train: wrote %s/final%s\n", out_dir, o.keep_best && have_val ? " and best/" : "");
+    if (r0 && have_val) fprintf(stderr, "train: best validation loss %.4f\n", res.best_val);
+    if (r0) fprintf(stderr, "train: wrote %s/final%s\n", out_dir, o.keep_best && have_val ? " and best/" : "");
     rc = LC_OK;
 fail:
     param_list_free(&pl);

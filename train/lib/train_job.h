@@ -6,11 +6,13 @@
 #ifndef TRAIN_JOB_H
 #define TRAIN_JOB_H
 
+#include "dist.h"
 #include "lc_err.h"
 
 typedef struct {
     int resume;      /* continue from output_dir/checkpoint.h5, bit-exactly */
     long stop_after; /* testing aid: stop after this many steps (0 = off) */
+    const lc_dist *dist; /* NULL = one process; MPI ranks share every batch */
 } train_job_opts;
 
 int train_job_run(const char *cfg_path, const train_job_opts *o, lc_err *err);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,32 +323,49 @@ done:
 
 int eval_loss(model *m, const adapter_set *ad, const dataset *d, int B, int T, int pad_id,
               int max_batches, double *loss, lc_err *err) {
+    return eval_loss_dist(m, ad, d, B, T, pad_id, max_batches, NULL, loss, err);
+}
+
+int eval_loss_dist(model *m, const adapter_set *ad, const dataset *d, int B, int T, int pad_id,
+                   int max_batches, const lc_dist *dist, double *loss, lc_err *err) {
+    const int N = lc_dist_size(dist), rank = lc_dist_rank(dist);
     model_acts *a = NULL;
     batch_iter it = {0};
+    int nbt = (d->n + B - 1) / B;
+    if (max_batches > 0 && nbt > max_batches) nbt = max_batches;
     int *tok = malloc(sizeof(int) * B * T), *tgt = malloc(sizeof(int) * B * T);
+    double *part = calloc(2 * (size_t)(nbt ? nbt : 1), sizeof(double)); /* (loss * n, n) per batch */
     int rc = LC_FAIL;
-    if (!tok || !tgt) {
+    if (!tok || !tgt || !part) {
         lc_errf(err, "out of memory");
         goto done;
     }
     if (model_acts_init(&a, m, ad, B, T, 0, err) || batch_iter_init(&it, d->n, 0, 0, err)) goto done;
+    for (int nb = 0; nb < nbt; nb++) {
+        int start = nb * B, b = d->n - start < B ? d->n - start : B, n_loss, Tb;
+        float l;
+        /* every rank walks every batch (the iterator's state), computes its own */
+        if (batch_next_fit(&it, d, b, T, pad_id, tok, tgt, &n_loss, &Tb, err)) goto done;
+        if (n_loss == 0 || nb % N != rank) continue;
+        if (model_forward(m, a, tok, tgt, b, Tb, &l, err)) goto done;
+        part[2 * nb] = (double)l * n_loss;
+        part[2 * nb + 1] = n_loss;
+    }
+    /* one rank holds each batch's figures, the others zeros: the sum is exact */
+    if (lc_dist_allreduce_sum_f64(dist, part, 2 * (size_t)nbt, err)) goto done;
     double sum = 0;
     long count = 0;
-    int nb = 0;
-    for (int start = 0; start < d->n && (max_batches <= 0 || nb < max_batches); start += B, nb++) {
-        int b = d->n - start < B ? d->n - start : B, n_loss, Tb;
-        float l;
-        if (batch_next_fit(&it, d, b, T, pad_id, tok, tgt, &n_loss, &Tb, err)) goto done;
-        if (n_loss == 0) continue;
-        if (model_forward(m, a, tok, tgt, b, Tb, &l, err)) goto done;
-        sum += (double)l * n_loss;
-        count += n_loss;
+    for (int nb = 0; nb < nbt; nb++) {
+        if (part[2 * nb + 1] == 0) continue;
+        sum += part[2 * nb];
+        count += (long)part[2 * nb + 1];
     }
     *loss = count ? sum / count : NAN;
     rc = LC_OK;
 done:
     free(tok);
     free(tgt);
+    free(part);
     batch_iter_free(&it);
     model_acts_free(a);
     return rc;
@@ -400,6 +418,14 @@ static uint64_t mix_seed(uint64_t seed, long step, int micro) {
     return x ? x : 1;
 }
 
+/* A unit's share of the step's loss: its mean token loss l over n_u of the
+ * micro-batch's n_tot tokens, over grad_accum micro-batches (one unit per
+ * micro-batch: l / grad_accum in float, as before sub-batches existed). */
+static double unit_loss(float l, int n_u, int n_tot, int S, int grad_accum) {
+    if (S == 1) return l / grad_accum;
+    return (double)l * n_u / n_tot / grad_accum;
+}
+
 int train_run(model *m, const adapter_set *ad, param_list *pl, const dataset *train,
               const dataset *val, int pad_id, const train_opts *o, int resume,
               adapter_save_fn save, void *save_ctx, train_result *res, lc_err *err) {
@@ -414,8 +440,8 @@ int train_sources_val_loss(const train_source *src, int n_src, const train_opts 
     for (int i = 0; i < n_src; i++) {
         if (!src[i].val) continue;
         double l;
-        if (eval_loss(src[i].m, src[i].ad, src[i].val, o->batch_size, o->seq_len, pad_id,
-                      o->eval_batches, &l, err))
+        if (eval_loss_dist(src[i].m, src[i].ad, src[i].val, o->batch_size, o->seq_len, pad_id,
+                           o->eval_batches, o->dist, &l, err))
             return LC_FAIL;
         sum += l, k++;
     }
@@ -432,7 +458,9 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
     if (n_src < 1 || n_src > SRC_MAX) return lc_errf(err, "%s: 1 to %d data sources, found %d", what, SRC_MAX, n_src);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", o->out_dir);
     snprintf(logp, sizeof logp, "%s/metrics.jsonl", o->out_dir);
-    if (lc_make_dirs(o->out_dir, err)) return LC_FAIL;
+    const lc_dist *dist = o->dist;
+    const int N = lc_dist_size(dist), rank = lc_dist_rank(dist), writer = rank == 0;
+    if (writer && lc_make_dirs(o->out_dir, err)) return LC_FAIL;
     int have_val = 0;
     for (int k = 0; k < n_src; k++) {
         if (src[k].train->n == 0) return lc_errf(err, "%s: the training set is empty", src[k].train->path);
@@ -444,11 +472,20 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
     batch_iter its[SRC_MAX] = {{0}};
     FILE *log = NULL;
     int *tok = malloc(sizeof(int) * B * T), *tgt = malloc(sizeof(int) * B * T);
+    /* work units: grad_accum micro-batches x S sub-batches of mb rows */
+    const int mb = o->micro_batch > 0 && o->micro_batch < B ? o->micro_batch : B;
+    const int S = (B + mb - 1) / mb, U = o->grad_accum * S, per = (U + N - 1) / N;
+    const size_t P = pl->total, slot = P + 2; /* a unit's gradient, its loss, its token count */
+    float *acc = NULL, *mine = NULL, *all = NULL;
     int rc = LC_FAIL;
     if (!tok || !tgt) {
         lc_errf(err, "out of memory");
         goto done;
     }
+    if (N == 1 && U > 1 && !(acc = lc_malloc(sizeof(float) * P, err))) goto done;
+    if (N > 1 && (!(mine = lc_malloc(sizeof(float) * slot * per, err)) ||
+                  !(all = lc_malloc(sizeof(float) * slot * per * N, err))))
+        goto done;
     if (adamw_init(&opt, pl, o->beta1, o->beta2, o->eps, o->weight_decay, err)) goto done;
     for (int k = 0; k < n_src; k++) {
         /* source 0 keeps the single-source seed (and checkpoint layout) */
@@ -462,48 +499,150 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
     st.n_src = n_src;
     st.best_val = INFINITY;
     struct stat sb;
-    if (resume && stat(ckpt, &sb) == 0) {
-        if (ckpt_load(ckpt, pl, &opt, &st, err)) goto done;
+    /* rank 0 reads the checkpoint and sends it to the others (no shared
+     * file system needed for it) */
+    int found = writer && resume && stat(ckpt, &sb) == 0;
+    if (found && ckpt_load(ckpt, pl, &opt, &st, err)) goto done;
+    if (lc_dist_bcast(dist, &found, sizeof found, 0, err)) goto done;
+    if (found && N > 1) {
+        if (lc_dist_bcast(dist, &st, sizeof st, 0, err) ||
+            lc_dist_bcast(dist, &opt.step, sizeof opt.step, 0, err) ||
+            lc_dist_bcast(dist, opt.m, sizeof(float) * P, 0, err) ||
+            lc_dist_bcast(dist, opt.v, sizeof(float) * P, 0, err))
+            goto done;
+        for (int i = 0; i < pl->n; i++)
+            if (lc_dist_bcast(dist, pl->p[i].data, sizeof(float) * pl->p[i].n, 0, err)) goto done;
+    }
+    if (found) {
         batch_iter_seek(&its[0], st.epoch, st.pos);
         for (int k = 1; k < n_src; k++) batch_iter_seek(&its[k], st.epochs[k], st.poss[k]);
-        truncate_log(logp, st.step);
-        fprintf(stderr, "%s: resumed from %s at step %ld\n", what, ckpt, st.step);
-    } else if (resume) {
+        if (writer) {
+            truncate_log(logp, st.step);
+            fprintf(stderr, "%s: resumed from %s at step %ld\n", what, ckpt, st.step);
+        }
+    } else if (resume && writer) {
         fprintf(stderr, "%s: --resume: no checkpoint at %s, starting from step 0\n", what, ckpt);
-    } else {
+    } else if (writer) {
         unlink(logp);
     }
-    log = fopen(logp, "a");
-    if (!log) {
+    if (writer && !(log = fopen(logp, "a"))) {
         lc_errf(err, "%s: cannot open for writing: %s", logp, strerror(errno));
         goto done;
     }
+    if (writer && N > 1)
+        fprintf(stderr, "%s: %d ranks, %d work unit%s per step (%d x %d rows)\n", what, N, U,
+                U == 1 ? "" : "s", o->grad_accum, mb);
 
-    const int tty = isatty(2);
+    const int tty = writer && isatty(2);
     const double t_start = lc_now_s() - st.seconds;
     double t_last = lc_now_s();
     long tok_last = st.tokens;
     double loss_acc = 0, last_val = NAN, last_loss = NAN;
     int loss_n = 0;
+    /* testing aid (tests/test_mpi.c): LC_TEST_KILL_RANK="R:S" has rank R
+     * kill itself with SIGKILL at step S, as a crashed machine would */
+    long kill_step = -1;
+    const char *kr = getenv("LC_TEST_KILL_RANK");
+    if (kr && atoi(kr) == rank && strchr(kr, ':')) kill_step = strtol(strchr(kr, ':') + 1, NULL, 10);
     for (long step = st.step; step < o->steps; step++) {
+        if (step == kill_step) kill(getpid(), SIGKILL);
         param_list_zero_grad(pl);
         double step_loss = 0;
         long step_tokens = 0;
+        int summed = 0; /* units added so far (N == 1, U > 1) */
         for (int micro = 0; micro < o->grad_accum; micro++) {
             int n_loss, Tb;
-            float l;
             /* sources take turns, one micro-batch each */
             const int k = (int)((step * o->grad_accum + micro) % n_src);
+            /* every rank reads every micro-batch: the iterators stay in step */
             if (batch_next_fit(&its[k], src[k].train, B, T, pad_id, tok, tgt, &n_loss, &Tb, err))
                 goto done;
-            model_acts_set_dropout(acts[k], mix_seed(o->seed, step, micro));
-            if (model_forward(src[k].m, acts[k], tok, tgt, B, Tb, &l, err)) {
+            step_tokens += (long)B * Tb;
+            int n_tot = 0; /* the batch's loss tokens (its mean's denominator) */
+            for (int i = 0; i < B * Tb; i++) n_tot += tgt[i] != -1;
+            for (int s = 0; s < S; s++) {
+                const int u = micro * S + s, r0 = s * mb, bs = B - r0 < mb ? B - r0 : mb;
+                if (u % N != rank) continue;
+                int n_u = 0;
+                for (int i = r0 * Tb; i < (r0 + bs) * Tb; i++) n_u += tgt[i] != -1;
+                float l = 0;
+                float *sl = N > 1 ? mine + (size_t)(u / N) * slot : NULL;
+                if (n_u > 0) {
+                    if (U > 1) param_list_zero_grad(pl);
+                    model_acts_set_dropout(acts[k], mix_seed(o->seed, step, u));
+                    if (model_forward(src[k].m, acts[k], tok + (size_t)r0 * Tb, tgt + (size_t)r0 * Tb, bs,
+                                      Tb, &l, err)) {
+                        lc_err_prefix(err, "%s: step %ld: ", what, step + 1);
+                        goto done;
+                    }
+                    /* the batch's mean token loss: this unit's share n_u / n_loss */
+                    float gs = S == 1 ? 1.0f / o->grad_accum
+                                      : (float)((double)n_u / ((double)n_tot * o->grad_accum));
+                    model_backward(src[k].m, acts[k], gs);
+                }
+                if (sl) { /* to be gathered */
+                    size_t off = 0;
+                    for (int i = 0; i < pl->n; i++) {
+                        memcpy(sl + off, pl->p[i].grad, sizeof(float) * pl->p[i].n);
+                        off += pl->p[i].n;
+                    }
+                    sl[P] = l, sl[P + 1] = (float)n_u;
+                    continue;
+                }
+                if (n_u == 0) continue;
+                step_loss += unit_loss(l, n_u, n_tot, S, o->grad_accum);
+                if (U > 1) { /* acc (+)= this unit, in unit order */
+                    size_t off = 0;
+                    for (int i = 0; i < pl->n; i++) {
+                        const float *g = pl->p[i].grad;
+                        float *a = acc + off;
+                        if (!summed) memcpy(a, g, sizeof(float) * pl->p[i].n);
+                        else
+                            for (size_t j = 0; j < pl->p[i].n; j++) a[j] += g[j];
+                        off += pl->p[i].n;
+                    }
+                    summed++;
+                }
+            }
+        }
+        if (N > 1) {
+            /* units of rank r sit at slots r*per .. r*per+per-1; pad the unused */
+            for (int i = (U - rank + N - 1) / N; i < per; i++) mine[(size_t)i * slot + P + 1] = 0;
+            if (lc_dist_allgather_f32(dist, mine, slot * per, all, err)) {
                 lc_err_prefix(err, "%s: step %ld: ", what, step + 1);
                 goto done;
             }
-            model_backward(src[k].m, acts[k], 1.0f / o->grad_accum);
-            step_loss += l / o->grad_accum;
-            step_tokens += (long)B * Tb;
+            /* the micro-batch of each unit gives its n_loss: recount from the units */
+            for (int micro = 0; micro < o->grad_accum; micro++) {
+                double n_mb = 0;
+                for (int s = 0; s < S; s++) {
+                    int u = micro * S + s;
+                    n_mb += all[((size_t)(u % N) * per + u / N) * slot + P + 1];
+                }
+                for (int s = 0; s < S; s++) {
+                    int u = micro * S + s;
+                    const float *g = all + ((size_t)(u % N) * per + u / N) * slot;
+                    if (g[P + 1] == 0) continue;
+                    step_loss += unit_loss(g[P], (int)g[P + 1], (int)n_mb, S, o->grad_accum);
+                    size_t off = 0;
+                    for (int i = 0; i < pl->n; i++) {
+                        float *d = pl->p[i].grad;
+                        if (!summed) memcpy(d, g + off, sizeof(float) * pl->p[i].n);
+                        else
+                            for (size_t j = 0; j < pl->p[i].n; j++) d[j] += g[off + j];
+                        off += pl->p[i].n;
+                    }
+                    summed++;
+                }
+            }
+            if (!summed) param_list_zero_grad(pl);
+        } else if (U > 1) {
+            size_t off = 0;
+            for (int i = 0; i < pl->n; i++) {
+                if (summed) memcpy(pl->p[i].grad, acc + off, sizeof(float) * pl->p[i].n);
+                else memset(pl->p[i].grad, 0, sizeof(float) * pl->p[i].n);
+                off += pl->p[i].n;
+            }
         }
         double gnorm = param_list_clip_grad_norm(pl, o->grad_clip);
         if (!isfinite(gnorm)) {
@@ -521,7 +660,7 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
         last_loss = step_loss;
         loss_n++;
         int last = st.step == o->steps;
-        if (st.step % o->log_every == 0 || last || tty) {
+        if (writer && (st.step % o->log_every == 0 || last || tty)) {
             double now = lc_now_s(), dt = now - t_last;
             double tps = dt > 0 ? (st.tokens - tok_last) / dt : 0;
             double elapsed = now - t_start;
@@ -552,20 +691,24 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
             if (train_sources_val_loss(src, n_src, o, pad_id, &last_val, err)) goto done;
             int better = last_val < st.best_val;
             if (better) st.best_val = last_val;
-            if (tty) fputc('\n', stderr);
-            fprintf(stderr, "%s: step %ld: validation loss %.4f%s\n", what, st.step, last_val,
-                    better ? " (best)" : "");
-            fprintf(log, "{\"step\": %ld, \"val_loss\": %.6f, \"best_val\": %.6f}\n", st.step,
-                    last_val, st.best_val);
-            fflush(log);
-            if (better && o->keep_best && save) {
+            if (writer) {
+                if (tty) fputc('\n', stderr);
+                fprintf(stderr, "%s: step %ld: validation loss %.4f%s\n", what, st.step, last_val,
+                        better ? " (best)" : "");
+                fprintf(log, "{\"step\": %ld, \"val_loss\": %.6f, \"best_val\": %.6f}\n", st.step,
+                        last_val, st.best_val);
+                fflush(log);
+            }
+            if (writer && better && o->keep_best && save) {
                 snprintf(dir, sizeof dir, "%s/best", o->out_dir);
                 if (save(save_ctx, dir, err)) goto done;
             }
         }
         if ((o->checkpoint_every > 0 && st.step % o->checkpoint_every == 0) || last) {
             st.seconds = lc_now_s() - t_start;
-            if (ckpt_save(ckpt, pl, &opt, &st, what, err)) goto done;
+            if (writer && ckpt_save(ckpt, pl, &opt, &st, what, err)) goto done;
+            /* the file is whole before any rank may stop (stop_after, errors) */
+            if (lc_dist_barrier(dist, err)) goto done;
         }
         if (o->stop_after > 0 && st.step >= o->stop_after && !last) {
             lc_errf(err, "%s: stopped after step %ld as asked (stop_after)", what, st.step);
@@ -573,10 +716,11 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
         }
     }
     if (tty) fputc('\n', stderr);
-    if (save) {
+    if (writer && save) {
         snprintf(dir, sizeof dir, "%s/final", o->out_dir);
         if (save(save_ctx, dir, err)) goto done;
     }
+    if (lc_dist_barrier(dist, err)) goto done;
     if (res) {
         res->steps_done = st.step;
         res->last_loss = last_loss;
@@ -590,6 +734,9 @@ done:
     if (log) fclose(log);
     free(tok);
     free(tgt);
+    free(acc);
+    free(mine);
+    free(all);
     for (int k = 0; k < n_src; k++) {
         batch_iter_free(&its[k]);
         model_acts_free(acts[k]);
@@ -608,6 +755,7 @@ int train_opts_from_cfg(cfg *c, int max_len, int keep_best_default, train_opts *
     if (cfg_int(c, "training.batch_size", 0, 8, &o->batch_size, err) ||
         cfg_int(c, "training.seq_len", 0, max_len - 1, &o->seq_len, err) ||
         cfg_int(c, "training.grad_accum", 0, 1, &o->grad_accum, err) ||
+        cfg_int(c, "training.micro_batch_size", 0, 0, &o->micro_batch, err) ||
         cfg_int(c, "training.steps", 1, 0, &steps, err) ||
         cfg_i64(c, "training.seed", 0, 1, &seed, err) ||
         cfg_bool(c, "training.shuffle", 0, 1, &o->shuffle, err) ||
@@ -627,6 +775,9 @@ int train_opts_from_cfg(cfg *c, int max_len, int keep_best_default, train_opts *
         cfg_float(c, "optimizer.min_lr_ratio", 0, 0.0, &o->min_lr_ratio, err))
         return LC_FAIL;
     o->steps = steps, o->seed = (uint64_t)seed, o->schedule = sched, o->warmup = (long)warmup;
+    if (o->micro_batch < 0)
+        return lc_errf(err, "%s: training.micro_batch_size must be >= 0 (0 = the whole batch), found %d",
+                       src, o->micro_batch);
     if (o->batch_size <= 0 || o->seq_len <= 0 || o->grad_accum <= 0 || steps <= 0 ||
         max_len < 2 || o->log_every <= 0 || warmup < 0)
         return lc_errf(err, "%s: training.batch_size, seq_len, grad_accum, steps, log_every must be "

@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "dataset.h"
+#include "dist.h"
 #include "lc_err.h"
 #include "model.h"
 
@@ -81,6 +82,12 @@ double lr_schedule(sched_kind k, double base, long step, long total, long warmup
 
 typedef struct {
     int batch_size, seq_len, grad_accum;
+    /* Rows per work unit (training.micro_batch_size; 0 or >= batch_size =
+     * the whole batch). A step is grad_accum x ceil(batch_size /
+     * micro_batch) units; each unit's gradient is computed alone and the
+     * units are added in order, so the result does not depend on how many
+     * MPI ranks share them (unit u runs on rank u mod size). */
+    int micro_batch;
     long steps;
     uint64_t seed;
     int shuffle;
@@ -92,6 +99,7 @@ typedef struct {
     const char *out_dir;
     const char *what; /* "train" or "calibrate", for messages */
     long stop_after;  /* testing aid: stop (as if killed) after this step; 0 = off */
+    const lc_dist *dist; /* NULL = one process; else rank 0 alone writes files */
 } train_opts;
 
 /* Writes the trainable adapter to a folder (e.g. PEFT + HDF5 for a LoRA,
@@ -149,5 +157,9 @@ int train_opts_from_cfg(cfg *c, int max_len, int keep_best_default, train_opts *
  * in file order. */
 int eval_loss(model *m, const adapter_set *ad, const dataset *d, int B, int T, int pad_id,
               int max_batches, double *loss, lc_err *err);
+/* The same, batch k on rank k mod size, every rank getting the same result
+ * (bit for bit that of eval_loss). dist NULL = eval_loss. */
+int eval_loss_dist(model *m, const adapter_set *ad, const dataset *d, int B, int T, int pad_id,
+                   int max_batches, const lc_dist *dist, double *loss, lc_err *err);
 
 #endif
