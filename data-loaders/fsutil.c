@@ -1,8 +1,10 @@
 /* fsutil.c: small file helpers shared by the loaders and writers. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -140,12 +142,44 @@ int model_tokenizer_path(const char *model_path, int vocab_size, char *out, size
 }
 
 void lc_slugify(char *dst, size_t n, const char *src) {
+    if (!n) return;
     size_t k = 0;
     for (const char *p = src; *p && k + 1 < n; p++) {
         unsigned char ch = (unsigned char)*p;
         int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                 ch == '-' || ch == '_' || ch == '+' || ch == '.';
-        dst[k++] = ok ? (char)ch : '_';
+                 ch == '-' || ch == '_' || ch == '+' || (ch == '.' && k > 0);
+        dst[k++] = ok ? (char)ch : '_'; /* so never "/", "\\", a control character, or a leading "." */
     }
-    if (n) dst[k] = 0;
+    if (k == 0 && n > 1) dst[k++] = '_'; /* never empty */
+    dst[k] = 0;
+}
+
+int lc_dir_lock(const char *dir, int *fd_out, lc_err *err) {
+    *fd_out = -1;
+    char path[4200];
+    if (snprintf(path, sizeof path, "%s/.lock", dir) >= (int)sizeof path) return lc_errf(err, "%s: path too long", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return lc_errf(err, "%s: cannot create the lock file: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        if (n > 0) pid[n] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return lc_errf(err, "%s: another run is writing to this output folder (it holds %s%s%s); wait for it "
+                           "to end or choose another output folder", dir, path, pid[0] ? ", pid " : "", pid);
+        return lc_errf(err, "%s: cannot lock: %s", path, strerror(e));
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) { /* the pid is only informative */
+    }
+    *fd_out = fd;
+    return LC_OK;
+}
+
+void lc_dir_unlock(int fd) {
+    if (fd >= 0) close(fd); /* the lock goes with the descriptor (and with the process, however it ends) */
 }

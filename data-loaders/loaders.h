@@ -25,9 +25,19 @@ char *hf_config_to_json(const model_config *c);
 char *lc_read_file(const char *path, size_t *len, lc_err *err);
 /* mkdir -p */
 int lc_make_dirs(const char *dir, lc_err *err);
-/* A name as a folder name: characters outside A-Za-z0-9 - _ + . become '_'
- * (how `calibrate` names its job folders). */
+/* The one rule that turns a name from a config (task, method, family) into
+ * a folder name: characters outside A-Za-z0-9 - _ + . become '_', and so
+ * does a leading '.' (no "..", no hidden folder); an empty name becomes
+ * "_"; the result is cut to n-1 bytes. Callers check uniqueness on the
+ * result, after the cut. */
 void lc_slugify(char *dst, size_t n, const char *src);
+/* Takes the output folder's lock: flock(2) on DIR/.lock (created; it holds
+ * the pid), so a second run on the same folder is refused with a message
+ * instead of interleaving its writes. The lock is released by
+ * lc_dir_unlock, or by the kernel when the process ends in any way
+ * (kill -9 included): a stale .lock file does not block. */
+int lc_dir_lock(const char *dir, int *fd, lc_err *err);
+void lc_dir_unlock(int fd);
 /* Writes text (plus a final newline) to path through a temporary file and
  * rename(), so readers never see a half-written file. */
 int lc_write_text_atomic(const char *path, const char *text, lc_err *err);

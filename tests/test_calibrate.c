@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "account.h"
 #include "loaders.h"
@@ -301,6 +302,84 @@ static void expect_failure(const char *adapters, const char *tasks, const char *
 #define ADS2 "[{\"name\": \"a\", \"path\": \"lora0\"}, {\"name\": \"b\", \"path\": \"lora1\"}]"
 #define TASK1 "[{\"name\": \"t\", \"adapters\": [\"a\", \"b\"], \"data\": {\"test\": \"test.jsonl\", " \
               "\"prompt_template\": \"{q}\", \"target_template\": \" {a}\", \"max_len\": 32}}]"
+
+/* Names from a config become folder names only through lc_slugify: a
+ * hostile task or method name cannot reach outside output_dir, and names
+ * that collide once cut to 63 bytes are refused. */
+Test(calibrate_bad_input, hostile_names_stay_inside_output_dir, .init = tiny_setup) {
+    char path[1024], text[8192], cmd[2048];
+    char slug[64];
+    lc_slugify(slug, sizeof slug, "../../evil");
+    cr_assert_str_eq(slug, "_._.._evil");
+    lc_slugify(slug, sizeof slug, "..");
+    cr_assert_str_eq(slug, "_.");
+    lc_slugify(slug, sizeof slug, "");
+    cr_assert_str_eq(slug, "_");
+    lc_slugify(slug, sizeof slug, "/etc/passwd\n\x01");
+    cr_assert_str_eq(slug, "_etc_passwd__");
+    const char *names[] = {"../../evil", "/tmp/abs", "a/b\\\\c", "..", ".hidden", "tab\\tand\\u0001ctl"};
+    size_t o = 0;
+    o += (size_t)snprintf(text + o, sizeof text - o, "{\"model\": \"model.bin\", \"output_dir\": \"out/deep\",\n"
+                          " \"adapters\": " ADS2 ",\n \"tasks\": [");
+    for (int i = 0; i < 6; i++)
+        o += (size_t)snprintf(text + o, sizeof text - o,
+                              "%s{\"name\": \"%s\", \"adapters\": [\"a\", \"b\"], \"data\": {\"test\": \"test.jsonl\", "
+                              "\"prompt_template\": \"{q}\", \"target_template\": \" {a}\", \"max_len\": 32}}",
+                              i ? ", " : "", names[i]);
+    snprintf(text + o, sizeof text - o,
+             "],\n \"methods\": [{\"name\": \"../../m\", \"type\": \"zero_shot\"}], \"generation\": {\"max_new_tokens\": 1}}\n");
+    snprintf(path, sizeof path, "%s/hostile.json", tdir);
+    cr_assert_eq(tu_write_file(path, text, strlen(text)), 0);
+    snprintf(cmd, sizeof cmd, "cd %s && %s --config hostile.json 2>&1", tdir, tu_bin("calibrate"));
+    int st;
+    char *out = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0, "%s", out);
+    free(out);
+    /* every file written is under out/deep (nothing in out/ itself, nothing beside tdir's inputs) */
+    snprintf(cmd, sizeof cmd, "cd %s && find . -newer hostile.json -type f ! -path './out/deep/*' | grep -v '^./out/deep/'",
+             tdir);
+    out = tu_capture(cmd, &st);
+    cr_assert_str_eq(out, "", "files written outside output_dir:\n%s", out);
+    free(out);
+    snprintf(path, sizeof path, "%s/out/deep/_._.._evil/_._.._m/results.json", tdir);
+    cr_assert_eq(access(path, F_OK), 0, "%s missing", path);
+    /* a name longer than a folder name may be is refused (not cut into a clash) */
+    char a[80];
+    memset(a, 'x', 70);
+    a[70] = 0;
+    snprintf(text, sizeof text, "[{\"name\": \"zs\", \"type\": \"zero_shot\"}, {\"name\": \"%s\", \"type\": \"zero_shot\"}]", a);
+    expect_failure(ADS2, TASK1, text, "", "at most 63 bytes");
+    /* names that differ, with the same folder name */
+    expect_failure(ADS2, TASK1,
+                   "[{\"name\": \"m one\", \"type\": \"zero_shot\"}, {\"name\": \"m/one\", \"type\": \"zero_shot\"}]", "",
+                   "have the same folder name 'm_one'");
+}
+
+/* A second run on the same output folder is refused while the first holds
+ * its lock; the lock goes with the process. */
+Test(calibrate_bad_input, second_run_on_the_same_folder_is_refused, .init = tiny_setup) {
+    char path[1024], text[4096], cmd[2048];
+    snprintf(text, sizeof text,
+             "{\"model\": \"model.bin\", \"output_dir\": \"out\",\n \"adapters\": %s,\n \"tasks\": %s,\n"
+             " \"methods\": [{\"name\": \"zs\", \"type\": \"zero_shot\"}], \"generation\": {\"max_new_tokens\": 1}}\n",
+             ADS2, TASK1);
+    snprintf(path, sizeof path, "%s/lock.json", tdir);
+    cr_assert_eq(tu_write_file(path, text, strlen(text)), 0);
+    /* hold the lock as a running calibrate would: flock from another process */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/out && cd %s && flock out/.lock sleep 30 & sleep 0.5; "
+             "cd %s && %s --config lock.json 2>&1; echo \"rc=$?\"; kill %%1 2>/dev/null", tdir, tdir, tdir,
+             tu_bin("calibrate"));
+    int st;
+    char *out = tu_capture(cmd, &st);
+    cr_assert(strstr(out, "another run is writing to this output folder") && strstr(out, "out/.lock") &&
+                  !strstr(out, "rc=0"), "the second run was not refused:\n%s", out);
+    free(out);
+    /* a stale .lock file (its holder gone) does not block */
+    snprintf(cmd, sizeof cmd, "cd %s && %s --config lock.json 2>&1", tdir, tu_bin("calibrate"));
+    out = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0, "a stale lock file blocked the run:\n%s", out);
+    free(out);
+}
 
 /* The run summary does not drop a job whose results.json cannot be read. */
 Test(calibrate_bad_input, unreadable_job_results_fail_the_summary, .init = tiny_setup) {

@@ -42,6 +42,7 @@ typedef struct {
 
 typedef struct {
     char name[64], family[64];
+    char slug[64], family_slug[64]; /* their folder names (lc_slugify) */
     int ad[ADAPTER_MAX]; /* indices into the adapter table */
     int n_ad;
     int main_i, aux_i; /* indices into the adapter table */
@@ -154,13 +155,31 @@ static int parse_tasks(ctx_t *x, lc_err *err) {
             cfg_string(c, K("family"), 0, NULL, &family, err) ||
             cfg_string_list(c, K("adapters"), 1, &names, &nn, err))
             return LC_FAIL;
+        if (strlen(name) >= sizeof t->name || (family && strlen(family) >= sizeof t->family)) {
+            free(names);
+            return lc_errf(err, "%s: key 'tasks[%d].%s': at most %zu bytes", x->cfg_path, i,
+                           strlen(name) >= sizeof t->name ? "name" : "family", sizeof t->name - 1);
+        }
         snprintf(t->name, sizeof t->name, "%s", name);
         snprintf(t->family, sizeof t->family, "%s", family ? family : name);
-        for (int j = 0; j < i; j++)
+        lc_slugify(t->slug, sizeof t->slug, t->name);
+        lc_slugify(t->family_slug, sizeof t->family_slug, t->family);
+        for (int j = 0; j < i; j++) {
             if (!strcmp(x->tasks[j].name, name)) {
                 free(names);
                 return lc_errf(err, "%s: key 'tasks[%d].name': '%s' is used twice", x->cfg_path, i, name);
             }
+            if (!strcmp(x->tasks[j].slug, t->slug)) {
+                free(names);
+                return lc_errf(err, "%s: key 'tasks[%d].name': '%s' and task %d ('%s') have the same folder "
+                               "name '%s'", x->cfg_path, i, name, j, x->tasks[j].name, t->slug);
+            }
+            if (strcmp(x->tasks[j].family, t->family) && !strcmp(x->tasks[j].family_slug, t->family_slug)) {
+                free(names);
+                return lc_errf(err, "%s: key 'tasks[%d].family': '%s' and '%s' have the same folder name '%s'",
+                               x->cfg_path, i, t->family, x->tasks[j].family, t->family_slug);
+            }
+        }
         if (nn < 1 || nn > ADAPTER_MAX) {
             free(names);
             return lc_errf(err, "%s: key 'tasks[%d].adapters': 1 to %d adapter names", x->cfg_path, i, ADAPTER_MAX);
@@ -230,12 +249,15 @@ static int parse_methods(ctx_t *x, lc_err *err) {
         if (cfg_string(c, K("name"), 1, NULL, &name, err) ||
             cfg_enum(c, K("type"), 1, 0, TYPE_NAMES, &type, err))
             return LC_FAIL;
+        if (strlen(name) >= sizeof me->name)
+            return lc_errf(err, "%s: key 'methods[%d].name': at most %zu bytes", x->cfg_path, i,
+                           sizeof me->name - 1);
         snprintf(me->name, sizeof me->name, "%s", name);
         lc_slugify(me->slug, sizeof me->slug, name);
         for (int j = 0; j < i; j++)
             if (!strcmp(x->methods[j].slug, me->slug))
-                return lc_errf(err, "%s: key 'methods[%d].name': '%s' clashes with method %d ('%s')",
-                               x->cfg_path, i, name, j, x->methods[j].name);
+                return lc_errf(err, "%s: key 'methods[%d].name': '%s' and method %d ('%s') have the same "
+                               "folder name '%s'", x->cfg_path, i, name, j, x->methods[j].name, me->slug);
         me->type = type;
         int needs_merge = type == M_MERGE || type == M_CALIBRATE;
         if (!needs_merge) {
@@ -716,14 +738,14 @@ static int shared_calibration(ctx_t *x, task_entry *t, int mi, job_merge *jm, sh
             merges[nf] = jm;
         } else {
             char udir[2048];
-            snprintf(udir, sizeof udir, "%s/%s/%s", x->out_dir, u->name, me->slug);
+            snprintf(udir, sizeof udir, "%s/%s/%s", x->out_dir, u->slug, me->slug);
             if (build_merge(x, u, me, udir, &others[n_others], &ji_other[n_others], err)) goto done;
             merges[nf] = &others[n_others++];
         }
         fam[nf++] = u;
     }
     char sdir[2048];
-    snprintf(sdir, sizeof sdir, "%s/shared-%s/%s", x->out_dir, t->family, me->slug);
+    snprintf(sdir, sizeof sdir, "%s/shared-%s/%s", x->out_dir, t->family_slug, me->slug);
     if (calib_new(x, me, &sc->cb, err) ||
         train_calibration(x, me, fam, merges, nf, sdir, &sc->cb, &sc->val_before, &sc->val_after,
                           &sc->seconds, err))
@@ -857,7 +879,7 @@ static int run_job(ctx_t *x, task_entry *t, int mi, shared_calib *shared, int *n
                    lc_err *err) {
     const method_entry *me = &x->methods[mi];
     char dir[2048]; /* file paths inside it use 4096-byte buffers */
-    snprintf(dir, sizeof dir, "%s/%s/%s", x->out_dir, t->name, me->slug);
+    snprintf(dir, sizeof dir, "%s/%s/%s", x->out_dir, t->slug, me->slug);
     if (x->resume && job_done(dir)) {
         progress(x, t, me, "done already (--resume), skipped");
         return LC_OK;
@@ -969,7 +991,7 @@ static int write_summary(ctx_t *x, lc_err *err) {
     char path[4096];
     for (int mi = 0; mi < x->n_methods; mi++)
         for (int ti = 0; ti < x->n_tasks; ti++) {
-            snprintf(path, sizeof path, "%s/%s/%s/results.json", x->out_dir, x->tasks[ti].name,
+            snprintf(path, sizeof path, "%s/%s/%s/results.json", x->out_dir, x->tasks[ti].slug,
                      x->methods[mi].slug);
             /* a job not run (e.g. outside --tasks) has no results.json; one
              * that exists and cannot be read or parsed is an error, not a
@@ -1208,7 +1230,7 @@ int calib_plan_print(const calib_plan *p, FILE *f, lc_err *err) {
             const task_entry *t = &x->tasks[ti];
             const method_entry *me = &x->methods[mi];
             char dir[4096];
-            snprintf(dir, sizeof dir, "%s/%s/%s", x->out_dir, t->name, me->slug);
+            snprintf(dir, sizeof dir, "%s/%s/%s", x->out_dir, t->slug, me->slug);
             cJSON *j = cJSON_CreateObject();
             if (!j || !cJSON_AddNumberToObject(j, "job", ++job) ||
                 !cJSON_AddStringToObject(j, "task", t->name) ||
@@ -1241,8 +1263,8 @@ int calib_plan_run(calib_plan *p, lc_err *err) {
     if (!p->loaded) return lc_errf(err, "%s: the plan was opened without loading the model", x->cfg_path);
     shared_calib *shared = lc_calloc(MAX_TASKS, sizeof *shared, err);
     if (!shared) return LC_FAIL;
-    int n_shared = 0, rc = LC_FAIL;
-    if (lc_make_dirs(x->out_dir, err)) goto done;
+    int n_shared = 0, rc = LC_FAIL, lock = -1;
+    if (lc_make_dirs(x->out_dir, err) || lc_dir_lock(x->out_dir, &lock, err)) goto done;
     fprintf(stderr, "calibrate: %d tasks x %d methods = %d jobs -> %s\n", x->n_tasks, x->n_methods,
             x->n_jobs, x->out_dir);
     x->t0 = lc_now_s();
@@ -1260,6 +1282,7 @@ int calib_plan_run(calib_plan *p, lc_err *err) {
     fprintf(stderr, "calibrate: wrote %s/results.json, results.csv and table.md\n", x->out_dir);
     rc = LC_OK;
 done:
+    lc_dir_unlock(lock);
     for (int i = 0; i < n_shared; i++) calib_free(&shared[i].cb);
     free(shared);
     return rc;

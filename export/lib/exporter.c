@@ -140,9 +140,11 @@ int export_bundle(const model *base, const export_spec *s, FILE *report, lc_err 
                 lc_errf(err, "export: task '%s' is listed twice (a bundle holds one method per task)", it->task);
                 goto done;
             }
-        lc_slugify(slug, sizeof slug, it->method);
+        char tslug[128];
+        lc_slugify(slug, 64, it->method);
+        lc_slugify(tslug, 64, it->task); /* calibrate's folder rule (64-byte names) */
         char jobdir[2048];
-        snprintf(jobdir, sizeof jobdir, "%s/%s/%s", s->calibrate_dir, it->task, slug);
+        snprintf(jobdir, sizeof jobdir, "%s/%s/%s", s->calibrate_dir, tslug, slug);
         snprintf(path, sizeof path, "%s/results.json", jobdir);
         cJSON *r = results[i] = read_json(path, err);
         if (!r) {
@@ -336,8 +338,10 @@ int export_interop(model *base, const char *calibrate_dir, const char *task, con
                    const char *peft_dir, const char *gguf_path, int gguf_f16, lc_err *err) {
     const model_config *c = &base->cfg;
     char slug[128], jobdir[2048], path[4096];
-    lc_slugify(slug, sizeof slug, method);
-    snprintf(jobdir, sizeof jobdir, "%s/%s/%s", calibrate_dir, task, slug);
+    char tslug[64];
+    lc_slugify(slug, 64, method);
+    lc_slugify(tslug, sizeof tslug, task);
+    snprintf(jobdir, sizeof jobdir, "%s/%s/%s", calibrate_dir, tslug, slug);
     snprintf(path, sizeof path, "%s/results.json", jobdir);
     cJSON *r = read_json(path, err);
     if (!r) return LC_FAIL;

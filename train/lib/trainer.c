@@ -466,6 +466,8 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
         if (src[k].train->n == 0) return lc_errf(err, "%s: the training set is empty", src[k].train->path);
         have_val |= src[k].val != NULL;
     }
+    int lock = -1; /* a second run on this folder is refused (released at done) */
+    if (writer && lc_dir_lock(o->out_dir, &lock, err)) return LC_FAIL;
 
     adamw opt = {0};
     model_acts *acts[SRC_MAX] = {0};
@@ -732,6 +734,7 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
     rc = LC_OK;
 done:
     if (log) fclose(log);
+    lc_dir_unlock(lock);
     free(tok);
     free(tgt);
     free(acc);
