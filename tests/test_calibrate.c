@@ -366,8 +366,8 @@ Test(calibrate_bad_input, second_run_on_the_same_folder_is_refused, .init = tiny
     snprintf(path, sizeof path, "%s/lock.json", tdir);
     cr_assert_eq(tu_write_file(path, text, strlen(text)), 0);
     /* hold the lock as a running calibrate would: flock from another process */
-    snprintf(cmd, sizeof cmd, "mkdir -p %s/out && cd %s && flock out/.lock sleep 30 & sleep 0.5; "
-             "cd %s && %s --config lock.json 2>&1; echo \"rc=$?\"; kill %%1 2>/dev/null", tdir, tdir, tdir,
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/out && cd %s && { flock -o out/.lock sleep 30 >/dev/null 2>&1 & p=$!; }; sleep 0.5; "
+             "cd %s && %s --config lock.json 2>&1; echo \"rc=$?\"; kill $p", tdir, tdir, tdir,
              tu_bin("calibrate"));
     int st;
     char *out = tu_capture(cmd, &st);

@@ -279,3 +279,20 @@ Test(train, lora_against_a_q8_0_base) {
     cr_assert_not_null(strstr(msg, "q3_x"), "%s", msg);
     free(msg);
 }
+
+/* A second train on an output folder another run holds is refused by name;
+ * the lock file left behind by a finished run does not block. */
+Test(train, second_run_on_the_same_folder_is_refused) {
+    write_config("lk", "run_lock", 2, NULL, NULL);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/run_lock && cd %s && { flock -o run_lock/.lock sleep 30 >/dev/null 2>&1 & p=$!; }; "
+             "sleep 0.5; %s --config lk.json 2>&1; echo \"rc=$?\"; kill $p", dir, dir,
+             tu_bin("train"));
+    int st;
+    char *out = tu_capture(cmd, &st);
+    cr_assert(strstr(out, "another run is writing to this output folder") && !strstr(out, "rc=0"),
+              "the second run was not refused:\n%s", out);
+    free(out);
+    cr_assert_eq(run_train("lk", NULL, &out), 0, "a stale lock file blocked the run:\n%s", out);
+    free(out);
+}
