@@ -20,14 +20,7 @@ const char *gen_find_stop(const char *text, const gen_opts *o) {
 /* Streaming state: the new text is the decode of (last prompt token +
  * generated ids) past the decode of the last prompt token alone, so a
  * tokenizer's word-initial space comes out as it would after the prompt. */
-typedef struct {
-    gen_stream *s;
-    const tokenizer *tok;
-    const gen_opts *o;
-    char *ctx_text;
-    size_t ctx_len, printed;
-    int stopped, alone;
-} streamer;
+typedef struct gen_streamer_state streamer; /* generation.h */
 
 /* Emits what became final of the text of ids[0..n) (ids[0] is the context
  * token); at the end (last = 1) everything up to a stop string. Returns 1
@@ -77,99 +70,138 @@ static int stream_update(streamer *st, const int *ids, int n, int last) {
     return st->stopped;
 }
 
-int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer *tok,
-                  const int *prompt, int n_prompt, const gen_opts *o, lc_rng *rng, gen_stream *s,
-                  char **text, int *n_new, lc_err *err) {
-    *text = NULL;
-    *n_new = 0;
-    const int V = m->cfg.vocab_size;
-    const int eos = tok && tokenizer_eos(tok) >= 0 ? tokenizer_eos(tok) : m->cfg.eos_id;
-    const int bos = tok && tokenizer_bos(tok) >= 0 ? tokenizer_bos(tok) : m->cfg.bos_id;
+int gen_seq_init(gen_seq *q, int max_seq, const model *m, const tokenizer *tok, const int *prompt,
+                 int n_prompt, const gen_opts *o, lc_rng *rng, gen_stream *s, lc_err *err) {
+    memset(q, 0, sizeof *q);
     if (n_prompt <= 0) return lc_errf(err, "empty prompt");
     if (max_seq < 2) return lc_errf(err, "the decoder has %d positions", max_seq);
     if (o->max_new_tokens < 0) return lc_errf(err, "max_new_tokens is %d", o->max_new_tokens);
     if (o->n_stop && !tok) return lc_errf(err, "stop strings need a tokenizer");
-    int budget = o->max_new_tokens < max_seq - 1 ? o->max_new_tokens : max_seq - 1;
-    int *ids = malloc(sizeof(int) * (size_t)(n_prompt + budget + 1));
-    if (!ids) return lc_errf(err, "out of memory");
+    q->m = m, q->tok = tok, q->o = o, q->rng = rng, q->s = s, q->max_seq = max_seq;
+    q->eos = tok && tokenizer_eos(tok) >= 0 ? tokenizer_eos(tok) : m->cfg.eos_id;
+    q->bos = tok && tokenizer_bos(tok) >= 0 ? tokenizer_bos(tok) : m->cfg.bos_id;
+    q->budget = o->max_new_tokens < max_seq - 1 ? o->max_new_tokens : max_seq - 1;
+    q->ids = malloc(sizeof(int) * (size_t)(n_prompt + q->budget + 1));
+    if (!q->ids) return lc_errf(err, "out of memory");
     /* keep the first token (BOS) and the end of the prompt */
     int keep = n_prompt;
-    if (keep + budget > max_seq) keep = max_seq - budget;
+    if (keep + q->budget > max_seq) keep = max_seq - q->budget;
     int n = 0;
-    ids[n++] = prompt[0];
-    for (int i = n_prompt - keep + 1; i < n_prompt; i++) ids[n++] = prompt[i];
-    const int start = n;
-    streamer st = {s, tok, o, NULL, 0, 0, 0, 0};
-    const int streaming = s && s->on_text && tok;
-    if (streaming) {
-        st.ctx_text = tokenizer_decode(tok, ids + start - 1, 1, 1);
-        if (!st.ctx_text) {
-            free(ids);
+    q->ids[n++] = prompt[0];
+    for (int i = n_prompt - keep + 1; i < n_prompt; i++) q->ids[n++] = prompt[i];
+    q->n = q->start = n;
+    q->streaming = s && s->on_text && tok;
+    if (q->streaming) {
+        q->st = (streamer){s, tok, o, NULL, 0, 0, 0, 0};
+        q->st.ctx_text = tokenizer_decode(tok, q->ids + q->start - 1, 1, 1);
+        if (!q->st.ctx_text) {
+            gen_seq_free(q);
             return lc_errf(err, "out of memory decoding");
         }
-        st.ctx_len = strlen(st.ctx_text);
+        q->st.ctx_len = strlen(q->st.ctx_text);
     }
-    if (s) s->n_prompt = start, s->n_steps = 0, s->was_cancelled = 0;
-#define CANCELLED() (s && s->cancelled && s->cancelled(s->ctx) && (s->was_cancelled = 1))
-    float *logits = NULL;
-    const char *failed = NULL; /* a step or the sampler failed: an error, never a short answer */
-    for (int pos = 0; pos < n && !CANCELLED(); pos++) {
-        logits = model_decoder_step(d, ids[pos], pos);
-        if (!logits) {
-            failed = "the decoder refused the prompt (a token id outside the vocabulary, or out of memory)";
-            break;
-        }
-        if (s && s->n_steps++ == 0) s->t_first = lc_now_s();
+    if (s) s->n_prompt = q->start, s->n_steps = 0, s->was_cancelled = 0;
+    return LC_OK;
+}
+
+#define CANCELLED(s) ((s) && (s)->cancelled && (s)->cancelled((s)->ctx) && ((s)->was_cancelled = 1))
+
+int gen_seq_next(gen_seq *q, float *logits, int *token, int *pos) {
+    const gen_opts *o = q->o;
+    gen_stream *s = q->s;
+    if (q->done || !logits || q->k >= q->budget) {
+        q->done = 1;
+        return 0;
     }
-    char *out = NULL;
-    if (s && s->was_cancelled) logits = NULL;
-    for (int k = 0; k < budget && logits; k++) {
-        int next = sample_token(logits, V, o->temperature, o->top_p, rng);
-        if (next < 0) {
-            failed = "out of memory while sampling";
-            break;
-        }
-        if (next == eos || (o->stop_at_bos && next == bos)) break;
-        ids[n++] = next;
-        if (s && s->on_token) s->on_token(s->ctx, next);
-        if (streaming) {
-            if (stream_update(&st, ids + start - 1, n - start + 1, 0)) break;
-        } else if (o->n_stop && (k % 4 == 3 || k == budget - 1 || (s && s->on_token))) {
-            /* check the stop strings on the decoded text every few tokens (every
-             * token when ids are being handed out) */
-            free(out);
-            out = tokenizer_decode(tok, ids + start, n - start, 1);
-            if (out && gen_find_stop(out, o)) break;
-        }
-        if (n >= max_seq || k == budget - 1) break; /* no logits needed after the last */
-        if (CANCELLED()) break;
-        logits = model_decoder_step(d, next, n - 1);
-        if (!logits) failed = "a decoder step failed (out of memory)";
-        if (s) s->n_steps++;
+    const int k = q->k++;
+    q->done = 1; /* until a token is handed out below */
+    int next = sample_token(logits, q->m->cfg.vocab_size, o->temperature, o->top_p, q->rng);
+    if (next < 0) { /* an error for gen_seq_finish, not a short answer */
+        q->failed = "out of memory while sampling";
+        return 0;
     }
-#undef CANCELLED
-    if (failed) {
-        free(st.ctx_text);
-        free(out);
-        free(ids);
-        return lc_errf(err, "generation: %s", failed);
+    if (next == q->eos || (o->stop_at_bos && next == q->bos)) return 0;
+    q->ids[q->n++] = next;
+    if (s && s->on_token) s->on_token(s->ctx, next);
+    if (q->streaming) {
+        if (stream_update(&q->st, q->ids + q->start - 1, q->n - q->start + 1, 0)) return 0;
+    } else if (o->n_stop && (k % 4 == 3 || k == q->budget - 1 || (s && s->on_token))) {
+        /* check the stop strings on the decoded text every few tokens (every
+         * token when ids are being handed out) */
+        free(q->out);
+        q->out = tokenizer_decode(q->tok, q->ids + q->start, q->n - q->start, 1);
+        if (q->out && gen_find_stop(q->out, o)) return 0;
     }
-    if (streaming) stream_update(&st, ids + start - 1, n - start + 1, 1);
-    free(st.ctx_text);
-    free(out);
-    *n_new = n - start;
-    if (!tok) {
-        free(ids);
-        return LC_OK;
-    }
-    out = tokenizer_decode(tok, ids + start, n - start, 1);
-    free(ids);
+    if (q->n >= q->max_seq || k == q->budget - 1) return 0; /* no logits needed after the last */
+    if (CANCELLED(s)) return 0;
+    q->done = 0;
+    *token = next;
+    *pos = q->n - 1;
+    return 1;
+}
+
+int gen_seq_finish(gen_seq *q, char **text, int *n_new, lc_err *err) {
+    *text = NULL;
+    *n_new = 0;
+    if (q->failed) return lc_errf(err, "generation: %s", q->failed);
+    if (q->streaming) stream_update(&q->st, q->ids + q->start - 1, q->n - q->start + 1, 1);
+    *n_new = q->n - q->start;
+    if (!q->tok) return LC_OK;
+    char *out = tokenizer_decode(q->tok, q->ids + q->start, q->n - q->start, 1);
     if (!out) return lc_errf(err, "out of memory decoding");
-    char *cut = (char *)gen_find_stop(out, o);
+    char *cut = (char *)gen_find_stop(out, q->o);
     if (cut) *cut = 0;
     /* trim the whitespace a prompt ending in "Summary:" leaves in front */
     size_t lead = strspn(out, " \t\n");
     if (lead) memmove(out, out + lead, strlen(out + lead) + 1);
     *text = out;
     return LC_OK;
+}
+
+void gen_seq_free(gen_seq *q) {
+    free(q->ids);
+    free(q->st.ctx_text);
+    free(q->out);
+    q->ids = NULL, q->st.ctx_text = NULL, q->out = NULL;
+}
+
+/* Prompt rows per prefill call: cancellation is polled between them. */
+#define GEN_PREFILL_SLICE 256
+
+int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer *tok,
+                  const int *prompt, int n_prompt, const gen_opts *o, lc_rng *rng, gen_stream *s,
+                  char **text, int *n_new, lc_err *err) {
+    *text = NULL;
+    *n_new = 0;
+    gen_seq q;
+    if (gen_seq_init(&q, max_seq, m, tok, prompt, n_prompt, o, rng, s, err)) return LC_FAIL;
+    float *logits = NULL;
+    int rc = LC_OK;
+    for (int p0 = 0; p0 < q.n; p0 += GEN_PREFILL_SLICE) {
+        if (CANCELLED(s)) {
+            logits = NULL;
+            break;
+        }
+        const int k = q.n - p0 < GEN_PREFILL_SLICE ? q.n - p0 : GEN_PREFILL_SLICE;
+        logits = model_decoder_prefill(d, q.ids + p0, k, p0, err);
+        if (!logits) {
+            rc = LC_FAIL;
+            goto done;
+        }
+        if (s) s->n_steps += k;
+    }
+    if (s && logits) s->t_first = lc_now_s();
+    int token, pos;
+    while (gen_seq_next(&q, logits, &token, &pos)) {
+        logits = model_decoder_step(d, token, pos);
+        if (!logits) {
+            rc = lc_errf(err, "decoder step at position %d failed (out of memory in a stored matrix's product)", pos);
+            goto done;
+        }
+        if (s) s->n_steps++;
+    }
+    rc = gen_seq_finish(&q, text, n_new, err);
+done:
+    gen_seq_free(&q);
+    return rc;
 }

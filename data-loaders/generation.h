@@ -42,8 +42,9 @@ typedef struct {
     /* out */
     int was_cancelled;
     int n_prompt;   /* prompt tokens used (after a cut from the left) */
-    int n_steps;    /* decoder steps, prompt included */
-    double t_first; /* CLOCK_MONOTONIC seconds when the first decoder step ended */
+    int n_steps;    /* decoder positions run, prompt included (the prompt as one prefill) */
+    double t_first; /* CLOCK_MONOTONIC seconds when the prompt's prefill ended: the first
+                     * new token's logits were ready (time to first token) */
 } gen_stream;
 
 /* Continues prompt (n_prompt ids) with decoder d (made for m with max_seq
@@ -56,6 +57,47 @@ typedef struct {
 int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer *tok,
                   const int *prompt, int n_prompt, const gen_opts *o, lc_rng *rng, gen_stream *s,
                   char **text, int *n_new, lc_err *err);
+
+/* One generation as a state machine, for driving several at once
+ * (batched evaluation, calibrate/lib/evaluation.c); generate_text is
+ * gen_seq_init, a prefill of ids[0..n), then gen_seq_next / step until it
+ * returns 0, then gen_seq_finish. The decisions (sampling, EOS, stop
+ * strings, the budget) are the same whoever runs the decoder. */
+typedef struct {
+    const model *m;
+    const tokenizer *tok;
+    const gen_opts *o;
+    lc_rng *rng;
+    gen_stream *s;
+    int max_seq, eos, bos, budget, k, done, streaming;
+    int *ids;  /* the prompt as kept (ids[0..start)), then the new tokens */
+    int n;     /* ids so far: prefill ids[0..start) at positions 0..start-1 */
+    int start; /* prompt tokens kept */
+    char *out; /* scratch for the stop-string check */
+    const char *failed; /* set when the sampler failed: gen_seq_finish reports it */
+    struct gen_streamer_state {
+        gen_stream *s;
+        const tokenizer *tok;
+        const gen_opts *o;
+        char *ctx_text;
+        size_t ctx_len, printed;
+        int stopped, alone;
+    } st;
+} gen_seq;
+
+/* Prepares the prompt (cut as generate_text says; max_seq as there) and
+ * the decisions; q->ids[0..q->n) is what to prefill. */
+int gen_seq_init(gen_seq *q, int max_seq, const model *m, const tokenizer *tok, const int *prompt,
+                 int n_prompt, const gen_opts *o, lc_rng *rng, gen_stream *s, lc_err *err);
+/* Given the logits after the last token run (the prefill's, then each
+ * step's): samples the next token and decides. Returns 1 with the token to
+ * run at *pos next, 0 when the generation is over (logits NULL also ends
+ * it). */
+int gen_seq_next(gen_seq *q, float *logits, int *token, int *pos);
+/* The text (malloc'd, cut before a stop string, leading whitespace trimmed;
+ * NULL without a tokenizer) and the number of new tokens. */
+int gen_seq_finish(gen_seq *q, char **text, int *n_new, lc_err *err);
+void gen_seq_free(gen_seq *q);
 
 /* The first occurrence in text of any of o's stop strings, or NULL. */
 const char *gen_find_stop(const char *text, const gen_opts *o);

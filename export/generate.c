@@ -444,13 +444,13 @@ int main(int argc, char **argv) {
     lcmt_answer_stats as;
     lcmt_session_last_stats(s, &as);
     const double dt = as.seconds, dt_rest = as.seconds - as.first_seconds;
-    /* The second rate leaves out the first step, as llama2.c's run.c does
-     * ("achieved tok/s": steps after the first over the time since it). */
+    const int n_dec = as.n_steps - as.n_prompt; /* decoder steps after the prefill */
+    /* The decoding rate leaves out the prompt's prefill (time to first token). */
     if (!quiet)
-        fprintf(stderr, "generate: %d prompt + %d new tokens, %d steps in %.3f s (%.1f tok/s; "
-                        "%.1f tok/s after the first step)\n",
-                as.n_prompt, as.n_new, as.n_steps, dt, dt > 0 ? (as.n_prompt + as.n_new) / dt : 0.0,
-                as.n_steps > 1 && dt_rest > 0 ? (as.n_steps - 1) / dt_rest : 0.0);
+        fprintf(stderr, "generate: %d prompt + %d new tokens in %.3f s (prompt prefill %.3f s = time to "
+                        "first token; %d decoding steps, %.1f tok/s)\n",
+                as.n_prompt, as.n_new, dt, as.first_seconds, n_dec,
+                n_dec > 0 && dt_rest > 0 ? n_dec / dt_rest : 0.0);
     rc = 0;
 done:
     free(ids);

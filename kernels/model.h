@@ -293,6 +293,26 @@ int model_decoder_set_adapters(model_decoder *d, const adapter_set *ad, lc_err *
  * range, or when a stored matrix's product runs out of memory. Stored
  * matrices use qmat_matvec (the activation quantized as llama.cpp does). */
 float *model_decoder_step(model_decoder *d, int token, int pos);
+/* Prefill: runs the n tokens ids at positions pos0 .. pos0+n-1 (all
+ * < max_seq) and returns the (V) logits of the last one (valid until the
+ * next call), or NULL with err set (a bad token or position, or out of
+ * memory: never a partial result). The rows go through the layers in
+ * chunks, one product per weight matrix per chunk (each weight read once
+ * per chunk instead of once per token), attention causal over the KV
+ * cache. Every row is computed with the arithmetic of model_decoder_step,
+ * so the logits equal those of n steps bit for bit. */
+float *model_decoder_prefill(model_decoder *d, const int *ids, int n, int pos0, lc_err *err);
+/* Batched step: token tokens[i] at position pos[i] for each of n distinct
+ * decoders ds[i] (each its own sequence and KV cache; all made for the
+ * same model, max_seq and adapter set), one product per weight matrix for
+ * all n. Afterwards model_decoder_logits(ds[i]) holds sequence i's logits,
+ * bit for bit those model_decoder_step(ds[i], tokens[i], pos[i]) gives.
+ * The scratch for n rows is ds[0]'s (grown as needed). LC_FAIL with err on
+ * bad arguments or out of memory. */
+int model_decoder_step_batch(model_decoder *const *ds, const int *tokens, const int *pos, int n,
+                             lc_err *err);
+/* The (V) logits of d's last step, prefill or batched step. */
+float *model_decoder_logits(model_decoder *d);
 
 /* ---- sampling --------------------------------------------------------- */
 

@@ -82,43 +82,81 @@ void matmul_backward_weight_ref(float *dw, float *dbias, const float *dout, cons
  * each load of x (measured 1.4-2.5x faster on cache-resident stories260K
  * shapes); larger ones stream from memory, where one row at a time measured
  * faster (lm_head 32000 x 288: 1.0 vs 1.5 ms on one core). The choice
- * depends on the shape only, so the result does not depend on the threads. */
+ * depends on the shape only, so the result does not depend on the threads.
+ *
+ * With several x (nb > 1) every output (b, o) is computed by the very same
+ * machine code as for one x: the sums live in two out-of-line kernels,
+ * matvec_dot4 (rows o..o+3 of a group of four) and matvec_dot1 (a single
+ * row), and which of the two computes row o depends only on (OC, C) and o:
+ * the four-row groups start at row 0 and thread shares are multiples of 4.
+ * A row of one x therefore has the same bits whatever nb, the other x and
+ * the threads are; batched decoding and prefill rely on it
+ * (kernels/transformer.c). The nb x share each group of W rows while it is
+ * in cache, which is what makes them faster than nb single products. */
 #define MATVEC_MULTIROW_MAX (1u << 20)
 
-static void matvec_rows(const matvec_job *j, int o0, int o1) {
-    const int C = j->C;
-    const float *x = j->x;
-    int o = o0;
-    const int multirow = (size_t)j->OC * C <= MATVEC_MULTIROW_MAX;
-    for (; multirow && o + 4 <= o1; o += 4) {
-        const float *r0 = j->w + (size_t)o * C, *r1 = r0 + C, *r2 = r1 + C, *r3 = r2 + C;
-        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+__attribute__((noinline)) static void matvec_dot4(float s[4], const float *r0, const float *x, int C) {
+    const float *r1 = r0 + C, *r2 = r1 + C, *r3 = r2 + C;
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
 #pragma omp simd reduction(+ : s0, s1, s2, s3)
-        for (int c = 0; c < C; c++) {
-            s0 += r0[c] * x[c];
-            s1 += r1[c] * x[c];
-            s2 += r2[c] * x[c];
-            s3 += r3[c] * x[c];
-        }
-        float s[4] = {s0, s1, s2, s3};
-        for (int i = 0; i < 4; i++) {
-            float v = j->bias ? s[i] + j->bias[o + i] : s[i];
-            j->out[o + i] = j->accumulate ? j->out[o + i] + v : v;
-        }
+    for (int c = 0; c < C; c++) {
+        s0 += r0[c] * x[c];
+        s1 += r1[c] * x[c];
+        s2 += r2[c] * x[c];
+        s3 += r3[c] * x[c];
     }
-    for (; o < o1; o++) {
-        const float *row = j->w + (size_t)o * C;
-        float s0 = 0.0f;
+    s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3;
+}
+
+__attribute__((noinline)) static float matvec_dot1(const float *row, const float *x, int C) {
+    float s0 = 0.0f;
 #pragma omp simd reduction(+ : s0)
-        for (int c = 0; c < C; c++) s0 += row[c] * x[c];
-        if (j->bias) s0 += j->bias[o];
-        j->out[o] = j->accumulate ? j->out[o] + s0 : s0;
+    for (int c = 0; c < C; c++) s0 += row[c] * x[c];
+    return s0;
+}
+
+static inline void matvec_store(const matvec_job *j, float *out, int o, float s) {
+    float v = j->bias ? s + j->bias[o] : s;
+    out[o] = j->accumulate ? out[o] + v : v;
+}
+
+/* x of one block stay in L1 while a block of W rows (in L2) passes over them */
+#define MATVEC_XBLOCK 8
+#define MATVEC_WBLOCK_FLOATS (1u << 15)
+
+static void matvec_rows(const matvec_job *j, int o0, int o1) {
+    const int C = j->C, OC = j->OC, nb = j->nb > 1 ? j->nb : 1;
+    const int multirow = (size_t)OC * C <= MATVEC_MULTIROW_MAX;
+    const int n4 = multirow ? OC / 4 * 4 : 0; /* rows below n4 are in four-row groups */
+    int wb = (int)(MATVEC_WBLOCK_FLOATS / (C > 0 ? (unsigned)C : 1u)) / 4 * 4;
+    if (wb < 4) wb = 4;
+    for (int ob = o0; ob < o1; ob += wb) {
+        const int oe = ob + wb < o1 ? ob + wb : o1;
+        for (int b0 = 0; b0 < nb; b0 += MATVEC_XBLOCK) {
+            const int be = b0 + MATVEC_XBLOCK < nb ? b0 + MATVEC_XBLOCK : nb;
+            int o = ob;
+            for (; o + 4 <= oe && o + 4 <= n4; o += 4) {
+                const float *r0 = j->w + (size_t)o * C;
+                for (int b = b0; b < be; b++) {
+                    float s[4];
+                    matvec_dot4(s, r0, j->x + (size_t)b * C, C);
+                    float *out = j->out + (size_t)b * OC;
+                    for (int i = 0; i < 4; i++) matvec_store(j, out, o + i, s[i]);
+                }
+            }
+            for (; o < oe; o++) {
+                const float *row = j->w + (size_t)o * C;
+                for (int b = b0; b < be; b++)
+                    matvec_store(j, j->out + (size_t)b * OC, o, matvec_dot1(row, j->x + (size_t)b * C, C));
+            }
+        }
     }
 }
 
 void matvec_batch(const matvec_job *jobs, int n_jobs) {
     size_t work = 0;
-    for (int i = 0; i < n_jobs; i++) work += (size_t)jobs[i].OC * jobs[i].C;
+    for (int i = 0; i < n_jobs; i++)
+        work += (size_t)jobs[i].OC * jobs[i].C * (size_t)(jobs[i].nb > 1 ? jobs[i].nb : 1);
     /* Below this many multiply-adds a parallel region costs more than it
      * saves (a plain branch: even if(0) regions go through libgomp). */
     if (work < MATVEC_PARALLEL_MIN || omp_get_max_threads() < 2 || omp_in_parallel()) {
@@ -142,7 +180,7 @@ void matvec_batch(const matvec_job *jobs, int n_jobs) {
 // out (OC) [+]= w (OC, C) · x (C) + bias
 void matvec(float *out, const float *w, const float *x, const float *bias, int C, int OC,
             int accumulate) {
-    matvec_job j = {out, w, x, bias, C, OC, accumulate};
+    matvec_job j = {out, w, x, bias, C, OC, accumulate, 1};
     matvec_batch(&j, 1);
 }
 

@@ -36,10 +36,15 @@ void matvec(float *out, const float *w, const float *x, const float *bias, int C
  * region: each thread takes a share of every job's rows. Runs serially
  * below MATVEC_PARALLEL_MIN total multiply-adds, or inside a parallel
  * region. Each output is computed exactly as matvec would. */
+/* With nb > 1 one job is nb products with the same w: x (nb, C) and out
+ * (nb, OC) row-major, i.e. out = x w^T [+ bias]; row b of out has exactly
+ * the bits matvec gives for row b of x (the per-row arithmetic does not
+ * depend on nb or the threads). nb 0 counts as 1. */
 typedef struct {
     float *out;
     const float *w, *x, *bias; /* bias may be NULL */
     int C, OC, accumulate;
+    int nb;
 } matvec_job;
 void matvec_batch(const matvec_job *jobs, int n_jobs);
 #define MATVEC_PARALLEL_MIN (1u << 16)

@@ -596,22 +596,94 @@ void model_backward(model *m, model_acts *a, float grad_scale) {
 
 /* ---- decoding with a KV cache ------------------------------------------------ */
 
+/* One code path runs n token rows through the decoder: a single step (n = 1),
+ * a prefill chunk (n prompt tokens of one sequence, at consecutive positions
+ * of one KV cache) and a batched step (one token of each of n sequences,
+ * each with its own decoder and KV cache). Every per-row operation is the
+ * one a single step runs: matvec_batch / qmat_matvec_batch with nb = n give
+ * each row the bits of a one-row product (ops.h, quant.h), and the norms,
+ * RoPE, attention and SwiGLU are called row by row with the same arguments.
+ * So the logits of a row do not depend on n, on the other rows or on the
+ * threads: prefill equals token-by-token stepping and a batch equals
+ * sequential decoding bit for bit (tests/test_prefill.c, test_eval_batch.c). */
+
+/* Scratch for up to cap rows. */
+typedef struct {
+    int cap;
+    float *x, *xn, *q, *k, *v, *att, *hb, *hb2, *low, *cs, *sn;
+    float *logits; /* (cap, V) for batched steps; NULL until needed */
+    int logits_cap;
+} dec_rows;
+
 struct model_decoder {
     const model *m;
     adapter_set ad;
     int max_seq;
     float *kc, *vc; /* (L, max_seq, Hkv*hd) */
-    float *x, *xn, *q, *att, *hb, *hb2, *logits, *low, *cs, *sn, *scores;
-    int low_cap; /* floats in low: the largest adapter rank */
-    int failed; /* a stored matrix's product ran out of memory this step */
+    float *logits;  /* (V) */
+    float *scores;  /* (n_scores, max_seq): one attention row per thread */
+    int n_scores;
+    int low_cap; /* the largest adapter rank (at least 1) */
+    dec_rows r;  /* one row from init; grown by prefill and batched steps */
+    int failed;  /* a stored matrix's product ran out of memory this call */
 };
+
+static void dec_rows_free(dec_rows *r) {
+    free(r->x); free(r->xn); free(r->q); free(r->k); free(r->v); free(r->att);
+    free(r->hb); free(r->hb2); free(r->low); free(r->cs); free(r->sn); free(r->logits);
+    memset(r, 0, sizeof *r);
+}
+
+/* Makes room for n rows (and n logits rows when want_logits). */
+static int dec_rows_reserve(model_decoder *d, int n, int want_logits, lc_err *err) {
+    const model_config *c = &d->m->cfg;
+    dec_rows *r = &d->r;
+    if (n > r->cap || r->low == NULL) {
+        const size_t N = (size_t)n, QD = (size_t)c->n_heads * c->head_dim,
+                     KD = (size_t)c->n_kv_heads * c->head_dim, half = (size_t)c->head_dim / 2;
+        dec_rows nr = {0};
+        nr.cap = n;
+        nr.x = calloc(N * c->dim, sizeof(float));
+        nr.xn = calloc(N * c->dim, sizeof(float));
+        nr.q = calloc(N * QD, sizeof(float));
+        nr.k = calloc(N * KD, sizeof(float));
+        nr.v = calloc(N * KD, sizeof(float));
+        nr.att = calloc(N * QD, sizeof(float));
+        nr.hb = calloc(N * c->hidden_dim, sizeof(float));
+        nr.hb2 = calloc(N * c->hidden_dim, sizeof(float));
+        nr.low = calloc(N * d->low_cap, sizeof(float));
+        nr.cs = calloc(N * half, sizeof(float));
+        nr.sn = calloc(N * half, sizeof(float));
+        if (!nr.x || !nr.xn || !nr.q || !nr.k || !nr.v || !nr.att || !nr.hb || !nr.hb2 || !nr.low ||
+            !nr.cs || !nr.sn) {
+            dec_rows_free(&nr);
+            return lc_errf(err, "out of memory allocating decoder scratch for %d rows", n);
+        }
+        nr.logits = r->logits, nr.logits_cap = r->logits_cap;
+        r->logits = NULL;
+        dec_rows_free(r);
+        *r = nr;
+    }
+    if (want_logits && n > r->logits_cap) {
+        float *p = realloc(r->logits, sizeof(float) * (size_t)n * c->vocab_size);
+        if (!p) return lc_errf(err, "out of memory allocating logits for %d rows", n);
+        r->logits = p, r->logits_cap = n;
+    }
+    return LC_OK;
+}
 
 void model_decoder_free(model_decoder *d) {
     if (!d) return;
-    free(d->kc); free(d->vc); free(d->x); free(d->xn); free(d->q); free(d->att);
-    free(d->hb); free(d->hb2); free(d->logits); free(d->low); free(d->cs); free(d->sn);
-    free(d->scores);
+    free(d->kc); free(d->vc); free(d->logits); free(d->scores);
+    dec_rows_free(&d->r);
     free(d);
+}
+
+static int adapters_low_rank(const adapter_set *ad) {
+    int low = 1;
+    for (int i = 0; ad && i < ad->n_loras; i++) low = ad->loras[i]->rank > low ? ad->loras[i]->rank : low;
+    for (int i = 0; ad && i < ad->n_cals; i++) low = ad->cals[i]->rank > low ? ad->cals[i]->rank : low;
+    return low;
 }
 
 int model_decoder_init(model_decoder **out, const model *m, const adapter_set *ad, int max_seq,
@@ -625,28 +697,15 @@ int model_decoder_init(model_decoder **out, const model *m, const adapter_set *a
     d->m = m;
     if (ad) d->ad = *ad;
     d->max_seq = max_seq;
-    size_t KD = (size_t)c->n_kv_heads * c->head_dim, QD = (size_t)c->n_heads * c->head_dim;
+    size_t KD = (size_t)c->n_kv_heads * c->head_dim;
     size_t kv = (size_t)c->n_layers * max_seq * KD;
-    int low = 1;
-    for (int i = 0; i < d->ad.n_loras; i++) low = d->ad.loras[i]->rank > low ? d->ad.loras[i]->rank : low;
-    for (int i = 0; i < d->ad.n_cals; i++) low = d->ad.cals[i]->rank > low ? d->ad.cals[i]->rank : low;
-    size_t wide = QD > (size_t)c->dim ? QD : (size_t)c->dim;
+    d->low_cap = adapters_low_rank(ad);
+    d->n_scores = omp_get_max_threads() > 0 ? omp_get_max_threads() : 1;
     d->kc = calloc(kv, sizeof(float));
     d->vc = calloc(kv, sizeof(float));
-    d->x = calloc(c->dim, sizeof(float));
-    d->xn = calloc(wide, sizeof(float));
-    d->q = calloc(QD, sizeof(float));
-    d->att = calloc(QD, sizeof(float));
-    d->hb = calloc(c->hidden_dim, sizeof(float));
-    d->hb2 = calloc(c->hidden_dim, sizeof(float));
     d->logits = calloc(c->vocab_size, sizeof(float));
-    d->low = calloc(low, sizeof(float));
-    d->low_cap = low;
-    d->cs = calloc(c->head_dim / 2, sizeof(float));
-    d->sn = calloc(c->head_dim / 2, sizeof(float));
-    d->scores = calloc((size_t)c->n_heads * max_seq, sizeof(float));
-    if (!d->kc || !d->vc || !d->x || !d->xn || !d->q || !d->att || !d->hb || !d->hb2 ||
-        !d->logits || !d->low || !d->cs || !d->sn || !d->scores) {
+    d->scores = calloc((size_t)d->n_scores * max_seq, sizeof(float));
+    if (!d->kc || !d->vc || !d->logits || !d->scores || dec_rows_reserve(d, 1, 0, err)) {
         model_decoder_free(d);
         return lc_errf(err, "out of memory allocating a KV cache for %d positions", max_seq);
     }
@@ -656,65 +715,68 @@ int model_decoder_init(model_decoder **out, const model *m, const adapter_set *a
 
 int model_decoder_set_adapters(model_decoder *d, const adapter_set *ad, lc_err *err) {
     if (adapter_set_validate(ad, d->m, err)) return LC_FAIL;
-    int low = 1;
-    for (int i = 0; ad && i < ad->n_loras; i++) low = ad->loras[i]->rank > low ? ad->loras[i]->rank : low;
-    for (int i = 0; ad && i < ad->n_cals; i++) low = ad->cals[i]->rank > low ? ad->cals[i]->rank : low;
+    int low = adapters_low_rank(ad);
     if (low > d->low_cap) {
-        float *p = realloc(d->low, sizeof(float) * (size_t)low);
+        float *p = realloc(d->r.low, sizeof(float) * (size_t)low * d->r.cap);
         if (!p) return lc_errf(err, "out of memory");
-        d->low = p, d->low_cap = low;
+        d->r.low = p, d->low_cap = low;
     }
     if (ad) d->ad = *ad;
     else memset(&d->ad, 0, sizeof d->ad);
     return LC_OK;
 }
 
-// y (out) += sum_i ws_i B_i (A_i x) + p + P2 (P1 x): the adapters' part of
-// one module for one token, after the base W x + b
-static void adapters_vec(model_decoder *d, int l, int mo, float *y, const float *x) {
+float *model_decoder_logits(model_decoder *d) { return d->logits; }
+
+// Y (n, out) += sum_i ws_i (X A_i^T) B_i^T + p + (X P1^T) P2^T: the adapters'
+// part of one module for n rows, after the base X W^T + b. Row by row the
+// step's arithmetic: low = A x, low *= ws, y += B low (one-row products).
+static void adapters_rows(model_decoder *d, int l, int mo, float *Y, const float *X, int n) {
     const model_config *c = &d->m->cfg;
     const int in = module_in_dim(c, mo), out = module_out_dim(c, mo);
+    float *low = d->r.low;
     for (int i = 0; i < d->ad.n_loras; i++) {
         const lora *lr = d->ad.loras[i];
         const int s = l * MOD_COUNT + mo;
         if (!lr->A[s]) continue;
         const int r = lr->rank;
         const float ws = lora_ws(lr, s);
-        matvec(d->low, lr->A[s], x, NULL, in, r, 0);
-        for (int j = 0; j < r; j++) d->low[j] *= ws;
-        matvec(y, lr->B[s], d->low, NULL, r, out, 1);
+        matvec_batch(&(matvec_job){low, lr->A[s], X, NULL, in, r, 0, n}, 1);
+        for (size_t j = 0; j < (size_t)n * r; j++) low[j] *= ws;
+        matvec_batch(&(matvec_job){Y, lr->B[s], low, NULL, r, out, 1, n}, 1);
     }
     for (int i = 0; i < d->ad.n_cals; i++) {
         const calib *cb = d->ad.cals[i];
         if (!(cb->module_mask >> mo & 1)) continue;
         const int s = (cb->per_layer ? l : 0) * MOD_COUNT + mo;
         if (cb->kind == CALIB_BIAS) {
-            axpy(y, cb->p[s], 1.0f, out);
+            for (int b = 0; b < n; b++) axpy(Y + (size_t)b * out, cb->p[s], 1.0f, out);
         } else {
-            matvec(d->low, cb->P1[s], x, NULL, in, cb->rank, 0);
-            matvec(y, cb->P2[s], d->low, NULL, cb->rank, out, 1);
+            matvec_batch(&(matvec_job){low, cb->P1[s], X, NULL, in, cb->rank, 0, n}, 1);
+            matvec_batch(&(matvec_job){Y, cb->P2[s], low, NULL, cb->rank, out, 1, n}, 1);
         }
     }
 }
 
-// y_j (out) [+]= W_j x + b_j + adapters, for n modules reading the same x:
-// the base matvecs of all n share one parallel region (q, k, v; gate, up)
-static void adapted_vecs(model_decoder *d, int l, int n, const int *mo, float *const *y,
-                         const float *x, int accumulate) {
+// Y_j (n, out) [+]= X W_j^T + b_j + adapters, for modules reading the same
+// X (n, in): the float32 products of all of them share one parallel region
+// (q, k, v; gate, up)
+static void adapted_rows(model_decoder *d, int l, int n_mod, const int *mo, float *const *Y,
+                         const float *X, int n, int accumulate) {
     const model_config *c = &d->m->cfg;
     const layer_weights *lw = &d->m->w.layers[l];
-    matvec_job jobs[3] = {{0}}; /* n <= 3 */
+    matvec_job jobs[3] = {{0}}; /* n_mod <= 3 */
     int nj = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n_mod; i++) {
         if (lw->w[mo[i]])
-            jobs[nj++] = (matvec_job){y[i], lw->w[mo[i]], x, module_bias(lw, mo[i]),
-                                      module_in_dim(c, mo[i]), module_out_dim(c, mo[i]), accumulate};
+            jobs[nj++] = (matvec_job){Y[i], lw->w[mo[i]], X, module_bias(lw, mo[i]), module_in_dim(c, mo[i]),
+                                      module_out_dim(c, mo[i]), accumulate, n};
         else /* stored: quantized matrix-vector kernels; fails only out of memory */
-            d->failed |= qmat_matvec(&lw->q[mo[i]], x, module_bias(lw, mo[i]), y[i], accumulate, NULL);
+            d->failed |= qmat_matvec_batch(&lw->q[mo[i]], X, n, module_bias(lw, mo[i]), Y[i], accumulate, NULL);
     }
     if (nj) matvec_batch(jobs, nj);
     if (d->ad.n_loras || d->ad.n_cals)
-        for (int i = 0; i < n; i++) adapters_vec(d, l, mo[i], y[i], x);
+        for (int i = 0; i < n_mod; i++) adapters_rows(d, l, mo[i], Y[i], X, n);
 }
 
 // one head of decoding attention: softmax(q k^T / sqrt(hd)) over positions
@@ -748,8 +810,9 @@ decode_head_hd(float *ah, float *sc, const float *qh, const float *kc, const flo
     }
 }
 
-static void decode_head(float *ah, float *sc, const float *qh, const float *kc, const float *vc,
-                        int pos, int KD, int hd, float scale) {
+/* Out of line, so every (row, head) runs the same code wherever it is called. */
+__attribute__((noinline)) static void decode_head(float *ah, float *sc, const float *qh, const float *kc,
+                                                  const float *vc, int pos, int KD, int hd, float scale) {
     switch (hd) {
     case 8: decode_head_hd(ah, sc, qh, kc, vc, pos, KD, 8, scale); break;
     case 16: decode_head_hd(ah, sc, qh, kc, vc, pos, KD, 16, scale); break;
@@ -765,47 +828,150 @@ static void decode_head(float *ah, float *sc, const float *qh, const float *kc, 
  * thread: a parallel region costs more than it saves. */
 #define DECODE_ATT_PARALLEL_MIN (1 << 15)
 
-float *model_decoder_step(model_decoder *d, int token, int pos) {
-    const model *m = d->m;
+/* Prompt rows per prefill pass: the products then read each weight once per
+ * this many tokens. */
+#define DECODE_PREFILL_CHUNK 64
+
+/* Runs n rows: row i is token tok[i] at position pos[i] of sequence own[i]
+ * (own NULL: all rows are w's, e.g. a prefill chunk). w holds the scratch
+ * (capacity >= n, checked by the callers); all own[i] share w's model and
+ * adapters. Logits: out_mode 0 none, 1 the last row only into w->logits,
+ * 2 every row into own[i]->logits (own[0] = w when n == 1). Returns LC_FAIL
+ * when a stored matrix's product ran out of memory. */
+static int decode_rows(model_decoder *w, model_decoder *const *own, const int *tok, const int *pos, int n,
+                       int out_mode) {
+    const model *m = w->m;
     const model_config *c = &m->cfg;
-    const int D = c->dim, H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim;
-    const int KD = Hkv * hd, group = H / Hkv;
-    if (token < 0 || token >= c->vocab_size || pos < 0 || pos >= d->max_seq) return NULL;
-    d->failed = 0;
-    embed_row(m, token, d->x);
-    rope_tables(d->cs, d->sn, m->rope_inv_freq, pos, 1, hd);
+    const int D = c->dim, H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim, F = c->hidden_dim;
+    const int KD = Hkv * hd, QD = H * hd, group = H / Hkv, half = hd / 2, V = c->vocab_size;
+    dec_rows *r = &w->r;
+    w->failed = 0;
+#define OWN(i) (own ? own[i] : w)
+    size_t att_work = 0;
+    for (int i = 0; i < n; i++) {
+        embed_row(m, tok[i], r->x + (size_t)i * D);
+        rope_tables(r->cs + (size_t)i * half, r->sn + (size_t)i * half, m->rope_inv_freq, pos[i], 1, hd);
+        att_work += (size_t)H * (pos[i] + 1) * hd;
+    }
     const float scale = 1.0f / sqrtf((float)hd);
-    const int att_parallel = (size_t)H * (pos + 1) * hd >= DECODE_ATT_PARALLEL_MIN &&
-                             omp_get_max_threads() > 1;
+    const int att_parallel = att_work >= DECODE_ATT_PARALLEL_MIN && omp_get_max_threads() > 1 && w->n_scores > 1;
     static const int QKV[3] = {MOD_Q, MOD_K, MOD_V}, GATE_UP[2] = {MOD_GATE, MOD_UP};
     for (int l = 0; l < c->n_layers; l++) {
         const layer_weights *lw = &m->w.layers[l];
-        float *kc = d->kc + (size_t)l * d->max_seq * KD, *vc = d->vc + (size_t)l * d->max_seq * KD;
-        float *kpos = kc + (size_t)pos * KD, *vpos = vc + (size_t)pos * KD;
-        rmsnorm_forward(d->xn, NULL, d->x, lw->attn_norm, 1, D, c->norm_eps);
-        adapted_vecs(d, l, 3, QKV, (float *const[]){d->q, kpos, vpos}, d->xn, 0);
-        rope_apply(d->q, d->cs, d->sn, 1, 1, H, hd, 0);
-        rope_apply(kpos, d->cs, d->sn, 1, 1, Hkv, hd, 0);
-        if (att_parallel) {
-#pragma omp parallel for schedule(static)
-            for (int h = 0; h < H; h++)
-                decode_head(d->att + (size_t)h * hd, d->scores + (size_t)h * d->max_seq,
-                            d->q + (size_t)h * hd, kc + (size_t)(h / group) * hd,
-                            vc + (size_t)(h / group) * hd, pos, KD, hd, scale);
-        } else {
-            for (int h = 0; h < H; h++)
-                decode_head(d->att + (size_t)h * hd, d->scores + (size_t)h * d->max_seq,
-                            d->q + (size_t)h * hd, kc + (size_t)(h / group) * hd,
-                            vc + (size_t)(h / group) * hd, pos, KD, hd, scale);
+        const size_t lo = (size_t)l * w->max_seq * KD; /* layer l in every decoder (same max_seq) */
+        for (int i = 0; i < n; i++)
+            rmsnorm_forward(r->xn + (size_t)i * D, NULL, r->x + (size_t)i * D, lw->attn_norm, 1, D, c->norm_eps);
+        adapted_rows(w, l, 3, QKV, (float *const[]){r->q, r->k, r->v}, r->xn, n, 0);
+        for (int i = 0; i < n; i++) {
+            const float *cs = r->cs + (size_t)i * half, *sn = r->sn + (size_t)i * half;
+            float *ki = r->k + (size_t)i * KD;
+            rope_apply(r->q + (size_t)i * QD, cs, sn, 1, 1, H, hd, 0);
+            rope_apply(ki, cs, sn, 1, 1, Hkv, hd, 0);
+            model_decoder *o = OWN(i);
+            memcpy(o->kc + lo + (size_t)pos[i] * KD, ki, sizeof(float) * KD);
+            memcpy(o->vc + lo + (size_t)pos[i] * KD, r->v + (size_t)i * KD, sizeof(float) * KD);
         }
-        adapted_vecs(d, l, 1, (const int[]){MOD_O}, (float *const[]){d->x}, d->att, 1);
-        rmsnorm_forward(d->xn, NULL, d->x, lw->ffn_norm, 1, D, c->norm_eps);
-        adapted_vecs(d, l, 2, GATE_UP, (float *const[]){d->hb, d->hb2}, d->xn, 0);
-        swiglu_forward(d->hb, d->hb, d->hb2, c->hidden_dim);
-        adapted_vecs(d, l, 1, (const int[]){MOD_DOWN}, (float *const[]){d->x}, d->hb, 1);
+        /* every row's keys and values are in place: row i attends to its
+         * sequence's positions 0..pos[i] (causal within a prefill chunk) */
+        const int nh = n * H;
+        if (att_parallel) {
+#pragma omp parallel for schedule(dynamic, 4) num_threads(w->n_scores)
+            for (int ih = 0; ih < nh; ih++) {
+                const int i = ih / H, h = ih % H;
+                const model_decoder *o = OWN(i);
+                decode_head(r->att + (size_t)i * QD + (size_t)h * hd, w->scores + (size_t)omp_get_thread_num() * w->max_seq,
+                            r->q + (size_t)i * QD + (size_t)h * hd, o->kc + lo + (size_t)(h / group) * hd,
+                            o->vc + lo + (size_t)(h / group) * hd, pos[i], KD, hd, scale);
+            }
+        } else {
+            for (int ih = 0; ih < nh; ih++) {
+                const int i = ih / H, h = ih % H;
+                const model_decoder *o = OWN(i);
+                decode_head(r->att + (size_t)i * QD + (size_t)h * hd, w->scores, r->q + (size_t)i * QD + (size_t)h * hd,
+                            o->kc + lo + (size_t)(h / group) * hd, o->vc + lo + (size_t)(h / group) * hd, pos[i],
+                            KD, hd, scale);
+            }
+        }
+        adapted_rows(w, l, 1, (const int[]){MOD_O}, (float *const[]){r->x}, r->att, n, 1);
+        for (int i = 0; i < n; i++)
+            rmsnorm_forward(r->xn + (size_t)i * D, NULL, r->x + (size_t)i * D, lw->ffn_norm, 1, D, c->norm_eps);
+        adapted_rows(w, l, 2, GATE_UP, (float *const[]){r->hb, r->hb2}, r->xn, n, 0);
+        for (int i = 0; i < n; i++)
+            swiglu_forward(r->hb + (size_t)i * F, r->hb + (size_t)i * F, r->hb2 + (size_t)i * F, F);
+        adapted_rows(w, l, 1, (const int[]){MOD_DOWN}, (float *const[]){r->x}, r->hb, n, 1);
     }
-    rmsnorm_forward(d->x, NULL, d->x, m->w.final_norm, 1, D, c->norm_eps);
-    if (m->w.lm_head) matvec(d->logits, m->w.lm_head, d->x, NULL, D, c->vocab_size, 0);
-    else d->failed |= qmat_matvec(&m->w.q_lm_head, d->x, NULL, d->logits, 0, NULL);
-    return d->failed ? NULL : d->logits;
+    if (out_mode) {
+        const int first = out_mode == 1 ? n - 1 : 0, nl = n - first;
+        float *xs = r->x + (size_t)first * D;
+        for (int i = 0; i < nl; i++) rmsnorm_forward(xs + (size_t)i * D, NULL, xs + (size_t)i * D, m->w.final_norm, 1, D, c->norm_eps);
+        float *lg = nl == 1 ? OWN(first)->logits : r->logits;
+        if (m->w.lm_head) matvec_batch(&(matvec_job){lg, m->w.lm_head, xs, NULL, D, V, 0, nl}, 1);
+        else w->failed |= qmat_matvec_batch(&m->w.q_lm_head, xs, nl, NULL, lg, 0, NULL);
+        if (nl > 1)
+            for (int i = 0; i < nl; i++) memcpy(OWN(first + i)->logits, lg + (size_t)i * V, sizeof(float) * V);
+    }
+#undef OWN
+    return w->failed ? LC_FAIL : LC_OK;
+}
+
+float *model_decoder_step(model_decoder *d, int token, int pos) {
+    const model_config *c = &d->m->cfg;
+    if (token < 0 || token >= c->vocab_size || pos < 0 || pos >= d->max_seq) return NULL;
+    return decode_rows(d, NULL, &token, &pos, 1, 2) ? NULL : d->logits;
+}
+
+float *model_decoder_prefill(model_decoder *d, const int *ids, int n, int pos0, lc_err *err) {
+    const model_config *c = &d->m->cfg;
+    if (n <= 0) {
+        lc_errf(err, "prefill: no tokens (n = %d)", n);
+        return NULL;
+    }
+    if (pos0 < 0 || pos0 > d->max_seq - n) {
+        lc_errf(err, "prefill: positions %d..%d do not fit the decoder's %d positions", pos0, pos0 + n - 1,
+                d->max_seq);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab_size) {
+            lc_errf(err, "prefill: token %d at %d is not in [0, %d)", ids[i], i, c->vocab_size);
+            return NULL;
+        }
+    const int chunk = n < DECODE_PREFILL_CHUNK ? n : DECODE_PREFILL_CHUNK;
+    if (dec_rows_reserve(d, chunk, 0, err)) return NULL;
+    int pos[DECODE_PREFILL_CHUNK];
+    for (int p0 = 0; p0 < n; p0 += chunk) {
+        const int k = n - p0 < chunk ? n - p0 : chunk;
+        for (int i = 0; i < k; i++) pos[i] = pos0 + p0 + i;
+        if (decode_rows(d, NULL, ids + p0, pos, k, p0 + k == n ? 1 : 0)) {
+            lc_errf(err, "prefill: out of memory in a stored matrix's product");
+            return NULL;
+        }
+    }
+    return d->logits;
+}
+
+int model_decoder_step_batch(model_decoder *const *ds, const int *tokens, const int *pos, int n, lc_err *err) {
+    if (n <= 0) return lc_errf(err, "batched step: no sequences (n = %d)", n);
+    model_decoder *w = ds[0];
+    const model_config *c = &w->m->cfg;
+    for (int i = 0; i < n; i++) {
+        const model_decoder *d = ds[i];
+        int same = d->m == w->m && d->max_seq == w->max_seq && d->ad.n_loras == w->ad.n_loras &&
+                   d->ad.n_cals == w->ad.n_cals;
+        for (int a = 0; same && a < w->ad.n_loras; a++) same = d->ad.loras[a] == w->ad.loras[a];
+        for (int a = 0; same && a < w->ad.n_cals; a++) same = d->ad.cals[a] == w->ad.cals[a];
+        if (!same)
+            return lc_errf(err, "batched step: decoder %d has another model, size or adapter set than decoder 0", i);
+        for (int j = 0; j < i; j++)
+            if (ds[j] == d) return lc_errf(err, "batched step: decoder %d appears twice", i);
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            return lc_errf(err, "batched step: token %d of sequence %d is not in [0, %d)", tokens[i], i, c->vocab_size);
+        if (pos[i] < 0 || pos[i] >= d->max_seq)
+            return lc_errf(err, "batched step: position %d of sequence %d is outside the decoder's %d", pos[i], i,
+                           d->max_seq);
+    }
+    if (dec_rows_reserve(w, n, n > 1, err)) return LC_FAIL;
+    if (decode_rows(w, ds, tokens, pos, n, 2))
+        return lc_errf(err, "batched step: out of memory in a stored matrix's product");
+    return LC_OK;
 }

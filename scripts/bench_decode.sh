@@ -3,7 +3,7 @@
 # test; numbers go to README.md, "Decode against llama.cpp"): random weights
 # at the stories15M and stories110M shapes, written by `convert` as GGUF
 # F32, Q8_0 and Q4_0; greedy from BOS, N new tokens (EOS does not end a
-# run), tokens/s over the steps after the first, our `generate` against
+# run), tokens/s over the decoding steps after the prompt (BOS), our `generate` against
 # llama.cpp's prebuilt libllama (tests/llamacpp/llama_run bench: F32 KV
 # cache, flash attention off), 1 and 2 threads, runs alternating between
 # the two programs, median of R. Each figure also as a share of the
@@ -38,7 +38,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 ours() { # threads model [extra...]
   local t="$1" m="$2"; shift 2
   OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=1 "$bin/generate" --model "$m" --prompt-ids 1 --max-new-tokens "$tokens" \
-    --temperature 0 --no-stop --print-ids "$@" 2>&1 >/dev/null | sed -n 's/.*; \([0-9.]*\) tok\/s after the first step.*/\1/p'
+    --temperature 0 --no-stop --print-ids "$@" 2>&1 >/dev/null | sed -n 's/.*decoding steps, \([0-9.]*\) tok\/s).*/\1/p'
 }
 theirs() { # threads model
   LLAMA_RUN_THREADS=$1 "$bin/llama_run" bench "$2" "$tokens" 1 | sed -n 's/.*: \([0-9.]*\) tok\/s$/\1/p'

@@ -280,7 +280,7 @@ Test(kernels, matvec_batch_matches_reference) {
         randn(out[i], OC[i], 1.0f, &r);
         memcpy(ref[i], out[i], sizeof(float) * OC[i]);
         int acc = i % 2;
-        jobs[i] = (matvec_job){out[i], w[i], x[i], i == 1 ? NULL : b[i], C[i], OC[i], acc};
+        jobs[i] = (matvec_job){out[i], w[i], x[i], i == 1 ? NULL : b[i], C[i], OC[i], acc, 1};
         matmul_forward_ref(ref[i], x[i], w[i], i == 1 ? NULL : b[i], 1, C[i], OC[i], acc);
     }
     matvec_batch(jobs, NJ);

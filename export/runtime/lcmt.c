@@ -680,10 +680,10 @@ lcmt_status lcmt_session_prompt_logits(lcmt_session *s, const char *input, float
     int *ids = NULL, n = 0;
     lcmt_status st = make_prompt(s, input, &ids, &n);
     if (st != LCMT_OK) return st;
-    const float *lg = NULL;
-    for (int pos = 0; pos < n && (pos == 0 || lg); pos++) lg = model_decoder_step(s->dec, ids[pos], pos);
+    lc_err err = {{0}};
+    const float *lg = model_decoder_prefill(s->dec, ids, n, 0, &err);
     free(ids);
-    if (!lg) return sess_err(s, LCMT_ERR_FAIL, "lcmt_session_prompt_logits: the decoder refused the prompt");
+    if (!lg) return sess_err(s, LCMT_ERR_FAIL, "%s", err.msg);
     memcpy(out, lg, sizeof(float) * (size_t)V);
     return LCMT_OK;
 }

@@ -266,9 +266,10 @@ LCMT_API lcmt_status lcmt_session_answer_ids(lcmt_session *s, const int *prompt_
 typedef struct {
     int n_prompt;         /* prompt tokens used */
     int n_new;            /* tokens generated */
-    int n_steps;          /* decoder steps */
+    int n_steps;          /* decoder positions run (prompt tokens, prefilled, included) */
     double seconds;       /* the whole answer */
-    double first_seconds; /* from the call to the end of the first decoder step */
+    double first_seconds; /* from the call to the end of the prompt's prefill (time to
+                           * first token) */
 } lcmt_answer_stats;
 
 /* Statistics of the session's last answer. */
