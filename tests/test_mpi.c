@@ -20,31 +20,6 @@
 
 static char dir[512];
 
-static void write_tokenizer(const char *path, int V) {
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f);
-    int32_t maxlen = 8;
-    fwrite(&maxlen, 4, 1, f);
-    const char *merges[] = {" t", "he", " the", " a", "an", " and", "in", " is"};
-    for (int i = 0; i < V; i++) {
-        char piece[16];
-        float score = 0;
-        if (i == 0) strcpy(piece, "<unk>");
-        else if (i == 1) strcpy(piece, "<s>");
-        else if (i == 2) strcpy(piece, "</s>");
-        else if (i < 259) snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
-        else {
-            strcpy(piece, merges[(i - 259) % 8]);
-            score = -(float)(i - 259);
-        }
-        int32_t len = (int32_t)strlen(piece);
-        fwrite(&score, 4, 1, f);
-        fwrite(&len, 4, 1, f);
-        fwrite(piece, 1, len, f);
-    }
-    fclose(f);
-}
-
 static void need_mpi(void) {
 #ifndef LC_TEST_MPI
     cr_skip_test("skipped: this build has no MPI (install openmpi-bin libopenmpi-dev, -DLC_MPI=ON)");
@@ -69,7 +44,7 @@ static void setup(void) {
     cr_assert_eq(model_save_llama2c(&m, p, &err), LC_OK, "%s", err.msg);
     model_free(&m);
     snprintf(p, sizeof p, "%s/tok267.bin", dir);
-    write_tokenizer(p, 267);
+    cr_assert_eq(tu_write_merge_tokenizer(p, 267), 0);
     const char *words[] = {"the cat", "a dog", "and then", "is red", "in the house", "the sun"};
     for (int split = 0; split < 2; split++) {
         snprintf(p, sizeof p, "%s/%s.jsonl", dir, split ? "val" : "train");

@@ -20,33 +20,6 @@
 
 static char dir[512];
 
-/* A llama2.c tokenizer: <unk>, <s>, </s>, 256 byte tokens, then a few
- * merges. */
-static void write_tokenizer(const char *path, int V) {
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f);
-    int32_t maxlen = 8;
-    fwrite(&maxlen, 4, 1, f);
-    const char *merges[] = {" t", "he", " the", " a", "an", " and", "in", " is"};
-    for (int i = 0; i < V; i++) {
-        char piece[16];
-        float score = 0;
-        if (i == 0) strcpy(piece, "<unk>");
-        else if (i == 1) strcpy(piece, "<s>");
-        else if (i == 2) strcpy(piece, "</s>");
-        else if (i < 259) snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
-        else {
-            strcpy(piece, merges[(i - 259) % 8]);
-            score = -(float)(i - 259);
-        }
-        int32_t len = (int32_t)strlen(piece);
-        fwrite(&score, 4, 1, f);
-        fwrite(&len, 4, 1, f);
-        fwrite(piece, 1, len, f);
-    }
-    fclose(f);
-}
-
 static void setup(void) {
     snprintf(dir, sizeof dir, "%s", tu_tmpdir());
     model_config c = {0};
@@ -63,7 +36,7 @@ static void setup(void) {
     cr_assert_eq(model_save_llama2c(&m, p, &err), LC_OK, "%s", err.msg);
     model_free(&m);
     snprintf(p, sizeof p, "%s/tok267.bin", dir);
-    write_tokenizer(p, 267);
+    cr_assert_eq(tu_write_merge_tokenizer(p, 267), 0);
     const char *words[] = {"the cat", "a dog", "and then", "is red", "in the house", "the sun"};
     for (int split = 0; split < 2; split++) {
         snprintf(p, sizeof p, "%s/%s.jsonl", dir, split ? "val" : "train");

@@ -225,3 +225,26 @@ int tu_write_byte_tokenizer(const char *path) {
     }
     return fclose(f) == 0 && ok ? 0 : -1;
 }
+
+int tu_write_merge_tokenizer(const char *path, int V) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    int32_t maxlen = 8;
+    int ok = fwrite(&maxlen, 4, 1, f) == 1;
+    const char *merges[] = {" t", "he", " the", " a", "an", " and", "in", " is"};
+    for (int i = 0; i < V && ok; i++) {
+        char piece[16];
+        float score = 0;
+        if (i == 0) strcpy(piece, "<unk>");
+        else if (i == 1) strcpy(piece, "<s>");
+        else if (i == 2) strcpy(piece, "</s>");
+        else if (i < 259) snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
+        else {
+            strcpy(piece, merges[(i - 259) % 8]);
+            score = -(float)(i - 259);
+        }
+        int32_t len = (int32_t)strlen(piece);
+        ok = fwrite(&score, 4, 1, f) == 1 && fwrite(&len, 4, 1, f) == 1 && fwrite(piece, 1, (size_t)len, f) == (size_t)len;
+    }
+    return fclose(f) == 0 && ok ? 0 : -1;
+}

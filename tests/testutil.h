@@ -56,6 +56,9 @@ char *tu_capture(const char *cmd, int *status);
 /* A llama2.c tokenizer file with <unk>, <s>, </s> and the 256 byte tokens
  * <0x00>..<0xFF> (259 pieces, no merges); returns 0 on success. */
 int tu_write_byte_tokenizer(const char *path);
+/* The same byte tokens, then V - 259 merge pieces (" t", "he", ...) with
+ * falling scores: a llama2.c tokenizer of V entries. 0 on success. */
+int tu_write_merge_tokenizer(const char *path, int V);
 
 /* Normwise relative error: max|a-b| / max(max|b|, 1e-30). */
 double tu_rel_err_f32_f64(const float *a, const double *b, size_t n);

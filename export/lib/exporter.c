@@ -307,12 +307,10 @@ int export_bundle(const model *base, const export_spec *s, FILE *report, lc_err 
     w = NULL, manifest = NULL;
     { /* the SHA-256 of the whole file, beside it (sha256sum -c reads it) */
         char hex[LC_SHA256_HEX], side[4200];
-        bundle *b = NULL;
+        uint8_t d[LC_SHA256_BYTES];
         snprintf(side, sizeof side, "%s.sha256", s->output);
-        int r = bundle_open(&b, s->output, err);
-        if (r == LC_OK) r = bundle_sha256(b, hex, err);
-        bundle_close(b);
-        if (r == LC_OK) r = sha256_write_sidecar(s->output, hex, err);
+        int r = lc_sha256_file(s->output, d, NULL, err);
+        if (r == LC_OK) lc_sha256_hex(d, hex), r = sha256_write_sidecar(s->output, hex, err);
         if (r != LC_OK) {
             remove(side); /* never leave the digest of an earlier bundle beside this one */
             lc_err_prefix(err, "export: %s: ", side);
