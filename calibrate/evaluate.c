@@ -8,6 +8,7 @@
 #include "bundle.h"
 #include "config.h"
 #include "dataset.h"
+#include "dist.h"
 #include "evaluation.h"
 #include "job.h"
 #include "loaders.h"
@@ -23,6 +24,8 @@ static void usage(FILE *f) {
           "the scores on stderr. The adapters are LoRAs and calibrations, or one\n"
           "task of a bundle made by `export` (\"bundle\": {\"path\", \"task\"}), to\n"
           "score the bundle as shipped (f16 / int8 tensors included).\n"
+          "Under `mpirun -np N` (an MPI build) the examples are split over the\n"
+          "ranks and rank 0 writes the same files as one process (greedy only).\n"
           "Schema: configs/README.md.\n",
           f);
 }
@@ -46,6 +49,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     lc_err err = {{0}};
+    lc_dist dist;
+    if (lc_dist_init(&dist, &argc, &argv, &err)) {
+        fprintf(stderr, "evaluate: %s\n", err.msg);
+        return 1;
+    }
+    const int talk = dist.rank == 0; /* rank 0 reports; every rank reports its own error */
     cfg *c = NULL;
     model m = {0};
     tokenizer *tok = NULL;
@@ -160,12 +169,15 @@ int main(int argc, char **argv) {
     dataset_spec spec = {paths[2], ptpl, ttpl, max_len, add_bos, 0, bad_row, max_ex, &pfmt};
     if (dataset_load(&d, &spec, tok, &err)) goto fail;
     have_d = 1;
-    if (b_path)
+    if (talk && b_path)
         fprintf(stderr, "evaluate: %s: %d examples, bundle %s, task '%s'\n", paths[2], d.n, paths[3], b_task);
-    else
+    else if (talk)
         fprintf(stderr, "evaluate: %s: %d examples, %d LoRA(s), %d calibration(s)\n", paths[2], d.n, n_l, n_c);
-    if (evaluate_dataset(run_m, &ad, tok, &d, &g, &ro, paths[1], label, &sum, &err)) goto fail;
-    fprintf(stderr,
+    if (talk && dist.size > 1)
+        fprintf(stderr, "evaluate: %d ranks, %d examples each or one fewer\n", dist.size,
+                (d.n + dist.size - 1) / dist.size);
+    if (evaluate_dataset(run_m, &ad, tok, &d, &g, &ro, paths[1], label, &dist, &sum, &err)) goto fail;
+    if (talk) fprintf(stderr,
             "evaluate: %s: n=%zu  ROUGE-1 %.4f  ROUGE-2 %.4f  ROUGE-L %.4f  weighted ROUGE %.4f  "
             "chrF %.2f  (%.1f s)\nevaluate: wrote %s/results.json and predictions.jsonl\n",
             label, sum.scores.n, sum.scores.r1.f, sum.scores.r2.f, sum.scores.rl.f,
@@ -173,6 +185,10 @@ int main(int argc, char **argv) {
     rc = 0;
     goto done;
 fail:
+    if (dist.size > 1) {
+        fprintf(stderr, "evaluate: rank %d: %s\n", dist.rank, err.msg);
+        lc_dist_abort(&dist, 1); /* the other ranks may wait in a collective */
+    }
     fprintf(stderr, "evaluate: %s\n", err.msg);
 done:
     eval_summary_free(&sum);
@@ -186,5 +202,6 @@ done:
     model_free(&m);
     for (int i = 0; i < 4; i++) free(paths[i]);
     cfg_free(c);
+    lc_dist_finalize(&dist);
     return rc;
 }

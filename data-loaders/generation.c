@@ -168,6 +168,23 @@ void gen_seq_free(gen_seq *q) {
 /* Prompt rows per prefill call: cancellation is polled between them. */
 #define GEN_PREFILL_SLICE 256
 
+int gen_seq_prefill(gen_seq *q, model_decoder *d, float **logits, lc_err *err) {
+    gen_stream *s = q->s;
+    *logits = NULL;
+    for (int p0 = 0; p0 < q->n; p0 += GEN_PREFILL_SLICE) {
+        if (CANCELLED(s)) {
+            *logits = NULL;
+            return LC_OK;
+        }
+        const int k = q->n - p0 < GEN_PREFILL_SLICE ? q->n - p0 : GEN_PREFILL_SLICE;
+        *logits = model_decoder_prefill(d, q->ids + p0, k, p0, err);
+        if (!*logits) return LC_FAIL;
+        if (s) s->n_steps += k;
+    }
+    if (s) s->t_first = lc_now_s();
+    return LC_OK;
+}
+
 int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer *tok,
                   const int *prompt, int n_prompt, const gen_opts *o, lc_rng *rng, gen_stream *s,
                   char **text, int *n_new, lc_err *err) {
@@ -175,22 +192,12 @@ int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer
     *n_new = 0;
     gen_seq q;
     if (gen_seq_init(&q, max_seq, m, tok, prompt, n_prompt, o, rng, s, err)) return LC_FAIL;
-    float *logits = NULL;
     int rc = LC_OK;
-    for (int p0 = 0; p0 < q.n; p0 += GEN_PREFILL_SLICE) {
-        if (CANCELLED(s)) {
-            logits = NULL;
-            break;
-        }
-        const int k = q.n - p0 < GEN_PREFILL_SLICE ? q.n - p0 : GEN_PREFILL_SLICE;
-        logits = model_decoder_prefill(d, q.ids + p0, k, p0, err);
-        if (!logits) {
-            rc = LC_FAIL;
-            goto done;
-        }
-        if (s) s->n_steps += k;
+    float *logits;
+    if (gen_seq_prefill(&q, d, &logits, err)) {
+        rc = LC_FAIL;
+        goto done;
     }
-    if (s && logits) s->t_first = lc_now_s();
     int token, pos;
     while (gen_seq_next(&q, logits, &token, &pos)) {
         logits = model_decoder_step(d, token, pos);

@@ -25,6 +25,8 @@ typedef struct {
     const char *stop[GEN_MAX_STOP];
     int n_stop;
     int stop_at_bos; /* also end at the BOS token (llama2.c models emit it after a story) */
+    int batch_size;  /* evaluate_dataset only: examples generated at once (0 or 1: one at a
+                      * time); sampling (temperature > 0) always runs one at a time */
 } gen_opts;
 
 /* Optional streaming and statistics for generate_text. */
@@ -89,6 +91,10 @@ typedef struct {
  * the decisions; q->ids[0..q->n) is what to prefill. */
 int gen_seq_init(gen_seq *q, int max_seq, const model *m, const tokenizer *tok, const int *prompt,
                  int n_prompt, const gen_opts *o, lc_rng *rng, gen_stream *s, lc_err *err);
+/* Runs the prompt q->ids[0..q->n) through d (in slices, polling q->s's
+ * cancel flag between them); *logits are those of its last token (NULL when
+ * cancelled). LC_FAIL with err on a bad token or out of memory. */
+int gen_seq_prefill(gen_seq *q, model_decoder *d, float **logits, lc_err *err);
 /* Given the logits after the last token run (the prefill's, then each
  * step's): samples the next token and decides. Returns 1 with the token to
  * run at *pos next, 0 when the generation is over (logits NULL also ends

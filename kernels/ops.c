@@ -115,6 +115,82 @@ __attribute__((noinline)) static float matvec_dot1(const float *row, const float
     return s0;
 }
 
+/* The same sums for several x at once: each (row, x) pair has its own
+ * reduction variable of the very loop shape of matvec_dot4 / matvec_dot1,
+ * which the compiler vectorises the same way (one vector of partial sums
+ * per variable, then the same horizontal tree), so every output has the
+ * bits of the one-x kernels (test_prefill and test_kernels check it on
+ * every shape they cover). One load of a W vector now serves several x:
+ * 4 rows x MATVEC_XG x, or 1 row x 4 x. */
+#if defined(__AVX512F__)
+#define MATVEC_XG 4 /* 16 accumulators: 32 vector registers hold them and the loads */
+__attribute__((noinline)) static void matvec_dot4xg(float s[4][MATVEC_XG], const float *r0, const float *x0,
+                                                    int C) {
+    const float *r1 = r0 + C, *r2 = r1 + C, *r3 = r2 + C;
+    const float *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0 = 0.0f, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f;
+    float c0 = 0.0f, c1 = 0.0f, c2 = 0.0f, c3 = 0.0f, d0 = 0.0f, d1 = 0.0f, d2 = 0.0f, d3 = 0.0f;
+#pragma omp simd reduction(+ : a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3)
+    for (int c = 0; c < C; c++) {
+        a0 += r0[c] * x0[c];
+        a1 += r1[c] * x0[c];
+        a2 += r2[c] * x0[c];
+        a3 += r3[c] * x0[c];
+        b0 += r0[c] * x1[c];
+        b1 += r1[c] * x1[c];
+        b2 += r2[c] * x1[c];
+        b3 += r3[c] * x1[c];
+        c0 += r0[c] * x2[c];
+        c1 += r1[c] * x2[c];
+        c2 += r2[c] * x2[c];
+        c3 += r3[c] * x2[c];
+        d0 += r0[c] * x3[c];
+        d1 += r1[c] * x3[c];
+        d2 += r2[c] * x3[c];
+        d3 += r3[c] * x3[c];
+    }
+    s[0][0] = a0, s[1][0] = a1, s[2][0] = a2, s[3][0] = a3;
+    s[0][1] = b0, s[1][1] = b1, s[2][1] = b2, s[3][1] = b3;
+    s[0][2] = c0, s[1][2] = c1, s[2][2] = c2, s[3][2] = c3;
+    s[0][3] = d0, s[1][3] = d1, s[2][3] = d2, s[3][3] = d3;
+}
+#else
+#define MATVEC_XG 2 /* 8 accumulators: 16 vector registers hold them and the loads */
+__attribute__((noinline)) static void matvec_dot4xg(float s[4][MATVEC_XG], const float *r0, const float *x0,
+                                                    int C) {
+    const float *r1 = r0 + C, *r2 = r1 + C, *r3 = r2 + C;
+    const float *x1 = x0 + C;
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0 = 0.0f, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f;
+#pragma omp simd reduction(+ : a0, a1, a2, a3, b0, b1, b2, b3)
+    for (int c = 0; c < C; c++) {
+        a0 += r0[c] * x0[c];
+        a1 += r1[c] * x0[c];
+        a2 += r2[c] * x0[c];
+        a3 += r3[c] * x0[c];
+        b0 += r0[c] * x1[c];
+        b1 += r1[c] * x1[c];
+        b2 += r2[c] * x1[c];
+        b3 += r3[c] * x1[c];
+    }
+    s[0][0] = a0, s[1][0] = a1, s[2][0] = a2, s[3][0] = a3;
+    s[0][1] = b0, s[1][1] = b1, s[2][1] = b2, s[3][1] = b3;
+}
+#endif
+
+/* one row, four consecutive x (x0 + b C, b < 4) */
+__attribute__((noinline)) static void matvec_dot1x4(float s[4], const float *row, const float *x0, int C) {
+    const float *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+    for (int c = 0; c < C; c++) {
+        s0 += row[c] * x0[c];
+        s1 += row[c] * x1[c];
+        s2 += row[c] * x2[c];
+        s3 += row[c] * x3[c];
+    }
+    s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3;
+}
+
 static inline void matvec_store(const matvec_job *j, float *out, int o, float s) {
     float v = j->bias ? s + j->bias[o] : s;
     out[o] = j->accumulate ? out[o] + v : v;
@@ -137,7 +213,14 @@ static void matvec_rows(const matvec_job *j, int o0, int o1) {
             int o = ob;
             for (; o + 4 <= oe && o + 4 <= n4; o += 4) {
                 const float *r0 = j->w + (size_t)o * C;
-                for (int b = b0; b < be; b++) {
+                int b = b0;
+                for (; b + MATVEC_XG <= be; b += MATVEC_XG) {
+                    float s[4][MATVEC_XG];
+                    matvec_dot4xg(s, r0, j->x + (size_t)b * C, C);
+                    for (int g = 0; g < MATVEC_XG; g++)
+                        for (int i = 0; i < 4; i++) matvec_store(j, j->out + (size_t)(b + g) * OC, o + i, s[i][g]);
+                }
+                for (; b < be; b++) {
                     float s[4];
                     matvec_dot4(s, r0, j->x + (size_t)b * C, C);
                     float *out = j->out + (size_t)b * OC;
@@ -146,7 +229,13 @@ static void matvec_rows(const matvec_job *j, int o0, int o1) {
             }
             for (; o < oe; o++) {
                 const float *row = j->w + (size_t)o * C;
-                for (int b = b0; b < be; b++)
+                int b = b0;
+                for (; b + 4 <= be; b += 4) {
+                    float s[4];
+                    matvec_dot1x4(s, row, j->x + (size_t)b * C, C);
+                    for (int g = 0; g < 4; g++) matvec_store(j, j->out + (size_t)(b + g) * OC, o, s[g]);
+                }
+                for (; b < be; b++)
                     matvec_store(j, j->out + (size_t)b * OC, o, matvec_dot1(row, j->x + (size_t)b * C, C));
             }
         }

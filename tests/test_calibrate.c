@@ -228,6 +228,77 @@ Test(calibrate, calibration_lowers_compositional_loss, .timeout = 1800) {
     char *table = read_all((snprintf(path, sizeof path, "%s/cal/table.md", dir), path));
     cr_assert(table && strstr(table, "| LC++ |"), "table.md lacks the LC++ row");
     free(table);
+    /* batched evaluation: the predictions of 40 test examples are byte for
+     * byte those of one at a time, whatever the batch size (sequences of
+     * different lengths leave the batch and new ones join), with LoRAs and
+     * LC++ and with the plain base */
+    const char *adapters[2] = {
+        "\"loras\": [{\"path\": \"lora-summarize/final\"}, {\"path\": \"lora-formal/final\"}],\n"
+        " \"calibs\": [\"cal/summary+formal/LC++/calibration.h5\"],",
+        ""};
+    const int batches[6] = {1, 4, 5, 13, 32, 40};
+    for (int a = 0; a < 2; a++) {
+        char *first = NULL;
+        for (int k = 0; k < 6; k++) {
+            char text[4096];
+            snprintf(text, sizeof text,
+                     "{\"model\": \"%s/stories260K/stories260K.bin\", \"tokenizer\": \"%s/stories260K/tok512.bin\",\n"
+                     " %s \"output_dir\": \"ev%d_%d\",\n"
+                     " \"data\": {\"path\": \"data/comp_formal_test.jsonl\", \"prompt_template\": "
+                     "\"{dialogue}\\nFormal summary:\", \"target_template\": \" {target}\", \"max_len\": 320},\n"
+                     " \"generation\": {\"max_new_tokens\": 24, \"stop\": [\".\"], \"batch_size\": %d}}\n",
+                     tu_shared_assets(), tu_shared_assets(), adapters[a], a, batches[k], batches[k]);
+            snprintf(path, sizeof path, "%s/ev.json", dir);
+            cr_assert_eq(tu_write_file(path, text, strlen(text)), 0);
+            snprintf(cmd, sizeof cmd, "cd %s && %s --config ev.json 2>ev.log", dir, tu_bin("evaluate"));
+            cr_assert_eq(tu_system(cmd), 0, "evaluate at batch %d failed (see %s/ev.log)", batches[k], dir);
+            snprintf(path, sizeof path, "%s/ev%d_%d/predictions.jsonl", dir, a, batches[k]);
+            char *pr = read_all(path);
+            cr_assert_not_null(pr);
+            snprintf(path, sizeof path, "%s/ev%d_%d/results.json", dir, a, batches[k]);
+            cJSON *r = read_json(path);
+            cr_assert_eq(jnum(r, "n"), 40);
+            cr_assert_eq(jnum(r, "batch_size"), batches[k]);
+            cJSON_Delete(r);
+            if (!first) {
+                /* the answers end at different lengths, or the test shows nothing */
+                int lens[64], nl = 0;
+                for (const char *q = strstr(pr, "\"prediction\":\""); q && nl < 64;
+                     q = strstr(q + 1, "\"prediction\":\"")) {
+                    const char *e = strstr(q + 14, "\",\"rouge1\"");
+                    lens[nl++] = e ? (int)(e - q) : -1;
+                }
+                int differ = 0;
+                for (int i = 1; i < nl; i++) differ |= lens[i] != lens[0];
+                cr_assert(nl == 40 && differ, "expected 40 predictions of different lengths");
+                first = pr;
+            } else {
+                cr_assert_str_eq(pr, first, "batch %d predicted other text than batch 1 (%s)", batches[k],
+                                 a ? "base" : "LoRAs + LC++");
+                free(pr);
+            }
+        }
+        free(first);
+    }
+    /* sampling runs one at a time whatever the batch size asked */
+    {
+        char text[4096];
+        snprintf(text, sizeof text,
+                 "{\"model\": \"%s/stories260K/stories260K.bin\", \"tokenizer\": \"%s/stories260K/tok512.bin\",\n"
+                 " \"output_dir\": \"ev_sampled\",\n"
+                 " \"data\": {\"path\": \"data/comp_formal_test.jsonl\", \"prompt_template\": \"{dialogue}\", "
+                 "\"target_template\": \" {target}\", \"max_len\": 320, \"max_examples\": 4},\n"
+                 " \"generation\": {\"max_new_tokens\": 4, \"temperature\": 0.8, \"batch_size\": 16}}\n",
+                 tu_shared_assets(), tu_shared_assets());
+        snprintf(path, sizeof path, "%s/ev.json", dir);
+        cr_assert_eq(tu_write_file(path, text, strlen(text)), 0);
+        snprintf(cmd, sizeof cmd, "cd %s && %s --config ev.json 2>ev.log", dir, tu_bin("evaluate"));
+        cr_assert_eq(tu_system(cmd), 0, "sampled evaluate failed (see %s/ev.log)", dir);
+        snprintf(path, sizeof path, "%s/ev_sampled/results.json", dir);
+        cJSON *r = read_json(path);
+        cr_assert_eq(jnum(r, "batch_size"), 1);
+        cJSON_Delete(r);
+    }
     /* --resume: every job is done, nothing reruns */
     snprintf(cmd, sizeof cmd, "cd %s && %s --config cal.json --resume 2>&1", dir, tu_bin("calibrate"));
     int st;

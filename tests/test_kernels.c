@@ -296,6 +296,41 @@ Test(kernels, matvec_batch_matches_reference) {
     }
 }
 
+/* Several x in one job (nb > 1, what prefill and batched decoding use):
+ * every output has the bits of a product with that x alone, for lengths
+ * around the vector width and its multiples, row counts not a multiple of 4,
+ * x counts around the kernels' groups (4 rows x 2 or 4 x, one row x 4 x),
+ * and a matrix on the one-row path (more than 2^20 floats); threads 1 and
+ * the default. */
+Test(kernels, matvec_several_x_equal_one_at_a_time) {
+    lc_rng r;
+    lc_rng_seed(&r, 12);
+    const int Cs[] = {1, 3, 8, 15, 16, 17, 31, 33, 48, 64, 172, 288, 300, 768}, nC = sizeof Cs / sizeof *Cs;
+    const int nbs[] = {2, 3, 4, 5, 7, 8, 9, 13, 16, 17};
+    for (int big = 0; big < 2; big++)
+        for (int ci = 0; ci < nC; ci++) {
+            const int C = Cs[ci], OC = big ? (int)((1u << 20) / (unsigned)C) + 7 : 37;
+            if (big && C < 172) continue;
+            float *w = malloc(sizeof(float) * (size_t)C * OC), *x = malloc(sizeof(float) * (size_t)C * 17);
+            float *b = malloc(sizeof(float) * OC), *out = malloc(sizeof(float) * (size_t)OC * 17);
+            float *one = malloc(sizeof(float) * OC);
+            randn(w, (size_t)C * OC, 1.0f, &r);
+            randn(x, (size_t)C * 17, 1.0f, &r);
+            randn(b, OC, 1.0f, &r);
+            for (int k = 0; k < (int)(sizeof nbs / sizeof *nbs); k++) {
+                const int nb = nbs[k];
+                matvec_job j = {out, w, x, b, C, OC, 0, nb};
+                matvec_batch(&j, 1);
+                for (int i = 0; i < nb; i++) {
+                    matvec(one, w, x + (size_t)i * C, b, C, OC, 0);
+                    cr_assert(!memcmp(one, out + (size_t)i * OC, sizeof(float) * OC),
+                              "C %d, OC %d, nb %d: x %d differs from its own product", C, OC, nb, i);
+                }
+            }
+            free(w), free(x), free(b), free(out), free(one);
+        }
+}
+
 /* lc_expf within 2 ulp of expf over [-87, 88], exactly 0 below -87.34
  * (softmax arguments), 1 at 0. */
 Test(kernels, lc_expf_matches_expf) {

@@ -258,3 +258,72 @@ Test(mpi, without_launcher_is_one_process) {
     cr_assert_null(strstr(msg, "ranks"), "%s", msg);
     free(msg);
 }
+
+static void write_eval_config(const char *name, const char *out, const char *gen) {
+    char p[1024], text[2048];
+    snprintf(p, sizeof p, "%s/%s.json", dir, name);
+    snprintf(text, sizeof text,
+             "{\"model\": \"model.bin\", \"output_dir\": \"%s\",\n"
+             " \"data\": {\"path\": \"train.jsonl\", \"prompt_template\": \"Q: {q}\\nA:\", "
+             "\"target_template\": \" {a}\"},\n"
+             " \"generation\": {%s}}\n",
+             out, gen);
+    cr_assert_eq(tu_write_file(p, text, strlen(text)), 0);
+}
+
+/* results.json without its wall time ("seconds") */
+static char *results_no_time(const char *path) {
+    size_t n;
+    char *t = slurp(path, &n), *s = strstr(t, "\"seconds\":");
+    cr_assert_not_null(s, "%s has no seconds", path);
+    char *e = s;
+    while (*e && *e != ',' && *e != '\n' && *e != '}') e++;
+    memmove(s, e, strlen(e) + 1);
+    return t;
+}
+
+/* Sharded evaluation (the random base model: its answers are not empty):
+ * 2 and 3 ranks (40 examples: even and uneven shares)
+ * write the one-process predictions byte for byte and the same results but
+ * for the wall time; sampling under MPI is refused. */
+Test(mpi, evaluate_sharded_is_byte_identical) {
+    need_mpi();
+    char *msg;
+    const char *gen = "\"max_new_tokens\": 8, \"batch_size\": 3";
+    write_eval_config("ev1", "ev_one", gen);
+    cr_assert_eq(run(0, NULL, "evaluate", "--config ev1.json", &msg), 0, "%s", msg);
+    free(msg);
+    {   /* something to compare: non-empty answers */
+        char p[1024];
+        size_t n;
+        snprintf(p, sizeof p, "%s/ev_one/predictions.jsonl", dir);
+        char *t = slurp(p, &n);
+        int nonempty = 0;
+        for (const char *q = strstr(t, "\"prediction\":\""); q; q = strstr(q + 1, "\"prediction\":\""))
+            nonempty += q[14] != '"';
+        cr_assert_gt(nonempty, 20, "too few non-empty predictions to compare:\n%s", t);
+        free(t);
+    }
+    for (int np = 2; np <= 3; np++) {
+        char out[64], name[64], args[128], a[1024], b[1024];
+        snprintf(out, sizeof out, "ev_np%d", np);
+        snprintf(name, sizeof name, "ev%d", np);
+        write_eval_config(name, out, gen);
+        snprintf(args, sizeof args, "--config %s.json", name);
+        cr_assert_eq(run(np, NULL, "evaluate", args, &msg), 0, "%s", msg);
+        cr_assert_not_null(strstr(msg, "ranks"), "%s", msg);
+        free(msg);
+        snprintf(a, sizeof a, "%s/ev_one/predictions.jsonl", dir);
+        snprintf(b, sizeof b, "%s/%s/predictions.jsonl", dir, out);
+        same_bytes(a, b);
+        snprintf(a, sizeof a, "%s/ev_one/results.json", dir);
+        snprintf(b, sizeof b, "%s/%s/results.json", dir, out);
+        char *x = results_no_time(a), *y = results_no_time(b);
+        cr_assert_str_eq(x, y, "results.json of %d ranks differs from one process beyond wall time", np);
+        free(x), free(y);
+    }
+    write_eval_config("evs", "ev_s", "\"max_new_tokens\": 8, \"temperature\": 0.7");
+    cr_assert_neq(run(2, NULL, "evaluate", "--config evs.json", &msg), 0, "%s", msg);
+    cr_assert_not_null(strstr(msg, "sampling (temperature > 0) under MPI is not supported"), "%s", msg);
+    free(msg);
+}

@@ -485,7 +485,7 @@ static int evaluate_job(ctx_t *x, const model *m, const adapter_set *ad, task_en
     eval_summary sum;
     char label[160];
     snprintf(label, sizeof label, "%s / %s", t->name, me->name);
-    if (evaluate_dataset(m, ad, x->tok, d, &x->gen, &x->ro, dir, label, &sum, err)) return LC_FAIL;
+    if (evaluate_dataset(m, ad, x->tok, d, &x->gen, &x->ro, dir, label, NULL, &sum, err)) return LC_FAIL;
     fprintf(stderr, "calibrate: %s: ROUGE-L %.4f  weighted ROUGE %.4f  chrF %.2f  (n=%zu)\n", label,
             sum.scores.rl.f, sum.scores.weighted, sum.scores.chrf_corpus, sum.scores.n);
     eval_summary_free(&sum);
@@ -803,7 +803,7 @@ static int run_multi_step(ctx_t *x, task_entry *t, const method_entry *me, const
     a1.loras[a1.n_loras++] = &x->adapters[t->main_i].l;
     char label[160];
     snprintf(label, sizeof label, "%s / %s (first pass)", t->name, me->name);
-    if (evaluate_dataset(&x->base, &a1, x->tok, &first, &x->gen, &x->ro, d1, label, &s1, err)) goto done;
+    if (evaluate_dataset(&x->base, &a1, x->tok, &first, &x->gen, &x->ro, d1, label, NULL, &s1, err)) goto done;
     /* second pass: the auxiliary LoRA on the first pass's answer, scored
      * against the compositional reference of the same row */
     second.ex = calloc(t->test.n, sizeof(ds_example));

@@ -123,6 +123,62 @@ int lc_dist_allreduce_sum_f64(const lc_dist *d, double *x, size_t n, lc_err *err
     return LC_OK;
 }
 
+int lc_dist_gather_bytes(const lc_dist *d, const void *mine, size_t n, int root, char **all,
+                         size_t *all_n, lc_err *err) {
+    *all = NULL;
+    *all_n = 0;
+#ifdef LC_MPI
+    if (ACTIVE(d)) {
+        if (n > (size_t)INT_MAX) return lc_errf(err, "gather of %zu bytes from one rank: more than MPI's int count", n);
+        int mine_n = (int)n, *counts = NULL, *displs = NULL, rc;
+        char *buf = NULL;
+        if (d->rank == root) {
+            counts = calloc((size_t)d->size, sizeof(int));
+            displs = calloc((size_t)d->size, sizeof(int));
+            if (!counts || !displs) {
+                free(counts), free(displs);
+                return lc_errf(err, "out of memory");
+            }
+        }
+        rc = MPI_Gather(&mine_n, 1, MPI_INT, counts, 1, MPI_INT, root, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) {
+            free(counts), free(displs);
+            return mpi_fail(err, "MPI_Gather", rc);
+        }
+        if (d->rank == root) {
+            long long tot = 0;
+            for (int r = 0; r < d->size; r++) displs[r] = (int)tot, tot += counts[r];
+            if (tot > INT_MAX) {
+                free(counts), free(displs);
+                return lc_errf(err, "gather of %lld bytes: more than MPI's int count", tot);
+            }
+            buf = malloc((size_t)tot + 1);
+            if (!buf) {
+                free(counts), free(displs);
+                return lc_errf(err, "out of memory gathering %lld bytes", tot);
+            }
+            *all_n = (size_t)tot;
+        }
+        rc = MPI_Gatherv(mine, mine_n, MPI_BYTE, buf, counts, displs, MPI_BYTE, root, MPI_COMM_WORLD);
+        free(counts), free(displs);
+        if (rc != MPI_SUCCESS) {
+            free(buf);
+            *all_n = 0;
+            return mpi_fail(err, "MPI_Gatherv", rc);
+        }
+        *all = buf;
+        return LC_OK;
+    }
+#endif
+    (void)d, (void)root;
+    char *buf = malloc(n + 1);
+    if (!buf) return lc_errf(err, "out of memory");
+    if (n) memcpy(buf, mine, n);
+    *all = buf;
+    *all_n = n;
+    return LC_OK;
+}
+
 int lc_dist_any(const lc_dist *d, int fail, lc_err *err) {
     double f = fail ? 1 : 0;
     if (lc_dist_allreduce_sum_f64(d, &f, 1, err)) return 1;

@@ -41,6 +41,10 @@ int lc_dist_allgather_f32(const lc_dist *d, const float *mine, size_t n, float *
 /* Element-wise sum of x (n doubles) over the ranks, in place. Exact when at
  * most one rank holds a non-zero in each element (used so). */
 int lc_dist_allreduce_sum_f64(const lc_dist *d, double *x, size_t n, lc_err *err);
+/* Rank root gets every rank's bytes (mine, n), concatenated in rank order,
+ * in *all (malloc'd, *all_n bytes); other ranks get *all NULL, *all_n 0. */
+int lc_dist_gather_bytes(const lc_dist *d, const void *mine, size_t n, int root, char **all,
+                         size_t *all_n, lc_err *err);
 /* 1 on every rank if any rank passed fail != 0 (a collective check). */
 int lc_dist_any(const lc_dist *d, int fail, lc_err *err);
 
