@@ -366,7 +366,7 @@ int tf_h5_write(const tensor_writer *w, const char *tmp, lc_err *err) {
     }
     fid = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
     if (fid < 0) {
-        lc_errf(err, "%s: cannot create HDF5 file%s", tmp, h5_why(&why));
+        lc_errf(err, "%s: cannot create the temporary HDF5 file %s%s", w->path, tmp, h5_why(&why));
         goto done;
     }
     root = H5Gopen2(fid, "/", H5P_DEFAULT);
@@ -374,7 +374,7 @@ int tf_h5_write(const tensor_writer *w, const char *tmp, lc_err *err) {
     scalar = H5Screate(H5S_SCALAR);
     if (root < 0 || strt < 0 || scalar < 0 || H5Tset_size(strt, H5T_VARIABLE) < 0 ||
         H5Tset_cset(strt, H5T_CSET_UTF8) < 0) {
-        lc_errf(err, "%s: HDF5 setup failed%s", tmp, h5_why(&why));
+        lc_errf(err, "%s: HDF5 setup failed%s", w->path, h5_why(&why));
         goto done;
     }
     for (int i = 0; i < w->meta.n; i++) {
@@ -417,17 +417,11 @@ done:
     if (strt >= 0) H5Tclose(strt);
     if (root >= 0) H5Gclose(root);
     if (fid >= 0 && H5Fclose(fid) < 0 && rc == LC_OK)
-        rc = lc_errf(err, "%s: closing the HDF5 file failed%s", tmp, h5_why(&why));
+        rc = lc_errf(err, "%s: closing the HDF5 file failed%s", w->path, h5_why(&why));
     if (acpl >= 0) H5Pclose(acpl);
     if (lcpl >= 0) H5Pclose(lcpl);
     if (fcpl >= 0) H5Pclose(fcpl);
-    if (rc == LC_OK) { /* make the bytes durable before the rename */
-        int fd = open(tmp, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) != 0)
-            rc = lc_errf(err, "%s: fsync failed: %s", tmp, strerror(errno));
-        if (fd >= 0) close(fd);
-    }
-    return rc;
+    return rc; /* tensor_writer_close fsyncs and renames (lc_commit_tmp) */
 }
 
 int tf_h5_read(tensor_file *tf, const tensor_info *ti, tf_h5_type t, void *dst, lc_err *err) {
