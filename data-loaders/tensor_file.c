@@ -1296,14 +1296,10 @@ static int st_write(const tensor_writer *w, lc_err *err) {
 int tensor_writer_close(tensor_writer *w, lc_err *err) {
     if (!w) return lc_errf(err, "tensor_writer_close: NULL writer");
     int rc;
-    if (w->fmt == TW_HDF5) { /* HDF5 writes the temporary file itself */
+    if (w->fmt == TW_HDF5) { /* built in memory, then written like the others */
         char tmp[4200];
         rc = lc_tmp_path(tmp, sizeof tmp, w->path, err);
-        if (rc == LC_OK) {
-            rc = tf_h5_write(w, tmp, err);
-            if (rc == LC_OK) rc = lc_commit_tmp(tmp, w->path, err);
-            else unlink(tmp);
-        }
+        if (rc == LC_OK) rc = tf_h5_write(w, tmp, err);
     } else {
         rc = st_write(w, err);
     }

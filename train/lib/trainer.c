@@ -417,7 +417,7 @@ static int truncate_log(const char *path, long step, lc_err *err) {
     return rc;
 }
 
-/* Appends one metrics line with a single write(2); a failed or short write is cut off
+/* Appends one metrics line with write(2); a failed write is cut off
  * again (ftruncate to the previous size), so the log keeps only whole lines, and is an
  * error naming the file. */
 static int log_line(int fd, const char *path, lc_err *err, const char *fmt, ...) {
@@ -429,9 +429,10 @@ static int log_line(int fd, const char *path, lc_err *err, const char *fmt, ...)
     if (n < 0 || n >= (int)sizeof line) return lc_errf(err, "%s: metrics line too long", path);
     struct stat sb;
     if (fstat(fd, &sb) != 0) return lc_errf(err, "%s: cannot stat: %s", path, strerror(errno));
-    ssize_t w = write(fd, line, (size_t)n);
+    ssize_t w = 0, k = 1;
+    while (w < n && (k = write(fd, line + w, (size_t)(n - w))) > 0) w += k;
     if (w == n) return LC_OK;
-    int e = w < 0 ? errno : 0;
+    int e = k < 0 ? errno : 0;
     if (ftruncate(fd, sb.st_size) != 0) { /* the torn line is dropped on --resume anyway */
     }
     return lc_errf(err, "%s: write failed: %s (the log keeps its earlier lines)", path,
@@ -761,7 +762,8 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
     }
     rc = LC_OK;
 done:
-    if (log >= 0) close(log);
+    if (log >= 0 && close(log) != 0 && rc == LC_OK)
+        rc = lc_errf(err, "%s: write failed (close): %s", logp, strerror(errno));
     lc_dir_unlock(lock);
     free(tok);
     free(tgt);
