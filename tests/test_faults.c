@@ -295,6 +295,7 @@ static void faults_keep_previous(const char *what, const char *prev_cmd, const c
                 cr_assert_fail("%s with %s: exit 0\n%s", what, fault, out);
             }
             cr_assert_lt(st, 128, "%s with %s: crashed (%d)\n%s", what, fault, st, out);
+            cr_assert(!strstr(out, "Sanitizer:"), "%s with %s: a sanitizer report\n%s", what, fault, out);
             const char *oserr = k == 0 ? "No space left on device" : "Input/output error";
             cr_assert(strstr(out, oserr), "%s with %s: the message lacks the OS error:\n%s", what, fault, out);
             int named = 0;
