@@ -1,5 +1,7 @@
 /* bundle.c: see bundle.h and export/BUNDLE.md. */
 #include "bundle.h"
+#include "lc_sha256.h"
+#include "loaders.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -210,12 +212,54 @@ size_t bundle_writer_bytes(const bundle_writer *w, const char *prefix) {
 static void put_u32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put_u64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
 
-int bundle_writer_close(bundle_writer *w, cJSON *manifest, lc_err *err) {
+/* The bundle is whole in tmp (fsync'd): hash it, write "<hex>  <name>" to a
+ * temporary sidecar, drop the old sidecar, rename the bundle into place, then
+ * the sidecar. A sidecar present always matches the bundle beside it; a
+ * failure (or a kill) between the renames leaves the bundle without one. */
+static int write_sidecar(const char *tmp, const char *path, char *hex, lc_err *err) {
+    char side[4200], stmp[4200], line[LC_SHA256_HEX + 4200];
+    uint8_t d[LC_SHA256_BYTES];
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (snprintf(side, sizeof side, "%s.sha256", path) >= (int)sizeof side) {
+        unlink(tmp);
+        return lc_errf(err, "%s: path too long", path);
+    }
+    if (lc_sha256_file(tmp, d, NULL, err)) {
+        unlink(tmp);
+        return lc_err_prefix(err, "%s: ", path);
+    }
+    lc_sha256_hex(d, hex);
+    snprintf(line, sizeof line, "%s  %s\n", hex, base);
+    FILE *f = lc_tmp_open(side, stmp, sizeof stmp, err);
+    if (!f) {
+        unlink(tmp);
+        return LC_FAIL;
+    }
+    size_t n = strlen(line);
+    int ok = fwrite(line, 1, n, f) == n;
+    if (lc_tmp_finish(f, ok, ok ? 0 : errno, stmp, side, err)) {
+        unlink(tmp);
+        return LC_FAIL;
+    }
+    if (unlink(side) != 0 && errno != ENOENT) {
+        int e = errno;
+        unlink(tmp), unlink(stmp);
+        return lc_errf(err, "%s: cannot remove the old digest: %s (the previous bundle is unchanged)", side,
+                       strerror(e));
+    }
+    if (lc_rename_tmp(tmp, path, err)) {
+        unlink(stmp);
+        return LC_FAIL;
+    }
+    return lc_rename_tmp(stmp, side, err);
+}
+
+static int writer_close(bundle_writer *w, cJSON *manifest, char *hex, lc_err *err) {
     char tmp[4200];
     FILE *f = NULL;
     char *js = NULL;
     int rc = LC_FAIL;
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", w->path, (long)getpid());
     /* layout of the data section */
     cJSON *arr = cJSON_CreateArray();
     size_t off = 0;
@@ -268,11 +312,8 @@ int bundle_writer_close(bundle_writer *w, cJSON *manifest, lc_err *err) {
     put_u64(hdr + 40, data_size);
     put_u32(hdr + 48, crc(js, msize));
     put_u32(hdr + 60, crc(hdr, 60));
-    f = fopen(tmp, "wb");
-    if (!f) {
-        lc_errf(err, "%s: cannot create: %s", tmp, strerror(errno));
-        goto done;
-    }
+    f = lc_tmp_open(w->path, tmp, sizeof tmp, err);
+    if (!f) goto done;
     static const unsigned char zeros[BUNDLE_ALIGN] = {0};
     int ok = fwrite(hdr, 1, HEADER_SIZE, f) == HEADER_SIZE && fwrite(js, 1, msize, f) == msize &&
              fwrite(zeros, 1, data_offset - HEADER_SIZE - msize, f) == data_offset - HEADER_SIZE - msize;
@@ -288,31 +329,28 @@ int bundle_writer_close(bundle_writer *w, cJSON *manifest, lc_err *err) {
         }
     }
     ok = ok && fwrite(zeros, 1, data_size - pos, f) == data_size - pos;
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    if (fclose(f) != 0) ok = 0;
-    f = NULL;
-    if (!ok) {
-        lc_errf(err, "%s: write failed: %s", tmp, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    if (rename(tmp, w->path) != 0) {
-        lc_errf(err, "%s: cannot rename to %s: %s", tmp, w->path, strerror(errno));
-        unlink(tmp);
-        goto done;
+    if (!hex) {
+        if (lc_tmp_close(f, ok, ok ? 0 : errno, tmp, w->path, err)) goto done;
+    } else {
+        if (lc_tmp_finish(f, ok, ok ? 0 : errno, tmp, w->path, err)) goto done;
+        if (write_sidecar(tmp, w->path, hex, err)) goto done;
     }
     rc = LC_OK;
 done:
-    if (f) {
-        fclose(f);
-        unlink(tmp);
-    }
     free(js);
     free(offs);
     free(soffs);
     cJSON_Delete(manifest);
     bundle_writer_abort(w);
     return rc;
+}
+
+int bundle_writer_close(bundle_writer *w, cJSON *manifest, lc_err *err) {
+    return writer_close(w, manifest, NULL, err);
+}
+
+int bundle_writer_close_pinned(bundle_writer *w, cJSON *manifest, char hex[LC_SHA256_HEX], lc_err *err) {
+    return writer_close(w, manifest, hex, err);
 }
 
 /* ---- reader --------------------------------------------------------------------- */

@@ -35,6 +35,12 @@ size_t bundle_writer_bytes(const bundle_writer *w, const char *prefix);
  * onto the path. manifest: a JSON object (taken over and freed); "format",
  * "version" and "tensors" are set here. Frees w either way. */
 int bundle_writer_close(bundle_writer *w, cJSON *manifest, lc_err *err);
+/* The same, and writes the bundle's SHA-256 (hex, 64 digits) beside it as
+ * "<path>.sha256" ("<hex>  <name>", what sha256sum -c reads). The old
+ * sidecar is removed just before the new bundle is renamed into place and
+ * the new sidecar follows, so a sidecar present always matches its bundle;
+ * a failure before that leaves both previous files intact. */
+int bundle_writer_close_pinned(bundle_writer *w, cJSON *manifest, char hex[65], lc_err *err);
 void bundle_writer_abort(bundle_writer *w);
 
 /* Identity of a base model: architecture, shapes, parameter count, the

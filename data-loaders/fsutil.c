@@ -79,28 +79,89 @@ int lc_make_dirs(const char *dir, lc_err *err) {
     return LC_OK;
 }
 
-/* Writes text to path through a temporary file and rename(). */
-int lc_write_text_atomic(const char *path, const char *text, lc_err *err) {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+/* ---- atomic writes ---------------------------------------------------------------
+ * Every file the toolchain writes under a final name goes through these: the bytes go to
+ * "<path>.tmp.<pid>" in the same folder (matches .gitignore's *.tmp.*), which is flushed,
+ * fsync'd, rename()d over the final name, and the folder fsync'd. On any failure before
+ * the rename the temporary file is removed and whatever was under the final name stays
+ * as it was; the message names the final file and the OS error. */
+
+int lc_tmp_path(char *out, size_t n, const char *path, lc_err *err) {
+    if (snprintf(out, n, "%s.tmp.%ld", path, (long)getpid()) >= (int)n)
         return lc_errf(err, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return lc_errf(err, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    int ok = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok) {
-        unlink(tmp);
-        return lc_errf(err, "%s: write failed", path);
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return lc_errf(err, "%s: cannot rename %s onto it: %s", path, tmp, strerror(e));
-    }
     return LC_OK;
 }
 
+static int fail_tmp(const char *tmp, const char *path, const char *what, int e, lc_err *err) {
+    unlink(tmp);
+    return lc_errf(err, "%s: %s: %s (nothing written; the previous file, if any, is unchanged)", path,
+                   what, e ? strerror(e) : "short write");
+}
+
+int lc_rename_tmp(const char *tmp, const char *path, lc_err *err) {
+    if (rename(tmp, path) != 0) return fail_tmp(tmp, path, "cannot rename the temporary file onto it", errno, err);
+    char dir[4200];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = fd < 0 ? -1 : fsync(fd), e = errno;
+    if (fd >= 0) close(fd);
+    /* some file systems refuse fsync on a folder (EINVAL); the rename is done either way */
+    if (rc != 0 && e != EINVAL && e != EROFS && e != ENOTSUP)
+        return lc_errf(err, "%s: written, but syncing its folder %s failed: %s", path, dir, strerror(e));
+    return LC_OK;
+}
+
+int lc_commit_tmp(const char *tmp, const char *path, lc_err *err) {
+    int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail_tmp(tmp, path, "cannot reopen the temporary file", errno, err);
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return fail_tmp(tmp, path, "fsync failed", e, err);
+    }
+    if (close(fd) != 0) return fail_tmp(tmp, path, "close failed", errno, err);
+    return lc_rename_tmp(tmp, path, err);
+}
+
+FILE *lc_tmp_open(const char *path, char *tmp, size_t n, lc_err *err) {
+    if (lc_tmp_path(tmp, n, path, err)) return NULL;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) lc_errf(err, "%s: cannot create the temporary file %s: %s", path, tmp, strerror(errno));
+    return f;
+}
+
+int lc_tmp_finish(FILE *f, int ok, int saved_errno, const char *tmp, const char *path, lc_err *err) {
+    const char *what = "write failed";
+    if (ok && fflush(f) != 0) ok = 0, saved_errno = errno;
+    if (ok && fsync(fileno(f)) != 0) ok = 0, saved_errno = errno, what = "fsync failed";
+    if (fclose(f) != 0 && ok) ok = 0, saved_errno = errno, what = "close failed";
+    return ok ? LC_OK : fail_tmp(tmp, path, what, saved_errno, err);
+}
+
+int lc_tmp_close(FILE *f, int ok, int saved_errno, const char *tmp, const char *path, lc_err *err) {
+    if (lc_tmp_finish(f, ok, saved_errno, tmp, path, err)) return LC_FAIL;
+    return lc_rename_tmp(tmp, path, err);
+}
+
+int lc_write_bytes_atomic(const char *path, const void *buf, size_t n, lc_err *err) {
+    char tmp[4200];
+    FILE *f = lc_tmp_open(path, tmp, sizeof tmp, err);
+    if (!f) return LC_FAIL;
+    int ok = n == 0 || fwrite(buf, 1, n, f) == n;
+    return lc_tmp_close(f, ok, ok ? 0 : errno, tmp, path, err);
+}
+
+int lc_write_text_atomic(const char *path, const char *text, lc_err *err) {
+    char tmp[4200];
+    FILE *f = lc_tmp_open(path, tmp, sizeof tmp, err);
+    if (!f) return LC_FAIL;
+    size_t n = strlen(text);
+    int ok = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF;
+    return lc_tmp_close(f, ok, ok ? 0 : errno, tmp, path, err);
+}
 
 static int is_regular(const char *p) {
     struct stat st;

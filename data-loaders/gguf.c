@@ -11,6 +11,7 @@
  * with string = u64 length | bytes (no NUL), array = u32 element type |
  * u64 count | elements. */
 #include "gguf.h"
+#include "loaders.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -838,18 +839,10 @@ int gguf_writer_write(gguf_writer *w, const char *path, lc_err *err) {
         free(h.kv);
         return lc_errf(err, "%s: out of memory", path);
     }
-    size_t tl = strlen(path) + 32;
-    char *tmp = malloc(tl);
-    if (!tmp) {
-        free(h.kv);
-        return lc_errf(err, "%s: out of memory", path);
-    }
-    snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
-    FILE *fp = fopen(tmp, "wb");
+    char tmp[4200];
+    FILE *fp = lc_tmp_open(path, tmp, sizeof tmp, err);
     if (!fp) {
-        lc_errf(err, "%s: cannot create: %s", tmp, strerror(errno));
         free(h.kv);
-        free(tmp);
         return LC_FAIL;
     }
     int ok = fwrite(h.kv, 1, h.kv_len, fp) == h.kv_len;
@@ -860,14 +853,5 @@ int gguf_writer_write(gguf_writer *w, const char *path, lc_err *err) {
         size_t pad = align_up(t->nbytes, A) - t->nbytes;
         if (ok && pad) ok = fwrite(zeros, 1, pad, fp) == pad;
     }
-    if (fflush(fp) != 0) ok = 0;
-    if (fclose(fp) != 0) ok = 0;
-    if (!ok || rename(tmp, path) != 0) {
-        lc_errf(err, "%s: write failed: %s", ok ? path : tmp, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return LC_FAIL;
-    }
-    free(tmp);
-    return LC_OK;
+    return lc_tmp_close(fp, ok, ok ? 0 : errno, tmp, path, err);
 }

@@ -190,15 +190,3 @@ int bundle_check_base_sha256(const bundle *b, const char *model_path, lc_err *er
                        bundle_path(b), want, got, model_path), LC_SHA256_MISMATCH;
     return LC_OK;
 }
-
-int sha256_write_sidecar(const char *path, const char hex[LC_SHA256_HEX], lc_err *err) {
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    char side[4200], *line = malloc(strlen(base) + 80);
-    if (!line) return lc_errf(err, "out of memory");
-    snprintf(side, sizeof side, "%s.sha256", path);
-    sprintf(line, "%s  %s", hex, base);
-    int rc = lc_write_text_atomic(side, line, err);
-    free(line);
-    return rc;
-}

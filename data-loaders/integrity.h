@@ -41,8 +41,4 @@ int bundle_check_base_sha256(const bundle *b, const char *model_path, lc_err *er
 /* Checks the base files at model_path against an expected digest (hex). */
 int base_check_sha256(const char *model_path, const char *expect, lc_err *err);
 
-/* Writes "<hex>  <basename of path>\n" to path + ".sha256" (temporary file,
- * then rename), the form `sha256sum -c` reads. */
-int sha256_write_sidecar(const char *path, const char hex[LC_SHA256_HEX], lc_err *err);
-
 #endif

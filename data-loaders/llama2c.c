@@ -239,10 +239,8 @@ int model_save_llama2c(const model *m, const char *path, lc_err *err) {
         return lc_errf(err, "%s: the llama2.c format fixes rms_norm_eps at 1e-5, found %g", path,
                        c->norm_eps);
     char tmp_path[4200];
-    if (snprintf(tmp_path, sizeof tmp_path, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp_path)
-        return lc_errf(err, "%s: path too long", path);
-    FILE *f = fopen(tmp_path, "wb");
-    if (!f) return lc_errf(err, "%s: cannot create: %s", tmp_path, strerror(errno));
+    FILE *f = lc_tmp_open(path, tmp_path, sizeof tmp_path, err);
+    if (!f) return LC_FAIL;
     const int D = c->dim, F = c->hidden_dim, L = c->n_layers, hd = c->head_dim, half = hd / 2;
     const size_t KV = (size_t)c->n_kv_heads * hd;
     size_t row = (size_t)c->max_seq_len * half;
@@ -285,18 +283,9 @@ int model_save_llama2c(const model *m, const char *path, lc_err *err) {
         bad = write_floats(f, buf, row);
     }
     if (!c->tie_embeddings) bad = bad || write_floats(f, w->lm_head, (size_t)c->vocab_size * D);
+    int e = bad ? errno : 0;
     free(buf);
-    bad = (fclose(f) != 0) || bad;
-    if (bad) {
-        unlink(tmp_path);
-        return lc_errf(err, "%s: write failed", tmp_path);
-    }
-    if (rename(tmp_path, path) != 0) {
-        int e = errno;
-        unlink(tmp_path);
-        return lc_errf(err, "%s: cannot rename %s onto it: %s", path, tmp_path, strerror(e));
-    }
-    return LC_OK;
+    return lc_tmp_close(f, !bad, e, tmp_path, path, err);
 }
 
 /* ---- tokenizer -------------------------------------------------------- */

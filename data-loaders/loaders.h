@@ -3,6 +3,8 @@
 #ifndef LOADERS_H
 #define LOADERS_H
 
+#include <stdio.h>
+
 #include "lc_err.h"
 #include "model.h"
 
@@ -38,9 +40,30 @@ void lc_slugify(char *dst, size_t n, const char *src);
  * (kill -9 included): a stale .lock file does not block. */
 int lc_dir_lock(const char *dir, int *fd, lc_err *err);
 void lc_dir_unlock(int fd);
-/* Writes text (plus a final newline) to path through a temporary file and
- * rename(), so readers never see a half-written file. */
-int lc_write_text_atomic(const char *path, const char *text, lc_err *err);
+/* Atomic writes (fsutil.c), used by every writer of a file under a final
+ * name: the bytes go to a temporary "<path>.tmp.<pid>" in the same folder,
+ * which is flushed, fsync'd, rename()d over the final name, and the folder
+ * fsync'd. A failed write, flush, fsync, close or rename removes the
+ * temporary file, leaves the previous file intact, and err names the final
+ * file and the OS error (strerror). */
+int lc_write_text_atomic(const char *path, const char *text, lc_err *err); /* + '\n' */
+int lc_write_bytes_atomic(const char *path, const void *buf, size_t n, lc_err *err);
+/* tmp = "<path>.tmp.<pid>" */
+int lc_tmp_path(char *tmp, size_t n, const char *path, lc_err *err);
+/* fopen("wb") of the temporary file for path (tmp receives its name). */
+FILE *lc_tmp_open(const char *path, char *tmp, size_t n, lc_err *err);
+/* Ends a write begun with lc_tmp_open: ok = 0 when a write failed
+ * (saved_errno its errno, 0 for a short write); otherwise flushes, fsyncs,
+ * closes and renames into place. Always closes f; tmp never survives a failure. */
+int lc_tmp_close(FILE *f, int ok, int saved_errno, const char *tmp, const char *path, lc_err *err);
+/* For a temporary file written by a library (HDF5): fsync, rename, sync the
+ * folder; tmp removed on failure. */
+int lc_commit_tmp(const char *tmp, const char *path, lc_err *err);
+/* The two halves of lc_tmp_close, for a writer that must do something
+ * between them (the bundle and its SHA-256 sidecar): flush, fsync and close
+ * (tmp removed on failure); then rename onto path and sync the folder. */
+int lc_tmp_finish(FILE *f, int ok, int saved_errno, const char *tmp, const char *path, lc_err *err);
+int lc_rename_tmp(const char *tmp, const char *path, lc_err *err);
 
 /* The tokenizer that comes with a model: the file itself for a GGUF model
  * (its tokenizer.ggml.* keys); <dir>/tokenizer.json for a

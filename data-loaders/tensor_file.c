@@ -13,6 +13,7 @@
  * never makes unaligned accesses. */
 #include "tensor_file.h"
 #include "tensor_file_impl.h"
+#include "loaders.h"
 
 #include <cjson/cJSON.h>
 
@@ -1250,39 +1251,31 @@ done:
     return out;
 }
 
-static int write_all(FILE *f, const void *buf, size_t n, const char *tmp,
-                     lc_err *err) {
-    if (n && fwrite(buf, 1, n, f) != n)
-        return lc_errf(err, "%s: write failed: %s", tmp, strerror(errno));
-    return LC_OK;
-}
-
-static int st_write(const tensor_writer *w, const char *tmp, lc_err *err) {
+static int st_write(const tensor_writer *w, lc_err *err) {
     char *hdr = st_header(w);
     if (!hdr) return lc_errf(err, "%s: out of memory building the header", w->path);
     size_t L = strlen(hdr);
     size_t pad = (8 - (8 + L) % 8) % 8;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        free(hdr);
-        return lc_errf(err, "%s: cannot create: %s", tmp, strerror(errno));
-    }
     enum { CHUNK = 16384 };
     unsigned char *buf = malloc(CHUNK * 4);
-    int rc = LC_FAIL;
     if (!buf) {
-        lc_errf(err, "%s: out of memory", w->path);
-        goto done;
+        free(hdr);
+        return lc_errf(err, "%s: out of memory", w->path);
+    }
+    char tmp[4200];
+    FILE *f = lc_tmp_open(w->path, tmp, sizeof tmp, err);
+    if (!f) {
+        free(buf);
+        free(hdr);
+        return LC_FAIL;
     }
     unsigned char len8[8];
     st64(len8, (uint64_t)(L + pad));
-    if (write_all(f, len8, 8, tmp, err) || write_all(f, hdr, L, tmp, err) ||
-        write_all(f, "        ", pad, tmp, err))
-        goto done;
-    for (int i = 0; i < w->n; i++) {
+    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(hdr, 1, L, f) == L && fwrite("        ", 1, pad, f) == pad;
+    for (int i = 0; ok && i < w->n; i++) {
         const tw_tensor *t = &w->t[i];
         size_t es = tensor_dtype_size(t->dtype);
-        for (size_t at = 0; at < (size_t)t->numel; at += CHUNK) {
+        for (size_t at = 0; ok && at < (size_t)t->numel; at += CHUNK) {
             size_t m = (size_t)t->numel - at;
             if (m > CHUNK) m = CHUNK;
             const float *src = t->data + at;
@@ -1291,38 +1284,25 @@ static int st_write(const tensor_writer *w, const char *tmp, lc_err *err) {
                 else if (t->dtype == DT_F16) st16(buf + 2 * j, lc_f32_to_f16(src[j]));
                 else st16(buf + 2 * j, lc_f32_to_bf16(src[j]));
             }
-            if (write_all(f, buf, m * es, tmp, err)) goto done;
+            ok = fwrite(buf, 1, m * es, f) == m * es;
         }
     }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        lc_errf(err, "%s: flush failed: %s", tmp, strerror(errno));
-        goto done;
-    }
-    rc = LC_OK;
-done:
-    if (fclose(f) != 0 && rc == LC_OK)
-        rc = lc_errf(err, "%s: close failed: %s", tmp, strerror(errno));
+    int e = ok ? 0 : errno;
     free(buf);
     free(hdr);
-    return rc;
+    return lc_tmp_close(f, ok, e, tmp, w->path, err);
 }
-
 
 int tensor_writer_close(tensor_writer *w, lc_err *err) {
     if (!w) return lc_errf(err, "tensor_writer_close: NULL writer");
-    size_t n = strlen(w->path) + 32;
-    char *tmp = malloc(n);
-    if (!tmp) {
-        tensor_writer_abort(w);
-        return lc_errf(err, "out of memory");
+    int rc;
+    if (w->fmt == TW_HDF5) { /* built in memory, then written like the others */
+        char tmp[4200];
+        rc = lc_tmp_path(tmp, sizeof tmp, w->path, err);
+        if (rc == LC_OK) rc = tf_h5_write(w, tmp, err);
+    } else {
+        rc = st_write(w, err);
     }
-    snprintf(tmp, n, "%s.tmp.%ld", w->path, (long)getpid());
-    int rc = w->fmt == TW_HDF5 ? tf_h5_write(w, tmp, err) : st_write(w, tmp, err);
-    if (rc == LC_OK && rename(tmp, w->path) != 0)
-        rc = lc_errf(err, "%s: cannot rename %s onto it: %s", w->path, tmp,
-                     strerror(errno));
-    if (rc != LC_OK) unlink(tmp);
-    free(tmp);
     tensor_writer_abort(w);
     return rc;
 }

@@ -5,6 +5,7 @@
  * Built with LC_NO_HDF5 (the on-device runtime, which links no HDF5) the
  * same entry points refuse HDF5 files with a message saying so. */
 #include "tensor_file_impl.h"
+#include "loaders.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -351,12 +352,18 @@ int tf_h5_write(const tensor_writer *w, const char *tmp, lc_err *err) {
     h5_detail why;
     int rc = LC_FAIL;
     hid_t fcpl = TF_NO_ID, fid = TF_NO_ID, root = TF_NO_ID, strt = TF_NO_ID;
-    hid_t scalar = TF_NO_ID, lcpl = TF_NO_ID, acpl = TF_NO_ID;
+    hid_t scalar = TF_NO_ID, lcpl = TF_NO_ID, acpl = TF_NO_ID, fapl = TF_NO_ID;
+    void *image = NULL;
+    ssize_t image_n = -1;
 
+    /* The file is built in memory (core driver, no backing store) and written by
+     * lc_write_bytes_atomic: libhdf5 1.10 crashes at exit after a file it wrote
+     * failed to close (disk full), and this way it never writes to disk. */
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
     fcpl = H5Pcreate(H5P_FILE_CREATE);
     lcpl = H5Pcreate(H5P_LINK_CREATE);
     acpl = H5Pcreate(H5P_ATTRIBUTE_CREATE);
-    if (fcpl < 0 || lcpl < 0 || acpl < 0 ||
+    if (fapl < 0 || fcpl < 0 || lcpl < 0 || acpl < 0 || H5Pset_fapl_core(fapl, 1 << 20, 0) < 0 ||
         H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED |
                                              H5P_CRT_ORDER_INDEXED) < 0 ||
         H5Pset_char_encoding(lcpl, H5T_CSET_UTF8) < 0 ||
@@ -364,9 +371,9 @@ int tf_h5_write(const tensor_writer *w, const char *tmp, lc_err *err) {
         lc_errf(err, "%s: cannot set up HDF5 properties%s", w->path, h5_why(&why));
         goto done;
     }
-    fid = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    fid = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
     if (fid < 0) {
-        lc_errf(err, "%s: cannot create HDF5 file%s", tmp, h5_why(&why));
+        lc_errf(err, "%s: cannot create the temporary HDF5 file %s%s", w->path, tmp, h5_why(&why));
         goto done;
     }
     root = H5Gopen2(fid, "/", H5P_DEFAULT);
@@ -374,7 +381,7 @@ int tf_h5_write(const tensor_writer *w, const char *tmp, lc_err *err) {
     scalar = H5Screate(H5S_SCALAR);
     if (root < 0 || strt < 0 || scalar < 0 || H5Tset_size(strt, H5T_VARIABLE) < 0 ||
         H5Tset_cset(strt, H5T_CSET_UTF8) < 0) {
-        lc_errf(err, "%s: HDF5 setup failed%s", tmp, h5_why(&why));
+        lc_errf(err, "%s: HDF5 setup failed%s", w->path, h5_why(&why));
         goto done;
     }
     for (int i = 0; i < w->meta.n; i++) {
@@ -411,22 +418,27 @@ int tf_h5_write(const tensor_writer *w, const char *tmp, lc_err *err) {
             goto done;
         }
     }
+    if (H5Fflush(fid, H5F_SCOPE_GLOBAL) < 0 || (image_n = H5Fget_file_image(fid, NULL, 0)) < 0) {
+        lc_errf(err, "%s: cannot finish the HDF5 image%s", w->path, h5_why(&why));
+        goto done;
+    }
+    if (!(image = malloc(image_n ? (size_t)image_n : 1)) || H5Fget_file_image(fid, image, (size_t)image_n) != image_n) {
+        lc_errf(err, "%s: %s", w->path, image ? "cannot read the HDF5 image" : "out of memory for the HDF5 image");
+        goto done;
+    }
     rc = LC_OK;
 done:
     if (scalar >= 0) H5Sclose(scalar);
     if (strt >= 0) H5Tclose(strt);
     if (root >= 0) H5Gclose(root);
     if (fid >= 0 && H5Fclose(fid) < 0 && rc == LC_OK)
-        rc = lc_errf(err, "%s: closing the HDF5 file failed%s", tmp, h5_why(&why));
+        rc = lc_errf(err, "%s: closing the HDF5 file failed%s", w->path, h5_why(&why));
     if (acpl >= 0) H5Pclose(acpl);
     if (lcpl >= 0) H5Pclose(lcpl);
     if (fcpl >= 0) H5Pclose(fcpl);
-    if (rc == LC_OK) { /* make the bytes durable before the rename */
-        int fd = open(tmp, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) != 0)
-            rc = lc_errf(err, "%s: fsync failed: %s", tmp, strerror(errno));
-        if (fd >= 0) close(fd);
-    }
+    if (fapl >= 0) H5Pclose(fapl);
+    if (rc == LC_OK) rc = lc_write_bytes_atomic(w->path, image, (size_t)image_n, err);
+    free(image);
     return rc;
 }
 

@@ -68,6 +68,8 @@ void tf_h5_close(tensor_file *tf);
 /* Reads ti converted to t into dst. */
 int tf_h5_read(tensor_file *tf, const tensor_info *ti, tf_h5_type t, void *dst, lc_err *err);
 /* Writes w's tensors and metadata as an HDF5 file at tmp. */
+/* Builds the HDF5 file in memory (tmp: its name there, never created) and
+ * writes it to w->path with lc_write_bytes_atomic. */
 int tf_h5_write(const tensor_writer *w, const char *tmp, lc_err *err);
 
 #endif

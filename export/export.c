@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
     model m = {0};
     export_item items[64];
     char *paths[3] = {0};
-    int rc = 1, n = 0, adt, cdt;
+    int rc = 1, n = 0, adt, cdt, lock = -1;
     const char *s_model, *s_cal, *s_out;
     if (cfg_load(&c, cfg_file, &err) || cfg_string(c, "model", 1, NULL, &s_model, &err) ||
         cfg_string(c, "calibrate_dir", 1, NULL, &s_cal, &err) ||
@@ -90,6 +90,12 @@ int main(int argc, char **argv) {
     paths[0] = cfg_resolve_path(c, s_model);
     paths[1] = cfg_resolve_path(c, s_cal);
     paths[2] = cfg_resolve_path(c, s_out);
+    { /* the bundle's folder: created, and locked as train and calibrate lock theirs */
+        char od[4200];
+        const char *sl = strrchr(paths[2], '/');
+        snprintf(od, sizeof od, "%.*s", sl ? (int)(sl - paths[2]) : 1, sl ? paths[2] : ".");
+        if ((od[0] && lc_make_dirs(od, &err)) || lc_dir_lock(od[0] ? od : "/", &lock, &err)) goto fail;
+    }
     if (model_load(&m, paths[0], &err)) goto fail;
     export_spec spec = {paths[1], items, n, (bundle_dtype)adt, (bundle_dtype)cdt, paths[2], paths[0]};
     printf("Bundle %s (adapters %s, calibrations %s):\n\n", paths[2], BUNDLE_DTYPE_NAMES[adt],
@@ -116,6 +122,7 @@ int main(int argc, char **argv) {
 fail:
     fprintf(stderr, "export: %s\n", err.msg);
 done:
+    lc_dir_unlock(lock);
     model_free(&m);
     for (int i = 0; i < 3; i++) free(paths[i]);
     cfg_free(c);

@@ -300,24 +300,11 @@ int export_bundle(const model *base, const export_spec *s, FILE *report, lc_err 
                     s->items[i].task, s->items[i].method, task_bytes[i], 100.0 * task_bytes[i] / base_fp16,
                     one_lora > 0 ? 100.0 * task_bytes[i] / one_lora : 0);
     }
-    if (bundle_writer_close(w, manifest, err)) {
-        w = NULL, manifest = NULL;
-        goto done;
-    }
+    char hex[LC_SHA256_HEX]; /* the SHA-256 of the whole file goes beside it (sha256sum -c reads it) */
+    int r = bundle_writer_close_pinned(w, manifest, hex, err);
     w = NULL, manifest = NULL;
-    { /* the SHA-256 of the whole file, beside it (sha256sum -c reads it) */
-        char hex[LC_SHA256_HEX], side[4200];
-        uint8_t d[LC_SHA256_BYTES];
-        snprintf(side, sizeof side, "%s.sha256", s->output);
-        int r = lc_sha256_file(s->output, d, NULL, err);
-        if (r == LC_OK) lc_sha256_hex(d, hex), r = sha256_write_sidecar(s->output, hex, err);
-        if (r != LC_OK) {
-            remove(side); /* never leave the digest of an earlier bundle beside this one */
-            lc_err_prefix(err, "export: %s: ", side);
-            goto done;
-        }
-        if (report) fprintf(report, "\nbundle SHA-256: %s (%s)\n", hex, side);
-    }
+    if (r) goto done;
+    if (report) fprintf(report, "\nbundle SHA-256: %s (%s.sha256)\n", hex, s->output);
     rc = LC_OK;
 done:
     if (w) bundle_writer_abort(w);

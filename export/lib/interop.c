@@ -308,16 +308,8 @@ int gguf_write_lora(const lora *l, const model_config *c, const char *path, int 
         lc_errf(err, "%s: out of memory", path);
         goto done;
     }
-    if (snprintf(tmpname, sizeof tmpname, "%s.tmp.%ld", path, (long)getpid()) >=
-        (int)sizeof tmpname) {
-        lc_errf(err, "%s: path too long", path);
-        goto done;
-    }
-    f = fopen(tmpname, "wb");
-    if (!f) {
-        lc_errf(err, "%s: cannot create (temporary file %s): %s", path, tmpname, strerror(errno));
-        goto done;
-    }
+    f = lc_tmp_open(path, tmpname, sizeof tmpname, err);
+    if (!f) goto done;
     int ok = fwrite(h.p, 1, h.n, f) == h.n;
     uint64_t pos = 0;
     for (i = 0; ok && i < n; i++) {
@@ -351,23 +343,9 @@ int gguf_write_lora(const lora *l, const model_config *c, const char *path, int 
         pos += ne * esz;
     }
     if (ok && pos < off) ok = fwrite(zeros, 1, (size_t)(off - pos), f) == off - pos;
-    if (!ok) {
-        lc_errf(err, "%s: write failed (temporary file %s): %s", path, tmpname, strerror(errno));
-        goto fail_file;
-    }
-    if (fclose(f) != 0) {
-        f = NULL;
-        lc_errf(err, "%s: write failed (temporary file %s): %s", path, tmpname, strerror(errno));
-        unlink(tmpname);
-        goto done;
-    }
+    FILE *ff = f;
     f = NULL;
-    if (rename(tmpname, path) != 0) {
-        int e = errno;
-        unlink(tmpname);
-        lc_errf(err, "%s: cannot rename %s onto it: %s", path, tmpname, strerror(e));
-        goto done;
-    }
+    if (lc_tmp_close(ff, ok, ok ? 0 : errno, tmpname, path, err)) goto done;
     rc = LC_OK;
     goto done;
 fail_file:

@@ -5,9 +5,12 @@
 #include "config.h"
 #include "lc_time.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -380,35 +383,60 @@ static void fmt_time(char *buf, size_t n, double s) {
     else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
 }
 
-/* Keeps only the lines of a JSONL log whose "step" is <= step (resume). */
-static void truncate_log(const char *path, long step) {
-    lc_err err;
-    size_t n;
-    char *text = lc_read_file(path, &n, &err);
-    if (!text) return;
-    size_t cap = n + 2, o = 0;
-    char *out = malloc(cap);
+/* On --resume: metrics.jsonl keeps only the lines up to the checkpoint's step, rewritten
+ * atomically. A line is kept only when it is whole (ends in '\n') and parses as a JSON
+ * object with a numeric "step" <= step, so a line torn by a kill never survives. */
+static int truncate_log(const char *path, long step, lc_err *err) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return LC_OK;
+    size_t n, o = 0;
+    char *text = lc_read_file(path, &n, err);
+    if (!text) return LC_FAIL;
+    char *out = malloc(n + 2);
     if (!out) {
         free(text);
-        return;
+        return lc_errf(err, "%s: out of memory", path);
     }
-    for (char *line = text; *line;) {
-        char *nl = strchr(line, '\n');
-        size_t len = nl ? (size_t)(nl - line) : strlen(line);
-        const char *sp = strstr(line, "\"step\":");
-        long s = sp && sp < line + len ? strtol(sp + 7, NULL, 10) : 0;
-        if (s <= step && len) {
-            memcpy(out + o, line, len);
-            o += len;
+    for (char *line = text, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+        *nl = 0;
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *js = cJSON_GetObjectItemCaseSensitive(j, "step");
+        if (cJSON_IsObject(j) && cJSON_IsNumber(js) && js->valuedouble <= (double)step) {
+            memcpy(out + o, line, (size_t)(nl - line));
+            o += (size_t)(nl - line);
             out[o++] = '\n';
         }
-        line += len + (nl ? 1 : 0);
+        cJSON_Delete(j);
     }
     out[o ? o - 1 : 0] = 0; /* lc_write_text_atomic adds the final newline */
-    if (o) lc_write_text_atomic(path, out, &err);
-    else unlink(path);
+    int rc = LC_OK;
+    if (o) rc = lc_write_text_atomic(path, out, err);
+    else if (unlink(path) != 0) rc = lc_errf(err, "%s: cannot remove: %s", path, strerror(errno));
     free(out);
     free(text);
+    return rc;
+}
+
+/* Appends one metrics line with write(2); a failed write is cut off
+ * again (ftruncate to the previous size), so the log keeps only whole lines, and is an
+ * error naming the file. */
+static int log_line(int fd, const char *path, lc_err *err, const char *fmt, ...) {
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= (int)sizeof line) return lc_errf(err, "%s: metrics line too long", path);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) return lc_errf(err, "%s: cannot stat: %s", path, strerror(errno));
+    ssize_t w = 0, k = 1;
+    while (w < n && (k = write(fd, line + w, (size_t)(n - w))) > 0) w += k;
+    if (w == n) return LC_OK;
+    int e = k < 0 ? errno : 0;
+    if (ftruncate(fd, sb.st_size) != 0) { /* the torn line is dropped on --resume anyway */
+    }
+    return lc_errf(err, "%s: write failed: %s (the log keeps its earlier lines)", path,
+                   e ? strerror(e) : "short write");
 }
 
 static uint64_t mix_seed(uint64_t seed, long step, int micro) {
@@ -472,7 +500,7 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
     adamw opt = {0};
     model_acts *acts[SRC_MAX] = {0};
     batch_iter its[SRC_MAX] = {{0}};
-    FILE *log = NULL;
+    int log = -1;
     int *tok = malloc(sizeof(int) * B * T), *tgt = malloc(sizeof(int) * B * T);
     /* work units: grad_accum micro-batches x S sub-batches of mb rows */
     const int mb = o->micro_batch > 0 && o->micro_batch < B ? o->micro_batch : B;
@@ -519,7 +547,7 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
         batch_iter_seek(&its[0], st.epoch, st.pos);
         for (int k = 1; k < n_src; k++) batch_iter_seek(&its[k], st.epochs[k], st.poss[k]);
         if (writer) {
-            truncate_log(logp, st.step);
+            if (truncate_log(logp, st.step, err)) goto done;
             fprintf(stderr, "%s: resumed from %s at step %ld\n", what, ckpt, st.step);
         }
     } else if (resume && writer) {
@@ -527,7 +555,7 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
     } else if (writer) {
         unlink(logp);
     }
-    if (writer && !(log = fopen(logp, "a"))) {
+    if (writer && (log = open(logp, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) < 0) {
         lc_errf(err, "%s: cannot open for writing: %s", logp, strerror(errno));
         goto done;
     }
@@ -681,10 +709,11 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
                 if (!tty)
                     fprintf(stderr, "%s: step %ld/%ld | loss %.4f | lr %.2e | %.0f tok/s | ETA %s\n",
                             what, st.step, o->steps, loss_acc / loss_n, lr, tps, eta_s);
-                fprintf(log, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
-                        "\"tokens\": %ld, \"tok_per_s\": %.1f, \"seconds\": %.3f}\n",
-                        st.step, loss_acc / loss_n, lr, gnorm, st.tokens, tps, elapsed);
-                fflush(log);
+                if (log_line(log, logp, err,
+                             "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
+                             "\"tokens\": %ld, \"tok_per_s\": %.1f, \"seconds\": %.3f}\n",
+                             st.step, loss_acc / loss_n, lr, gnorm, st.tokens, tps, elapsed))
+                    goto done;
                 loss_acc = 0, loss_n = 0;
                 t_last = now, tok_last = st.tokens;
             }
@@ -697,9 +726,9 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
                 if (tty) fputc('\n', stderr);
                 fprintf(stderr, "%s: step %ld: validation loss %.4f%s\n", what, st.step, last_val,
                         better ? " (best)" : "");
-                fprintf(log, "{\"step\": %ld, \"val_loss\": %.6f, \"best_val\": %.6f}\n", st.step,
-                        last_val, st.best_val);
-                fflush(log);
+                if (log_line(log, logp, err, "{\"step\": %ld, \"val_loss\": %.6f, \"best_val\": %.6f}\n",
+                             st.step, last_val, st.best_val))
+                    goto done;
             }
             if (writer && better && o->keep_best && save) {
                 snprintf(dir, sizeof dir, "%s/best", o->out_dir);
@@ -733,7 +762,8 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
     }
     rc = LC_OK;
 done:
-    if (log) fclose(log);
+    if (log >= 0 && close(log) != 0 && rc == LC_OK)
+        rc = lc_errf(err, "%s: write failed (close): %s", logp, strerror(errno));
     lc_dir_unlock(lock);
     free(tok);
     free(tgt);
