@@ -172,13 +172,9 @@ int gen_seq_prefill(gen_seq *q, model_decoder *d, float **logits, lc_err *err) {
     gen_stream *s = q->s;
     *logits = NULL;
     for (int p0 = 0; p0 < q->n; p0 += GEN_PREFILL_SLICE) {
-        if (CANCELLED(s)) {
-            *logits = NULL;
-            return LC_OK;
-        }
+        if (CANCELLED(s)) return LC_OK; /* *logits NULL: no first token */
         const int k = q->n - p0 < GEN_PREFILL_SLICE ? q->n - p0 : GEN_PREFILL_SLICE;
-        *logits = model_decoder_prefill(d, q->ids + p0, k, p0, err);
-        if (!*logits) return LC_FAIL;
+        if (!(*logits = model_decoder_prefill(d, q->ids + p0, k, p0, err))) return LC_FAIL;
         if (s) s->n_steps += k;
     }
     if (s) s->t_first = lc_now_s();
