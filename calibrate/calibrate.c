@@ -130,9 +130,23 @@ int main(int argc, char **argv) {
     lc_err err = {{0}};
     calib_plan *p = NULL;
     o.load = !plan_only;
+    /* under mpirun / srun: data-parallel, every rank runs every job (calib_plan.h) */
+    lc_dist dist = {0, 1, 0};
+    if (!plan_only && lc_dist_init(&dist, &argc, &argv, &err)) {
+        fprintf(stderr, "calibrate: %s\n", err.msg);
+        return 1;
+    }
+    o.dist = &dist;
     int rc = calib_plan_open(&p, cfg_file, &o, &err) ||
              (plan_only ? calib_plan_print(p, stdout, &err) : calib_plan_run(p, &err));
-    if (rc) fprintf(stderr, "calibrate: %s\n", err.msg);
+    if (rc) {
+        if (dist.size > 1) {
+            fprintf(stderr, "calibrate: rank %d of %d: %s\n", dist.rank, dist.size, err.msg);
+            lc_dist_abort(&dist, 1); /* the other ranks may wait in a collective */
+        }
+        fprintf(stderr, "calibrate: %s\n", err.msg);
+    }
     calib_plan_free(p);
+    lc_dist_finalize(&dist);
     return rc ? 1 : 0;
 }

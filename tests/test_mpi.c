@@ -1,4 +1,4 @@
-/* Data-parallel `train` (and `calibrate`) under `mpirun -np 2` on loopback,
+/* Data-parallel `train` and `calibrate` under `mpirun -np 2` on loopback,
  * compared with the one-process run: the adapters (final/, best/) byte for
  * byte, metrics.jsonl byte for byte once its two wall-time fields
  * (tok_per_s, seconds) are cut, checkpoint.h5 tensor by tensor, bit for bit,
@@ -46,6 +46,15 @@ static void setup(void) {
     snprintf(p, sizeof p, "%s/tok267.bin", dir);
     cr_assert_eq(tu_write_merge_tokenizer(p, 267), 0);
     const char *words[] = {"the cat", "a dog", "and then", "is red", "in the house", "the sun"};
+    for (int k = 0; k < 2; k++) { /* two single-task LoRAs for calibrate */
+        lora l;
+        cr_assert_eq(lora_init(&l, &c, 2, 4.0f, 0, MOD_MASK_ALL, NULL, &err), LC_OK, "%s", err.msg);
+        lora_init_random(&l, 0.05f, 20 + k);
+        snprintf(p, sizeof p, "%s/lora%d", dir, k);
+        cr_assert_eq(lc_make_dirs(p, &err), LC_OK, "%s", err.msg);
+        cr_assert_eq(lora_save_peft(&l, p, &err), LC_OK, "%s", err.msg);
+        lora_free(&l);
+    }
     for (int split = 0; split < 2; split++) {
         snprintf(p, sizeof p, "%s/%s.jsonl", dir, split ? "val" : "train");
         FILE *f = fopen(p, "w");
@@ -326,4 +335,129 @@ Test(mpi, evaluate_sharded_is_byte_identical) {
     cr_assert_neq(run(2, NULL, "evaluate", "--config evs.json", &msg), 0, "%s", msg);
     cr_assert_not_null(strstr(msg, "sampling (temperature > 0) under MPI is not supported"), "%s", msg);
     free(msg);
+}
+
+/* calibrate: two tasks of one family over two random LoRAs; LC, LC++,
+ * Shared LC, a learned and a LoraHub merge and multi-step (every kind of
+ * job that trains, searches or feeds one evaluation into another). */
+static void write_cal_config(const char *name, const char *out) {
+    char p[1024], text[8192];
+    const char *task =
+        "{\"name\": \"%s\", \"family\": \"f\", \"adapters\": [\"a\", \"b\"],\n"
+        "  \"data\": {\"train\": \"train.jsonl\", \"validation\": \"val.jsonl\", \"test\": \"val.jsonl\",\n"
+        "           \"prompt_template\": \"%s {q}\\nA:\", \"target_template\": \" {a}\", \"max_len\": 40},\n"
+        "  \"multi_step\": {\"first_prompt_template\": \"Q: {q}\\nA:\",\n"
+        "                 \"second_prompt_template\": \"{output} then\"}}";
+    char t1[1024], t2[1024];
+    snprintf(t1, sizeof t1, task, "t1", "Q:");
+    snprintf(t2, sizeof t2, task, "t2", "Say:");
+    snprintf(p, sizeof p, "%s/%s.json", dir, name);
+    snprintf(text, sizeof text,
+             "{\"model\": \"model.bin\", \"output_dir\": \"%s\",\n"
+             " \"adapters\": [{\"name\": \"a\", \"path\": \"lora0\"}, {\"name\": \"b\", \"path\": \"lora1\"}],\n"
+             " \"tasks\": [%s,\n%s],\n"
+             " \"methods\": [{\"name\": \"LC\", \"type\": \"calibrate\", \"calibration\": {\"kind\": \"bias\"}},\n"
+             "   {\"name\": \"LC++\", \"type\": \"calibrate\", \"calibration\": {\"kind\": \"lowrank\", \"rank\": 2}},\n"
+             "   {\"name\": \"Shared LC\", \"type\": \"calibrate\", \"shared\": true, \"calibration\": {\"kind\": \"bias\"}},\n"
+             "   {\"name\": \"learned\", \"type\": \"merge\", \"merge\": {\"method\": \"learned\"}},\n"
+             "   {\"name\": \"LoraHub\", \"type\": \"merge\", \"merge\": {\"method\": \"lorahub\", \"budget\": 4, \"examples\": 8}},\n"
+             "   {\"name\": \"multi-step\", \"type\": \"multi_step\"}],\n"
+             " \"training\": {\"batch_size\": 4, \"micro_batch_size\": 2, \"steps\": 8, \"seed\": 5,\n"
+             "              \"eval_every\": 4, \"log_every\": 1, \"checkpoint_every\": 2},\n"
+             " \"optimizer\": {\"lr\": 0.01},\n"
+             " \"generation\": {\"max_new_tokens\": 6, \"batch_size\": 3}}\n",
+             out, t1, t2);
+    cr_assert_eq(tu_write_file(p, text, strlen(text)), 0);
+}
+
+/* text without any "key": value whose key is in keys (wall times) */
+static char *without_keys(const char *path, const char *const *keys) {
+    size_t n;
+    char *t = slurp(path, &n);
+    for (int k = 0; keys[k]; k++) {
+        char pat[64];
+        snprintf(pat, sizeof pat, "\"%s\":", keys[k]);
+        for (char *s = strstr(t, pat); s; s = strstr(s, pat)) {
+            char *e = s;
+            while (*e && *e != ',' && *e != '\n' && *e != '}') e++;
+            if (*e == ',') e++;
+            memmove(s, e, strlen(e) + 1);
+        }
+    }
+    return t;
+}
+
+static void same_calibrate_run(const char *one, const char *two) {
+    const char *time_keys[] = {"seconds", "train_seconds", NULL};
+    const char *jobs[] = {"LC", "LC++", "Shared_LC", "learned", "LoraHub", "multi-step", NULL};
+    const char *cal_keys[] = {"format", "version", "kind", "rank", "per_layer", "modules", NULL};
+    const char *ck_keys[] = {"format", "version", "step", "adam_step", "epoch", "pos", "best_val", "tokens", NULL};
+    char a[1024], b[1024];
+    struct stat sb;
+    int compared = 0;
+    for (int t = 1; t <= 2; t++)
+        for (int j = 0; jobs[j]; j++) {
+            char sub[128];
+            snprintf(sub, sizeof sub, "t%d/%s", t, jobs[j]);
+            snprintf(a, sizeof a, "%s/%s/%s/predictions.jsonl", dir, one, sub);
+            snprintf(b, sizeof b, "%s/%s/%s/predictions.jsonl", dir, two, sub);
+            cr_assert_eq(stat(a, &sb), 0, "%s missing", a);
+            same_bytes(a, b);
+            snprintf(a, sizeof a, "%s/%s/%s/results.json", dir, one, sub);
+            snprintf(b, sizeof b, "%s/%s/%s/results.json", dir, two, sub);
+            char *x = without_keys(a, time_keys), *y = without_keys(b, time_keys);
+            cr_assert_str_eq(x, y, "%s: %d ranks differ from one process beyond wall time", sub, 2);
+            free(x), free(y);
+            snprintf(a, sizeof a, "%s/%s/%s/calibration.h5", dir, one, sub);
+            snprintf(b, sizeof b, "%s/%s/%s/calibration.h5", dir, two, sub);
+            if (stat(a, &sb) == 0) {
+                same_tensors(a, b, cal_keys);
+                compared++;
+            }
+            snprintf(a, sizeof a, "%s/%s/%s/metrics.jsonl", dir, one, sub);
+            snprintf(b, sizeof b, "%s/%s/%s/metrics.jsonl", dir, two, sub);
+            if (stat(a, &sb) == 0) same_metrics(a, b);
+            snprintf(a, sizeof a, "%s/%s/%s/checkpoint.h5", dir, one, sub);
+            snprintf(b, sizeof b, "%s/%s/%s/checkpoint.h5", dir, two, sub);
+            if (stat(a, &sb) == 0) same_tensors(a, b, ck_keys);
+        }
+    cr_assert_eq(compared, 6, "expected LC, LC++ and Shared LC calibrations for both tasks");
+    snprintf(a, sizeof a, "%s/%s/shared-f/Shared_LC/calibration.h5", dir, one);
+    snprintf(b, sizeof b, "%s/%s/shared-f/Shared_LC/calibration.h5", dir, two);
+    same_tensors(a, b, cal_keys);
+    snprintf(a, sizeof a, "%s/%s/table.md", dir, one);
+    snprintf(b, sizeof b, "%s/%s/table.md", dir, two);
+    same_bytes(a, b);
+    snprintf(a, sizeof a, "%s/%s/results.json", dir, one);
+    snprintf(b, sizeof b, "%s/%s/results.json", dir, two);
+    char *x = without_keys(a, time_keys), *y = without_keys(b, time_keys);
+    cr_assert_str_eq(x, y, "run summary: 2 ranks differ from one process beyond wall time");
+    free(x), free(y);
+}
+
+/* Data-parallel calibrate: the same files as one process (wall times
+ * aside), and --resume under MPI after a stop mid-training. */
+Test(mpi, calibrate_two_ranks_is_bit_exact) {
+    need_mpi();
+    char *msg;
+    write_cal_config("cal1", "cal_one");
+    write_cal_config("cal2", "cal_two");
+    cr_assert_eq(run(0, NULL, "calibrate", "--config cal1.json", &msg), 0, "%s", msg);
+    free(msg);
+    cr_assert_eq(run(2, NULL, "calibrate", "--config cal2.json", &msg), 0, "%s", msg);
+    cr_assert_not_null(strstr(msg, "data-parallel over MPI ranks"), "%s", msg);
+    /* the work is shared: each step's units over the ranks, the test set in shares */
+    cr_assert_not_null(strstr(msg, "calibrate: 2 ranks, 2 work units per step"), "%s", msg);
+    cr_assert_not_null(strstr(msg, "(rank 0's share)"), "%s", msg);
+    cr_assert_null(strstr(msg, "rank 1"), "only rank 0 reports: %s", msg);
+    free(msg);
+    same_calibrate_run("cal_one", "cal_two");
+    /* stopped mid-way through a training, then resumed, still under MPI */
+    write_cal_config("cal3", "cal_three");
+    cr_assert_neq(run(2, NULL, "calibrate", "--config cal3.json --stop-after 3", &msg), 0, "%s", msg);
+    free(msg);
+    cr_assert_eq(run(2, NULL, "calibrate", "--config cal3.json --resume", &msg), 0, "%s", msg);
+    cr_assert_not_null(strstr(msg, "resumed from"), "%s", msg);
+    free(msg);
+    same_calibrate_run("cal_one", "cal_three");
 }

@@ -94,6 +94,8 @@ typedef struct {
     rouge_opts ro;
     char *out_dir;
     int resume;
+    const lc_dist *dist; /* NULL: one process */
+    int writer;          /* rank 0: writes files and reports */
     /* progress */
     int job, n_jobs;
     double t0;
@@ -372,8 +374,9 @@ static int load_task_data(ctx_t *x, task_entry *t, int need_train, lc_err *err) 
             if (dataset_load(&t->val, &s, x->tok, err)) return LC_FAIL;
             t->have_val = 1;
         }
-        fprintf(stderr, "calibrate: task %s: %d training, %d validation, %d test examples\n", t->name,
-                t->train.n, t->have_val ? t->val.n : 0, t->test.n);
+        if (x->writer)
+            fprintf(stderr, "calibrate: task %s: %d training, %d validation, %d test examples\n", t->name,
+                    t->train.n, t->have_val ? t->val.n : 0, t->test.n);
     }
     return LC_OK;
 }
@@ -469,6 +472,7 @@ static int write_json_file(const char *path, cJSON *j, lc_err *err) {
 /* ---- evaluation of one configured model ------------------------------------------ */
 
 static void progress(ctx_t *x, const task_entry *t, const method_entry *me, const char *what) {
+    if (!x->writer) return;
     double el = lc_now_s() - x->t0;
     char eta[32] = "?";
     if (x->job > 1) {
@@ -485,7 +489,11 @@ static int evaluate_job(ctx_t *x, const model *m, const adapter_set *ad, task_en
     eval_summary sum;
     char label[160];
     snprintf(label, sizeof label, "%s / %s", t->name, me->name);
-    if (evaluate_dataset(m, ad, x->tok, d, &x->gen, &x->ro, dir, label, NULL, &sum, err)) return LC_FAIL;
+    if (evaluate_dataset(m, ad, x->tok, d, &x->gen, &x->ro, dir, label, x->dist, &sum, err)) return LC_FAIL;
+    if (!x->writer) { /* rank 0 scored and wrote */
+        eval_summary_free(&sum);
+        return LC_OK;
+    }
     fprintf(stderr, "calibrate: %s: ROUGE-L %.4f  weighted ROUGE %.4f  chrF %.2f  (n=%zu)\n", label,
             sum.scores.rl.f, sum.scores.weighted, sum.scores.chrf_corpus, sum.scores.n);
     eval_summary_free(&sum);
@@ -533,7 +541,7 @@ static int hub_objective(const double *w, int n, void *p, double *f, lc_err *err
     ad.loras[ad.n_loras++] = &l;
     double loss;
     int B = h->x->topt.batch_size, T = h->x->topt.seq_len;
-    int rc = eval_loss(&h->x->base, &ad, &h->sub, B, T, h->x->pad, 0, &loss, err);
+    int rc = eval_loss_dist(&h->x->base, &ad, &h->sub, B, T, h->x->pad, 0, h->x->dist, &loss, err);
     lora_free(&l);
     if (rc) return LC_FAIL;
     double l1 = 0;
@@ -546,6 +554,7 @@ static int hub_objective(const double *w, int n, void *p, double *f, lc_err *err
 static void hub_progress(int k, int budget, const double *x, int n, double f, double best, void *p) {
     (void)x, (void)n;
     hub_ctx *h = p;
+    if (!h->x->writer) return;
     if (k == 1 || k % 10 == 0 || k == budget)
         fprintf(stderr, "calibrate: %s / %s: LoraHub search %d/%d: objective %.4f (best %.4f)\n",
                 h->t->name, h->me->name, k, budget, f, best);
@@ -591,9 +600,11 @@ static int build_merge(ctx_t *x, task_entry *t, const method_entry *me, const ch
         if (cmaes_minimize(hub_objective, &h, w, n, &co, &best, err)) return LC_FAIL;
         ji->train_seconds = lc_now_s() - t0;
         for (int i = 0; i < n; i++) s.weights[i] = w[i];
-        fprintf(stderr, "calibrate: %s / %s: LoraHub weights", t->name, me->name);
-        for (int i = 0; i < n; i++) fprintf(stderr, " %s=%.4f", ls[i]->name, w[i]);
-        fprintf(stderr, " (objective %.4f)\n", best);
+        if (x->writer) {
+            fprintf(stderr, "calibrate: %s / %s: LoraHub weights", t->name, me->name);
+            for (int i = 0; i < n; i++) fprintf(stderr, " %s=%.4f", ls[i]->name, w[i]);
+            fprintf(stderr, " (objective %.4f)\n", best);
+        }
     } else if (s.method == MERGE_LEARNED) {
         if (load_task_data(x, t, 1, err)) return LC_FAIL;
         param_list pl = {0};
@@ -613,8 +624,8 @@ static int build_merge(ctx_t *x, task_entry *t, const method_entry *me, const ch
         o.what = "calibrate";
         coef_save_ctx sc = {ls, n};
         train_result res;
-        if (t->have_val && eval_loss(&x->base, &ad, &t->val, o.batch_size, o.seq_len, x->pad,
-                                     o.eval_batches, &ji->val_loss_merge, err))
+        if (t->have_val && eval_loss_dist(&x->base, &ad, &t->val, o.batch_size, o.seq_len, x->pad,
+                                          o.eval_batches, x->dist, &ji->val_loss_merge, err))
             goto learned_done;
         if (train_run(&x->base, &ad, &pl, &t->train, t->have_val ? &t->val : NULL, x->pad, &o,
                       x->resume, save_coefs, &sc, &res, err))
@@ -654,7 +665,7 @@ typedef struct {
 } shared_calib;
 
 static int save_calib(void *p, const char *dir, lc_err *err) {
-    const calib *cb = p;
+    const calib *cb = p; /* called on rank 0 alone (by the trainer, and see save_calib_if) */
     char path[4096];
     if (lc_make_dirs(dir, err)) return LC_FAIL;
     snprintf(path, sizeof path, "%s/calibration.h5", dir);
@@ -689,12 +700,13 @@ static int train_calibration(ctx_t *x, const method_entry *me, task_entry **task
     o.out_dir = dir;
     o.what = "calibrate";
     train_result res;
-    fprintf(stderr, "calibrate: %s: training %zu calibration parameters on %d task(s)%s\n", me->name,
-            cb->n_params, nt, isfinite(*val_before) ? "" : " (no validation set)");
+    if (x->writer)
+        fprintf(stderr, "calibrate: %s: training %zu calibration parameters on %d task(s)%s\n", me->name,
+                cb->n_params, nt, isfinite(*val_before) ? "" : " (no validation set)");
     if (train_run_multi(src, nt, &pl, x->pad, &o, x->resume, save_calib, cb, &res, err)) goto done;
     *val_after = res.last_val;
     *seconds = res.seconds;
-    if (save_calib(cb, dir, err)) goto done;
+    if (x->writer && save_calib(cb, dir, err)) goto done;
     rc = LC_OK;
 done:
     param_list_free(&pl);
@@ -706,8 +718,8 @@ static int task_val_loss(ctx_t *x, task_entry *t, model *m, const adapter_set *a
                          lc_err *err) {
     *out = NAN;
     if (!t->have_val) return LC_OK;
-    return eval_loss(m, ad, &t->val, x->topt.batch_size, x->topt.seq_len, x->pad,
-                     x->topt.eval_batches, out, err);
+    return eval_loss_dist(m, ad, &t->val, x->topt.batch_size, x->topt.seq_len, x->pad,
+                          x->topt.eval_batches, x->dist, out, err);
 }
 
 /* The Shared LC of method mi for t's family, trained on first use with every
@@ -803,7 +815,8 @@ static int run_multi_step(ctx_t *x, task_entry *t, const method_entry *me, const
     a1.loras[a1.n_loras++] = &x->adapters[t->main_i].l;
     char label[160];
     snprintf(label, sizeof label, "%s / %s (first pass)", t->name, me->name);
-    if (evaluate_dataset(&x->base, &a1, x->tok, &first, &x->gen, &x->ro, d1, label, NULL, &s1, err)) goto done;
+    /* under MPI every rank gets every first-pass answer (its second pass needs its share) */
+    if (evaluate_dataset(&x->base, &a1, x->tok, &first, &x->gen, &x->ro, d1, label, x->dist, &s1, err)) goto done;
     /* second pass: the auxiliary LoRA on the first pass's answer, scored
      * against the compositional reference of the same row */
     second.ex = calloc(t->test.n, sizeof(ds_example));
@@ -880,12 +893,14 @@ static int run_job(ctx_t *x, task_entry *t, int mi, shared_calib *shared, int *n
     const method_entry *me = &x->methods[mi];
     char dir[2048]; /* file paths inside it use 4096-byte buffers */
     snprintf(dir, sizeof dir, "%s/%s/%s", x->out_dir, t->slug, me->slug);
-    if (x->resume && job_done(dir)) {
+    int done = x->resume && x->writer && job_done(dir); /* rank 0's files decide */
+    if (x->resume && lc_dist_bcast(x->dist, &done, sizeof done, 0, err)) return LC_FAIL;
+    if (done) {
         progress(x, t, me, "done already (--resume), skipped");
         return LC_OK;
     }
     progress(x, t, me, TYPE_NAMES[me->type]);
-    if (lc_make_dirs(dir, err) || load_task_data(x, t, 0, err)) return LC_FAIL;
+    if ((x->writer && lc_make_dirs(dir, err)) || load_task_data(x, t, 0, err)) return LC_FAIL;
     job_info ji = {1, 0, NAN, NAN, 0, NULL};
     adapter_set ad = {0};
     int rc = LC_FAIL;
@@ -939,7 +954,7 @@ static int run_job(ctx_t *x, task_entry *t, int mi, shared_calib *shared, int *n
             if (task_val_loss(x, t, mm->m, &mm->ad, &va, err)) goto cal_done;
             for (int i = 0; i < *n_shared; i++)
                 if (&shared[i].cb == cb) ji.train_seconds = shared[i].seconds;
-            if (save_calib(cb, dir, err)) goto cal_done;
+            if (x->writer && save_calib(cb, dir, err)) goto cal_done;
         } else {
             job_merge *one_m[1] = {&jm};
             task_entry *one[1] = {t};
@@ -1159,6 +1174,9 @@ int calib_plan_open(calib_plan **out, const char *cfg_file, const calib_plan_opt
         x->topt.seq_len = max_len - 1;
     }
     x->topt.stop_after = o->stop_after;
+    x->dist = o->dist;
+    x->topt.dist = o->dist;
+    x->writer = lc_dist_rank(o->dist) == 0;
     if (eval_opts_from_cfg(x->c, &x->gen, &x->ro, err)) goto fail;
     if (o->load) {
         if (job_load_base(x->c, &x->base, &x->tok, err)) goto fail;
@@ -1264,9 +1282,10 @@ int calib_plan_run(calib_plan *p, lc_err *err) {
     shared_calib *shared = lc_calloc(MAX_TASKS, sizeof *shared, err);
     if (!shared) return LC_FAIL;
     int n_shared = 0, rc = LC_FAIL, lock = -1;
-    if (lc_make_dirs(x->out_dir, err) || lc_dir_lock(x->out_dir, &lock, err)) goto done;
-    fprintf(stderr, "calibrate: %d tasks x %d methods = %d jobs -> %s\n", x->n_tasks, x->n_methods,
-            x->n_jobs, x->out_dir);
+    if (x->writer && (lc_make_dirs(x->out_dir, err) || lc_dir_lock(x->out_dir, &lock, err))) goto done;
+    if (x->writer)
+        fprintf(stderr, "calibrate: %d tasks x %d methods = %d jobs -> %s%s\n", x->n_tasks, x->n_methods,
+                x->n_jobs, x->out_dir, lc_dist_size(x->dist) > 1 ? " (data-parallel over MPI ranks)" : "");
     x->t0 = lc_now_s();
     x->job = 0;
     for (int ti = 0; ti < x->n_tasks; ti++)
@@ -1278,8 +1297,10 @@ int calib_plan_run(calib_plan *p, lc_err *err) {
                 goto done;
             }
         }
-    if (write_summary(x, err)) goto done;
-    fprintf(stderr, "calibrate: wrote %s/results.json, results.csv and table.md\n", x->out_dir);
+    if (x->writer) {
+        if (write_summary(x, err)) goto done;
+        fprintf(stderr, "calibrate: wrote %s/results.json, results.csv and table.md\n", x->out_dir);
+    }
     rc = LC_OK;
 done:
     lc_dir_unlock(lock);

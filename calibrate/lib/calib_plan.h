@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 
+#include "dist.h"
 #include "lc_err.h"
 
 typedef struct calib_plan calib_plan;
@@ -22,6 +23,11 @@ typedef struct {
     long stop_after;   /* testing aid: stop training after this many steps (0 = off) */
     int load;          /* 1: load the base, tokenizer and the adapters the selected
                         * jobs need (to run); 0: read and check the config only */
+    const lc_dist *dist; /* NULL = one process. Under MPI every rank runs every job:
+                          * training data-parallel (train/lib/trainer.c), validation
+                          * losses and test-set generation sharded; rank 0 alone
+                          * takes the folder lock, reports and writes files, which
+                          * are those of one process (wall times aside). */
 } calib_plan_opts;
 
 /* Reads and checks every key of the config (an unknown or mistyped key

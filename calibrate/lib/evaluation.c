@@ -83,8 +83,8 @@ typedef struct {
 } eval_slot;
 
 /* Under MPI: rank 0 receives every rank's predictions (its share of the
- * examples, in order) and new-token count; preds / refs then cover the
- * whole data set there. Rank r's bytes: its token count (8 bytes), then its
+ * examples, in order) and new-token count, and sends them all to every
+ * rank; preds / refs then cover the whole data set everywhere. Rank r's bytes: its token count (8 bytes), then its
  * predictions, each ended by a NUL. */
 static int gather_predictions(const lc_dist *dist, const dataset *d, int lo, int hi, char **preds,
                               const char **refs, eval_summary *out, lc_err *err) {
@@ -104,7 +104,16 @@ static int gather_predictions(const lc_dist *dist, const dataset *d, int lo, int
     size_t all_n;
     int rc = lc_dist_gather_bytes(dist, buf, n, 0, &all, &all_n, err);
     free(buf);
-    if (rc || rank != 0) return rc;
+    if (rc) return rc;
+    /* then every rank gets them (a multi-step job's second pass needs its share) */
+    uint64_t an = all_n;
+    if (lc_dist_bcast(dist, &an, sizeof an, 0, err)) goto fail;
+    if (rank != 0 && !(all = malloc(an ? an : 1))) {
+        lc_errf(err, "out of memory");
+        goto fail;
+    }
+    all_n = an;
+    if (lc_dist_bcast(dist, all, all_n, 0, err)) goto fail;
     out->new_tokens = 0;
     k = 0;
     for (int r = 0; r < N && rc == LC_OK; r++) {
@@ -135,6 +144,9 @@ static int gather_predictions(const lc_dist *dist, const dataset *d, int lo, int
     }
     free(all);
     return rc;
+fail:
+    free(all);
+    return LC_FAIL;
 }
 
 /* Takes slot x's answer into preds / refs and frees the slot. */
@@ -214,11 +226,7 @@ int evaluate_dataset(const model *m, const adapter_set *ad, const tokenizer *tok
         int na = 0;
         for (int b = 0; b < B; b++)
             if (sl[b].ex >= 0) run[na] = dec[b], toks[na] = sl[b].token, poss[na] = sl[b].pos, who[na++] = b;
-        if (na == 1 ? !model_decoder_step(run[0], toks[0], poss[0])
-                    : model_decoder_step_batch(run, toks, poss, na, err)) {
-            if (na == 1)
-                lc_errf(err, "decoder step at position %d failed (out of memory in a stored matrix's product)",
-                        poss[0]);
+        if (model_decoder_step_batch(run, toks, poss, na, err)) { /* one sequence: a single step's bits */
             lc_err_prefix(err, "%s:%d: ", d->path, d->ex[sl[who[0]].ex].line);
             goto done;
         }

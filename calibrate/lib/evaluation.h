@@ -41,8 +41,9 @@ typedef struct {
  * Under MPI (dist with several ranks; NULL = one process) each rank
  * generates a contiguous share of the examples; rank 0 gathers the
  * predictions in example order, scores them and writes both files, byte for
- * byte what one process writes (but for `seconds`); on other ranks *out
- * stays empty. Sampling under MPI is refused.
+ * byte what one process writes (but for `seconds`); every rank's
+ * out->predictions then holds every example's answer, but only rank 0's
+ * out->scores are filled. Sampling under MPI is refused.
  * Writes <out_dir>/predictions.jsonl (one line per example: line, prompt,
  * reference, prediction, scores) and <out_dir>/results.json (means, n,
  * settings, `label`); both through a temporary file and rename(). */
