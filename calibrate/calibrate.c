@@ -17,7 +17,7 @@
 #include "calib_plan.h"
 
 static void usage(FILE *f) {
-    fputs("usage: calibrate --config FILE.json [--resume] [--only M1,M2] [--tasks T1,T2] [--plan]\n"
+    fputs("usage: calibrate --config FILE.json [--resume] [--only M1,M2] [--tasks T1,T2] [--no-summary] [--plan]\n"
           "       calibrate --account PATH/config.json [--account ...] [--lora-rank R] [--lc-rank K]\n"
           "\n"
           "Runs every (task, method) job of the config: baselines (zero-shot, main- and\n"
@@ -33,6 +33,10 @@ static void usage(FILE *f) {
           "                    calibration training from its checkpoint\n"
           "  --only LIST       run only these methods (comma-separated names)\n"
           "  --tasks LIST      run only these tasks\n"
+          "  --no-summary      run the selected jobs only: write no run summary and\n"
+          "                    take no lock on output_dir, so runs with disjoint\n"
+          "                    --tasks/--only selections can share it (a last run\n"
+          "                    without the flag, with --resume, writes the summary)\n"
           "  --plan            check the config and print, one JSON object per line,\n"
           "                    the adapters the selected jobs need and the jobs in\n"
           "                    run order (task, method, type, folder); runs nothing\n"
@@ -93,6 +97,8 @@ int main(int argc, char **argv) {
             cfg_file = argv[++i];
         } else if (!strcmp(argv[i], "--resume")) {
             o.resume = 1;
+        } else if (!strcmp(argv[i], "--no-summary")) {
+            o.no_summary = 1;
         } else if (!strcmp(argv[i], "--plan")) {
             plan_only = 1;
         } else if (!strcmp(argv[i], "--stop-after") && i + 1 < argc) {

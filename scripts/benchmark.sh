@@ -23,24 +23,48 @@
 # trains on the whole family); --methods then limits
 # the methods (names as in calibrate.json). Prints which step of
 # how many is running, with the ETA.
+#
+# Across machines (a shared file system, e.g. one Slurm job array per stage):
+#   --stage base        data [and the self-pretrained base]: run once
+#   --stage adapters    the single-task LoRAs and joint experts
+#   --stage calibrate   the calibrate jobs, in units of (family, method): a
+#                       Shared LC trains on its whole family, so a family's
+#                       jobs of one method stay together
+#   --stage finish      the run summary, export, bundle check, tables: once
+#   --shard I/N         with adapters or calibrate: only units I, I+N, ...
+#                       (0 <= I < N), e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT
+#   --list              print the steps this invocation would run, run nothing
+# Every stage skips what is finished, so a failed array task is rerun as is;
+# the files are those of a one-process run (README, "MPI").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=stories260k
 QUICK=0
 SUBSET=""
 METHODS=""
+STAGE=all
+SHARD=0/1
+LIST=0
 ALLARGS="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --variants) SUBSET="${2:?--variants needs a comma-separated list}"; shift ;;
     --methods) METHODS="${2:?--methods needs a comma-separated list}"; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --stage) STAGE="${2:?--stage needs base, adapters, calibrate or finish}"; shift ;;
+    --shard) SHARD="${2:?--shard needs I/N}"; shift ;;
+    --list) LIST=1 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     -*) echo "benchmark: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) NAME="$1" ;;
   esac
   shift
 done
+case "$STAGE" in all|base|adapters|calibrate|finish) ;; *) echo "benchmark: --stage $STAGE: not base, adapters, calibrate or finish" >&2; exit 2 ;; esac
+if ! [[ "$SHARD" =~ ^[0-9]+/[0-9]+$ ]] || [ "${SHARD%/*}" -ge "${SHARD#*/}" ]; then
+  echo "benchmark: --shard $SHARD: not I/N with 0 <= I < N" >&2; exit 2
+fi
+SI=${SHARD%/*} SN=${SHARD#*/}
 C=configs/benchmark/$NAME
 [ -f "$C/calibrate.json" ] || { echo "benchmark: no configs in $C (scripts/gen_benchmark_configs.py makes them)" >&2; exit 2; }
 DS=../shared/assets/dialogsum
@@ -48,11 +72,13 @@ read -r DATA BUILD < <(/usr/bin/python3 -c 'import json,sys; d=json.load(open(sy
 if [ "$BUILD" = 1 ]; then
   [ -f "$DS/train.jsonl" ] || { echo "benchmark: needs $DS (the DialogSum data in ../shared) to build $DATA" >&2; exit 2; }
 else
-  /usr/bin/python3 scripts/check_bench_data.py "$C" || exit 2
+  [ "$STAGE" = base ] || [ "$STAGE" = all ] || [ "$LIST" = 1 ] || /usr/bin/python3 scripts/check_bench_data.py "$C" || exit 2
 fi
-bash scripts/setup.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j2 >/dev/null
+if [ "$LIST" = 0 ]; then
+  bash scripts/setup.sh
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+cmake --build build -j2 --target train calibrate export generate >/dev/null
 B=build/bin
 # the commit the programs were built from (run.json records it, not the
 # commit checked out when the run ends)
@@ -81,11 +107,35 @@ else
   ONLY=""
 fi
 steps=()
-steps+=("data")
-if [ -f "$C/pretrain-data.json" ]; then steps+=("pretrain-data" "tokenizer" "pretrain"); fi
-for l in $LORAS; do steps+=("lora $l"); done
-for v in $VARIANTS; do steps+=("joint $v"); done
-steps+=("calibrate" "export" "bundle-check" "tables")
+want() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
+if want base; then
+  steps+=("data")
+  if [ -f "$C/pretrain-data.json" ]; then steps+=("pretrain-data" "tokenizer" "pretrain"); fi
+fi
+u=0  # unit index within the stage, for --shard
+if want adapters; then
+  for l in $LORAS; do [ $((u++ % SN)) = "$SI" ] && steps+=("lora $l"); done
+  for v in $VARIANTS; do [ $((u++ % SN)) = "$SI" ] && steps+=("joint $v"); done
+fi
+if [ "$STAGE" = calibrate ]; then
+  # (family, method) units of the selected jobs, in calibrate's run order;
+  # tab-separated: family, tasks (comma-separated), method
+  units=$($B/calibrate --config "$C/calibrate.json" --tasks "$(echo $VARIANTS | tr ' ' ',')" ${ONLY:+--only "$ONLY"} --plan |
+    /usr/bin/python3 -c '
+import json, sys
+units = {}
+for j in map(json.loads, sys.stdin):
+    if "job" in j:
+        units.setdefault((j["family"], j["method"]), []).append(j["task"])
+for (fam, meth), tasks in units.items():
+    print("%s\t%s\t%s" % (fam, ",".join(tasks), meth))')
+  while IFS=$'\t' read -r fam tasks meth; do
+    [ $((u++ % SN)) = "$SI" ] && steps+=("calibrate-unit	$tasks	$meth")
+  done <<< "$units"
+elif want finish; then
+  steps+=("calibrate" "export" "bundle-check" "tables")
+fi
+if [ "$LIST" = 1 ]; then printf '%s\n' "${steps[@]}"; exit 0; fi
 N=${#steps[@]}
 t0=$(date +%s)
 i=0
@@ -95,7 +145,9 @@ for s in "${steps[@]}"; do
   eta="?"
   [ $i -gt 1 ] && eta="$(( el * (N - i + 1) / (i - 1) / 60 ))m"
   echo "== benchmark [$i/$N] $s (elapsed $((el / 60))m$((el % 60))s, ETA $eta)" >&2
-  set -- $s
+  IFS=$' \t' read -r -a w <<< "$s"
+  [ "${w[0]}" = calibrate-unit ] && IFS=$'\t' read -r -a w <<< "$s"  # method names may hold spaces
+  set -- "${w[@]}"
   case "$1" in
     data) if [ "$BUILD" = 1 ]; then /usr/bin/python3 scripts/make_benchmark_data.py "$DS" "$DATA" --sizes small; fi ;;
     pretrain-data)
@@ -109,6 +161,7 @@ for s in "${steps[@]}"; do
     pretrain) [ -d "$RUNS/base/final" ] || $B/train --config "$C/pretrain.json" --resume ;;
     lora) [ -d "$RUNS/lora-$2/final" ] || $B/train --config "$C/lora-$2.json" --resume ;;
     joint) [ -d "$RUNS/joint-$2/final" ] || $B/train --config "$C/joint-$2.json" --resume ;;
+    calibrate-unit) $B/calibrate --config "$C/calibrate.json" --resume --no-summary --tasks "$2" --only "$3" ;;
     calibrate)
       tasks=$(echo $VARIANTS | tr ' ' ',')
       if [ -n "$ONLY" ]; then

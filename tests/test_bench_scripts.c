@@ -7,7 +7,9 @@
  *  - scripts/bench_tables.py averages a task type's variants, follows the
  *    config's method order, counts a shared calibration once per family,
  *    and places the plot's labels without overlaps;
- *  - scripts/seed_study.py derives one calibrate config per seed.
+ *  - scripts/seed_study.py derives one calibrate config per seed;
+ *  - scripts/benchmark.sh --shard I/N splits its adapters and calibrate
+ *    stages into disjoint shards that cover every step and every job.
  * Needs /usr/bin/python3 and gnuplot (scripts/setup.sh). */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -248,4 +250,35 @@ Test(bench_scripts, bench_decode_smoke, .timeout = 300) {
     }
     cr_assert_eq(rows, 6, "expected 3 types x 2 thread counts:\n%s", log);
     free(log);
+}
+
+/* The steps of `benchmark.sh --list --stage S --shard I/N` for I < N: their
+ * union is the unsharded stage, no step is in two shards, and the calibrate
+ * units cover every job of `calibrate --plan` exactly once. */
+Test(bench_scripts, benchmark_shards_cover_every_job_once, .timeout = 300) {
+    require_python();
+    char cmd[8192];
+    int st;
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && set -e; for stage in adapters calibrate; do "
+             "  bash scripts/benchmark.sh stories260k --list --stage $stage | sort > /tmp/bs-all.$$; "
+             "  for n in 3 7; do : > /tmp/bs-sh.$$; i=0; while [ $i -lt $n ]; do "
+             "    bash scripts/benchmark.sh stories260k --list --stage $stage --shard $i/$n >> /tmp/bs-sh.$$; i=$((i+1)); done; "
+             "    sort /tmp/bs-sh.$$ > /tmp/bs-shs.$$; "
+             "    [ -z \"$(uniq -d /tmp/bs-shs.$$)\" ] || { echo \"$stage $n: a step in two shards\"; exit 1; }; "
+             "    cmp /tmp/bs-all.$$ /tmp/bs-shs.$$ || { echo \"$stage $n: shards do not cover the stage\"; exit 1; }; "
+             "  done; "
+             "  [ -s /tmp/bs-all.$$ ] || { echo \"$stage: no steps\"; exit 1; }; "
+             "done; "
+             "jobs=$(build/bin/calibrate --config configs/benchmark/stories260k/calibrate.json --plan | grep -c '\"job\"'); "
+             "units=$(bash scripts/benchmark.sh stories260k --list --stage calibrate | "
+             "  awk -F'\\t' '{print split($2, t, \",\")}' | paste -sd+ | bc); "
+             "echo \"jobs=$jobs units=$units\"; [ \"$jobs\" = \"$units\" ] && [ $jobs -gt 100 ]; "
+             "bash scripts/benchmark.sh stories260k --list --shard 3/3 2>&1 | grep -q 'not I/N' ; "
+             "rm -f /tmp/bs-*.$$",
+             tu_source_dir());
+    char *out = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0, "benchmark.sh --shard: %s", out);
+    fprintf(stderr, "benchmark shards: %s", out);
+    free(out);
 }

@@ -452,6 +452,48 @@ Test(calibrate_bad_input, second_run_on_the_same_folder_is_refused, .init = tiny
     free(out);
 }
 
+/* Disjoint selections with --no-summary share one output folder at the same
+ * time (how the benchmark's calibrate stage runs on several machines), and a
+ * last --resume run writes the summary: the files equal one run's. */
+Test(calibrate_bad_input, disjoint_runs_share_the_folder_with_no_summary, .init = tiny_setup) {
+    char path[1024], text[4096], cmd[4096];
+    const char *methods = "[{\"name\": \"zs\", \"type\": \"zero_shot\"}, {\"name\": \"lin\", \"type\": \"merge\", "
+                          "\"merge\": {\"method\": \"linear\"}}, {\"name\": \"main\", \"type\": \"main_lora\"}]";
+    for (int k = 0; k < 2; k++) {
+        snprintf(text, sizeof text,
+                 "{\"model\": \"model.bin\", \"output_dir\": \"%s\",\n \"adapters\": %s,\n \"tasks\": %s,\n"
+                 " \"methods\": %s, \"generation\": {\"max_new_tokens\": 4}}\n",
+                 k ? "split" : "whole", ADS2, TASK1, methods);
+        snprintf(path, sizeof path, "%s/%s.json", tdir, k ? "split" : "whole");
+        cr_assert_eq(tu_write_file(path, text, strlen(text)), 0);
+    }
+    const char *cal = tu_bin("calibrate");
+    snprintf(cmd, sizeof cmd,
+             "cd %s && %s --config whole.json 2>&1 && "
+             "{ %s --config split.json --no-summary --only zs,main > a.log 2>&1 & a=$!; "
+             "  %s --config split.json --no-summary --only lin > b.log 2>&1; b=$?; wait $a && [ $b = 0 ]; } && "
+             "[ ! -e split/results.json ] && %s --config split.json --resume 2>&1", tdir, cal, cal, cal, cal);
+    int st;
+    char *out = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0, "split runs failed:\n%s", out);
+    free(out);
+    const char *files[] = {"table.md", "t/zs/predictions.jsonl", "t/lin/predictions.jsonl",
+                           "t/main/predictions.jsonl", NULL};
+    for (int i = 0; files[i]; i++) {
+        snprintf(cmd, sizeof cmd, "cd %s && cmp whole/%s split/%s 2>&1", tdir, files[i], files[i]);
+        out = tu_capture(cmd, &st);
+        cr_assert_eq(st, 0, "%s differs: %s", files[i], out);
+        free(out);
+    }
+    /* the run summary lists the same jobs with the same scores (wall times aside) */
+    snprintf(cmd, sizeof cmd, "cd %s && for d in whole split; do grep -v seconds $d/results.json | sed \"s/$d/X/g\" > $d.sum; done; "
+             "cmp whole.sum split.sum 2>&1 && grep -c '\"method\"' split.sum", tdir);
+    out = tu_capture(cmd, &st);
+    cr_assert_eq(st, 0, "run summaries differ: %s", out);
+    cr_assert_geq(atoi(out), 3, "expected the 3 jobs in the summary, found %s \"method\" keys", out);
+    free(out);
+}
+
 /* The run summary does not drop a job whose results.json cannot be read. */
 Test(calibrate_bad_input, unreadable_job_results_fail_the_summary, .init = tiny_setup) {
     char path[1024], text[4096], cmd[2048];

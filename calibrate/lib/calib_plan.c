@@ -1282,7 +1282,9 @@ int calib_plan_run(calib_plan *p, lc_err *err) {
     shared_calib *shared = lc_calloc(MAX_TASKS, sizeof *shared, err);
     if (!shared) return LC_FAIL;
     int n_shared = 0, rc = LC_FAIL, lock = -1;
-    if (x->writer && (lc_make_dirs(x->out_dir, err) || lc_dir_lock(x->out_dir, &lock, err))) goto done;
+    if (x->writer && (lc_make_dirs(x->out_dir, err) ||
+                      (!p->o.no_summary && lc_dir_lock(x->out_dir, &lock, err))))
+        goto done;
     if (x->writer)
         fprintf(stderr, "calibrate: %d tasks x %d methods = %d jobs -> %s%s\n", x->n_tasks, x->n_methods,
                 x->n_jobs, x->out_dir, lc_dist_size(x->dist) > 1 ? " (data-parallel over MPI ranks)" : "");
@@ -1297,7 +1299,7 @@ int calib_plan_run(calib_plan *p, lc_err *err) {
                 goto done;
             }
         }
-    if (x->writer) {
+    if (x->writer && !p->o.no_summary) {
         if (write_summary(x, err)) goto done;
         fprintf(stderr, "calibrate: wrote %s/results.json, results.csv and table.md\n", x->out_dir);
     }

@@ -21,6 +21,9 @@ typedef struct {
     const char *tasks; /* comma-separated task names to run; NULL = all */
     int resume;        /* skip finished jobs, continue training from checkpoints */
     long stop_after;   /* testing aid: stop training after this many steps (0 = off) */
+    int no_summary;    /* run the selected jobs only: no run summary, no lock on
+                        * output_dir (each training still locks its job folder), so
+                        * runs with disjoint selections can share output_dir */
     int load;          /* 1: load the base, tokenizer and the adapters the selected
                         * jobs need (to run); 0: read and check the config only */
     const lc_dist *dist; /* NULL = one process. Under MPI every rank runs every job:
