@@ -26,6 +26,7 @@ done
 command -v mpirun >/dev/null || { echo "bench_mpi.sh: mpirun not found (apt-get install openmpi-bin)" >&2; exit 2; }
 cmake --build "$build" -j2 --target train calibrate lcmt_bench >/dev/null
 bin="$build/bin"
+[ $((8 % ranks)) = 0 ] || { echo "bench_mpi.sh: --ranks must divide the batch of 8" >&2; exit 2; }
 mkdir -p "$work"
 cd "$work"
 [ -f m15/model.safetensors ] || "$bin/lcmt_bench" make15m m15 >/dev/null 2>&1
@@ -41,7 +42,7 @@ for name, n in (("train", 256), ("val", 32), ("test", 16)):
             f.write(json.dumps({"q": q, "a": " ".join(reversed(q.split()))}) + "\n")
 PY
 data='"data": {"train": "train.jsonl", "validation": "val.jsonl", "prompt_template": "Q: {q}\nA:", "target_template": " {a}", "max_len": 128}'
-trn="\"training\": {\"steps\": $steps, \"batch_size\": 8, \"seed\": 1, \"eval_every\": $steps, \"eval_batches\": 2, \"log_every\": 4, \"checkpoint_every\": $steps}"
+trn="\"training\": {\"steps\": $steps, \"batch_size\": 8, \"micro_batch_size\": $((8 / ranks)), \"seed\": 1, \"eval_every\": $steps, \"eval_batches\": 2, \"log_every\": 4, \"checkpoint_every\": $steps}"
 for l in a b; do  # two single-task LoRAs for calibrate (2 steps each: the timing does not need good ones)
   [ -d "lora-$l/final" ] || { cat > "lora-$l.json" <<JSON
 {"model": "m15", "tokenizer": "m15/tok32000.bin", "output_dir": "lora-$l", "mode": "lora",

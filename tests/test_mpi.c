@@ -461,3 +461,20 @@ Test(mpi, calibrate_two_ranks_is_bit_exact) {
     free(msg);
     same_calibrate_run("cal_one", "cal_three");
 }
+
+Test(mpi, dead_rank_fails_calibrate) {
+    need_mpi();
+    char *msg;
+    write_cal_config("cal4", "cal_four");
+    time_t t0 = time(NULL);
+    /* rank 1 dies at step 5 of the first calibration training (LC on t1) */
+    int st = run(2, "LC_TEST_KILL_RANK=1:5", "calibrate", "--config cal4.json", &msg);
+    cr_assert(st != 0 && time(NULL) - t0 < 100, "a dead rank must fail calibrate, not hang (status %d, "
+              "%ld s): %s", st, (long)(time(NULL) - t0), msg);
+    cr_assert_not_null(strstr(msg, "rank 1"), "mpirun's message names the dead rank: %s", msg);
+    char p[1024];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/cal_four/results.json", dir);
+    cr_assert_neq(stat(p, &sb), 0, "a failed calibrate must not write results.json");
+    free(msg);
+}
