@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Data parallelism over MPI ranks against threads in one process (a
-# benchmark, not a test; numbers go to README.md, "MPI"): random weights at
+# benchmark, not a test; numbers go to README.md, "Scale-out with MPI"): random weights at
 # the stories15M shape (lcmt_bench make15m), synthetic question/answer
 # rows made here. Times `train` (a rank-8 LoRA) and `calibrate` (one LC++
 # job: training, then greedy evaluation of the test set) with 1 process x

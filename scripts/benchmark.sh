@@ -35,7 +35,7 @@
 #                       (0 <= I < N), e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT
 #   --list              print the steps this invocation would run, run nothing
 # Every stage skips what is finished, so a failed array task is rerun as is;
-# the files are those of a one-process run (README, "MPI").
+# the files are those of a one-process run (README, "Scale-out with MPI").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=stories260k
