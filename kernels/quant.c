@@ -597,12 +597,16 @@ static int force_ref(void) {
 void quant_force_ref(int on) { g_force_ref = on != 0; }
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 static int cpu_avx2(void) {
     static int have = -1;
     if (have < 0) {
+        /* F16C from CPUID (leaf 1, ECX bit 29): clang's __builtin_cpu_supports
+         * does not know "f16c" */
+        unsigned a, b, c = 0, d;
+        const int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
         __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
     }
     return have;
 }
