@@ -220,6 +220,18 @@ Test(train, config_errors_name_the_key) {
     cr_assert_neq(run_train("mod", NULL, &msg), 0);
     cr_assert_not_null(strstr(msg, "nope.bin"), "%s", msg);
     free(msg);
+    /* --check: the same errors without loading; a good config passes and
+     * nothing is written */
+    cr_assert_neq(run_train("typo", "--check", &msg), 0);
+    cr_assert_not_null(strstr(msg, "training.lerning_rate"), "%s", msg);
+    free(msg);
+    write_config("good", "run_good", 5, NULL, NULL);
+    cr_assert_eq(run_train("good", "--check", &msg), 0, "%s", msg);
+    cr_assert_not_null(strstr(msg, "the config is good"), "%s", msg);
+    free(msg);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/run_good", dir);
+    cr_assert_neq(access(p, F_OK), 0, "train --check created %s", p);
 }
 
 /* base_type (configs/README.md): a LoRA trained against the base held in

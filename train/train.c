@@ -8,7 +8,7 @@
 #include "train_job.h"
 
 static void usage(FILE *f) {
-    fputs("usage: train --config FILE.json [--resume]\n"
+    fputs("usage: train --config FILE.json [--resume] [--check]\n"
           "\n"
           "Trains a LoRA (mode \"lora\") on a frozen base model, or every weight of\n"
           "the model (mode \"full\"), on a JSONL/CSV dataset, as the config says\n"
@@ -17,10 +17,12 @@ static void usage(FILE *f) {
           "\n"
           "  --config FILE   the job (required)\n"
           "  --resume        continue from output_dir/checkpoint.h5, bit-exactly\n"
+          "  --check         read and check every key of the config; load, train\n"
+          "                  and write nothing (exit 0 when the config is good)\n"
           "\n"
           "Under mpirun -np N (a build with MPI) the N ranks share every batch and\n"
           "rank 0 alone writes files; the result is the one-process result, bit for\n"
-          "bit (README.md, \"MPI\"). training.micro_batch_size sets the work unit.\n"
+          "bit (README.md, \"Scale-out with MPI\"). training.micro_batch_size sets the work unit.\n"
           "  --help          this text\n",
           f);
 }
@@ -42,6 +44,8 @@ int main(int argc, char **argv) {
             cfg_path = argv[++i];
         } else if (!strcmp(argv[i], "--resume")) {
             jo.resume = 1;
+        } else if (!strcmp(argv[i], "--check")) {
+            jo.check_only = 1;
         } else if (!strcmp(argv[i], "--stop-after") && i + 1 < argc) {
             jo.stop_after = strtol(argv[++i], NULL, 10); /* testing aid: simulate a crash */
         } else {
@@ -64,6 +68,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "train: %s\n", err.msg);
         return 1;
     }
+    if (jo.check_only && dist.rank == 0) fprintf(stderr, "train: %s: the config is good (nothing loaded)\n", cfg_path);
     lc_dist_finalize(&dist);
     return 0;
 }

@@ -126,6 +126,10 @@ int train_job_run(const char *cfg_path, const train_job_opts *jo, lc_err *err) {
                 cfg_path);
         goto fail;
     }
+    if (jo->check_only) {
+        rc = LC_OK;
+        goto fail;
+    }
     model_path = cfg_resolve_path(c, s_init ? s_init : s_model);
     out_dir = cfg_resolve_path(c, s_out);
     train_path = cfg_resolve_path(c, s_train);

@@ -13,6 +13,7 @@ typedef struct {
     int resume;      /* continue from output_dir/checkpoint.h5, bit-exactly */
     long stop_after; /* testing aid: stop after this many steps (0 = off) */
     const lc_dist *dist; /* NULL = one process; MPI ranks share every batch */
+    int check_only;  /* read and check every key of the config, load and write nothing */
 } train_job_opts;
 
 int train_job_run(const char *cfg_path, const train_job_opts *o, lc_err *err);
