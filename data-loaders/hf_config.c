@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +55,13 @@ static int json_num(const cJSON *obj, const char *key, const char *path, int req
     if (!cJSON_IsNumber(v))
         return lc_errf(err, "%s: key '%s': expected a number, found %s", src, path,
                        cfg_json_type(v));
-    *out = v->valuedouble;
+    /* Every number read here is stored as a float: one that is not finite as
+     * a float (inf, or beyond FLT_MAX, e.g. 4.2E222) cannot be computed with
+     * nor written back. */
+    double d = v->valuedouble;
+    if (!isfinite(d) || fabs(d) > FLT_MAX)
+        return lc_errf(err, "%s: key '%s': %g is not a finite 32-bit float", src, path, d);
+    *out = d;
     return LC_OK;
 }
 
