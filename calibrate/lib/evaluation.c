@@ -38,8 +38,10 @@ int eval_opts_from_cfg(cfg *c, gen_opts *g, rouge_opts *ro, lc_err *err) {
         cfg_string_list(c, "generation.stop", 0, &stops, &n_stop, err) ||
         cfg_int(c, "generation.batch_size", 0, EVAL_DEFAULT_BATCH, &batch, err) ||
         cfg_bool(c, "metrics.stem", 0, 0, &stem, err) ||
-        cfg_enum(c, "metrics.tokenization", 0, 0, TOK_NAMES, &tokmode, err))
+        cfg_enum(c, "metrics.tokenization", 0, 0, TOK_NAMES, &tokmode, err)) {
+        free(stops); /* read before a later key failed */
         return LC_FAIL;
+    }
     if (n_stop > GEN_MAX_STOP || max_new <= 0 || temp < 0 || !(top_p > 0 && top_p <= 1) ||
         batch < 1 || batch > EVAL_MAX_BATCH) {
         free(stops);
