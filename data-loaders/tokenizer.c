@@ -36,6 +36,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -820,7 +821,8 @@ static int jbool(jctx *c, const cJSON *o, const char *k, const char *path, int d
 static int jint_value(jctx *c, const cJSON *v, const char *key, int lo, int hi, int *out) {
     if (!cJSON_IsNumber(v)) return jfail(c, key, "expected an integer");
     double d = v->valuedouble;
-    if (d != (double)(long long)d || d < lo || d > hi)
+    /* range first: converting an out-of-range double to an integer is undefined */
+    if (!(d >= lo && d <= hi) || d != floor(d))
         return jfail(c, key, "expected an integer in [%d, %d], found %g", lo, hi, d);
     *out = (int)d;
     return LC_OK;
@@ -1891,7 +1893,9 @@ typedef struct {
 
 static int pieces_add(pieces *ps, const char *s, size_t n, int id, int first) {
     size_t off = ps->text.n;
-    if (n && sbuf_put(&ps->text, s, n)) return LC_FAIL;
+    /* always put (even 0 bytes) so that the text buffer exists once a piece
+     * does: text.p + off is then never arithmetic on a null pointer */
+    if (sbuf_put(&ps->text, s, n)) return LC_FAIL;
     if (GROW(ps->p, ps->cap, ps->n + 1)) return LC_FAIL;
     ps->p[ps->n++] = (piece){off, n, id, first};
     return LC_OK;
