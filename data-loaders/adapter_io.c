@@ -616,6 +616,28 @@ static int parse_meta_int(const char *s, int *out) {
     return LC_OK;
 }
 
+
+/* Name and shape of part (0: bias or P1, 1: P2) of module m's calibration
+ * tensor; returns the number of dims. */
+static int calib_expect(const model_config *c, calib_kind kind, int rank, int per_layer, int m,
+                        int part, char name[128], int64_t shape[3]) {
+    const int in = module_in_dim(c, m), out = module_out_dim(c, m);
+    int nd = 0;
+    if (per_layer) shape[nd++] = c->n_layers;
+    if (kind == CALIB_BIAS) shape[nd++] = out;
+    else if (part == 0) shape[nd++] = rank, shape[nd++] = in;
+    else shape[nd++] = out, shape[nd++] = rank;
+    calib_tensor_name(name, 128, m, kind == CALIB_BIAS ? "bias" : part == 0 ? "P1" : "P2");
+    return nd;
+}
+
+static int calib_check_tensor(const tensor_file *tf, const char *path, const char *mods,
+                              const char *name, int nd, const int64_t *shape, lc_err *err) {
+    const tensor_info *ti = tensor_file_find(tf, name);
+    if (!ti) return lc_errf(err, "%s: tensor '%s': missing (metadata modules '%s')", path, name, mods);
+    return check_shape(tf, ti, nd, shape, err);
+}
+
 int calib_load(calib *cb, const model_config *c, const char *path, lc_err *err) {
     memset(cb, 0, sizeof *cb);
     tensor_file *tf = NULL;
@@ -676,12 +698,21 @@ int calib_load(calib *cb, const model_config *c, const char *path, lc_err *err) 
         mask |= 1u << m;
         p += n + (e ? 1 : 0);
     }
+    /* every tensor the metadata implies is in the file with its shape before
+     * calib_init allocates for it (a 'rank' of 10^9 must not be allocated) */
+    for (int m = 0; m < MOD_COUNT; m++)
+        for (int part = 0; (mask >> m & 1) && part < (kind == CALIB_BIAS ? 1 : 2); part++) {
+            int64_t shape[3];
+            char name[128];
+            const int nd = calib_expect(c, kind, rank, per_layer, m, part, name, shape);
+            if (calib_check_tensor(tf, path, mods, name, nd, shape, err)) goto done;
+        }
     if (calib_init(cb, c, kind, rank, per_layer, mask, err)) {
         lc_err_prefix(err, "%s: ", path);
         goto done;
     }
     name_from_path(cb->name, sizeof cb->name, path);
-    const int L = c->n_layers, S = cb->n_slots;
+    const int S = cb->n_slots;
     size_t maxn = 0;
     for (int m = 0; m < MOD_COUNT; m++) {
         size_t a = (size_t)module_out_dim(c, m), b = (size_t)module_in_dim(c, m);
@@ -695,22 +726,11 @@ int calib_load(calib *cb, const model_config *c, const char *path, lc_err *err) 
         if (!(mask >> m & 1)) continue;
         const int in = module_in_dim(c, m), out = module_out_dim(c, m);
         for (int part = 0; part < (kind == CALIB_BIAS ? 1 : 2); part++) {
-            const char *pname = kind == CALIB_BIAS ? "bias" : part == 0 ? "P1" : "P2";
             int64_t shape[3];
-            int nd = 0;
-            if (per_layer) shape[nd++] = L;
-            if (kind == CALIB_BIAS) shape[nd++] = out;
-            else if (part == 0) shape[nd++] = rank, shape[nd++] = in;
-            else shape[nd++] = out, shape[nd++] = rank;
-            size_t each = kind == CALIB_BIAS ? (size_t)out : (size_t)rank * (part ? out : in);
             char name[128];
-            calib_tensor_name(name, sizeof name, m, pname);
-            const tensor_info *ti = tensor_file_find(tf, name);
-            if (!ti) {
-                lc_errf(err, "%s: tensor '%s': missing (metadata modules '%s')", path, name, mods);
-                goto done;
-            }
-            if (check_shape(tf, ti, nd, shape, err) ||
+            const int nd = calib_expect(c, kind, rank, per_layer, m, part, name, shape);
+            size_t each = kind == CALIB_BIAS ? (size_t)out : (size_t)rank * (part ? out : in);
+            if (calib_check_tensor(tf, path, mods, name, nd, shape, err) ||
                 tensor_file_read_f32(tf, name, nd, shape, tmp, err))
                 goto done;
             for (int s = 0; s < S; s++) {

@@ -270,6 +270,7 @@ static int read_tensor_fn(const char *hf, int ndim, const int64_t *shape, float 
         return lc_errf(x->err, "%s: tensor '%s': expected dims [%s] from the hparams, found [%s]",
                        path, name, want, got);
     }
+    if (!data) return LC_OK; /* the check before allocating */
     x->used[t - gguf_tensor_at(x->f, 0)] = 1;
     int heads = permute_heads(x->c, x->llama_layout, hf);
     if (!heads) return gguf_tensor_read_f32(x->f, t, data, x->err);
@@ -358,6 +359,12 @@ int model_load_gguf(model *m, const char *path, lc_err *err) {
     int rc = LC_FAIL;
     unsigned char *used = NULL;
     if (config_from_gguf(f, &c, err)) goto done;
+    /* every tensor the hparams imply is in the file with its dims before
+     * model_init allocates for them (gguf_open has checked the data of each
+     * lies inside the file) */
+    rd_ctx pre = {f, 0, &c, NULL, err};
+    if (model_config_validate(&c, path, err) || model_config_for_each_tensor(&c, read_tensor_fn, &pre))
+        goto done;
     if (model_init(m, &c, err)) {
         lc_err_prefix(err, "%s: ", path);
         goto done;

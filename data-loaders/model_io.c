@@ -55,6 +55,7 @@ static int load_tensor_fn(const char *name, int ndim, const int64_t *shape, floa
         return lc_errf(ctx->err, "%s: tensor '%s': expected shape %s (from %s), found %s",
                        tensor_file_path_of(ctx->tf, ti), name, want, ctx->cfg_src, got);
     }
+    if (!data) return LC_OK; /* the check before allocating (check_claims) */
     if (tensor_file_read_f32(ctx->tf, name, ndim, shape, data, ctx->err)) return LC_FAIL;
     if (ctx->n_names == ctx->cap_names) {
         int cap = ctx->cap_names ? ctx->cap_names * 2 : 64;
@@ -71,6 +72,17 @@ static int load_tensor_fn(const char *name, int ndim, const int64_t *shape, floa
 static int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && !memcmp(s + a - b, suffix, b);
+}
+
+/* Every tensor cfg describes is in tf with its shape, checked before
+ * model_init allocates: a config.json claiming a huge model next to a small
+ * file is refused by name, not allocated for (tensor_file has checked each
+ * tensor's bytes lie inside its file). */
+static int check_claims(const model_config *cfg, tensor_file *tf, const char *cfg_src,
+                        lc_err *err) {
+    if (model_config_validate(cfg, cfg_src, err)) return LC_FAIL;
+    load_ctx ctx = {tf, cfg_src, err, NULL, 0, 0};
+    return model_config_for_each_tensor(cfg, load_tensor_fn, &ctx) ? LC_FAIL : LC_OK;
 }
 
 /* Reads every parameter of m (already initialised from the config) from tf.
@@ -111,9 +123,16 @@ int model_load_hf(model *m, const char *dir, lc_err *err) {
     int rc = hf_config_parse(text, path, &cfg, err);
     free(text);
     if (rc) return LC_FAIL;
-    if (model_init(m, &cfg, err)) return lc_err_prefix(err, "%s: ", path);
     tensor_file *tf = NULL;
-    if (tensor_file_open(&tf, dir, err) || load_model_tensors(m, tf, path, err)) {
+    if (tensor_file_open(&tf, dir, err) || check_claims(&cfg, tf, path, err)) {
+        tensor_file_free(tf);
+        return LC_FAIL;
+    }
+    if (model_init(m, &cfg, err)) {
+        tensor_file_free(tf);
+        return lc_err_prefix(err, "%s: ", path);
+    }
+    if (load_model_tensors(m, tf, path, err)) {
         tensor_file_free(tf);
         model_free(m);
         return LC_FAIL;
@@ -191,7 +210,8 @@ int model_load_h5(model *m, const char *path, lc_err *err) {
     } else if (!json) {
         lc_errf(err, "%s: attribute 'config': missing", path);
     } else if (!hf_config_parse(json, src, &cfg, err)) {
-        if (model_init(m, &cfg, err)) lc_err_prefix(err, "%s: ", src);
+        if (check_claims(&cfg, tf, src, err)) (void)0;
+        else if (model_init(m, &cfg, err)) lc_err_prefix(err, "%s: ", src);
         else if (load_model_tensors(m, tf, src, err)) model_free(m);
         else rc = LC_OK;
     }

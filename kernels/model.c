@@ -245,8 +245,9 @@ static float *tensor_f32(float *w, const qmat *q, float **scratch, size_t *cap) 
     return qmat_to_f32(q, *scratch, NULL) ? NULL : *scratch;
 }
 
-int model_for_each_tensor(model *m, model_tensor_fn fn, void *ctx) {
-    const model_config *c = &m->cfg;
+/* The one list of a model's tensors (HF names, shapes, order). m == NULL:
+ * shapes only, fn gets NULL data (model_config_for_each_tensor). */
+static int each_tensor(const model_config *c, model *m, model_tensor_fn fn, void *ctx) {
     char name[256];
     int64_t shape[2];
     int r = 0;
@@ -254,14 +255,14 @@ int model_for_each_tensor(model *m, model_tensor_fn fn, void *ctx) {
     size_t cap = 0;
 #define VISIT_DATA(nm, nd, s0, s1, data, gfield)                                           \
     do {                                                                                   \
-        float *d_ = (data);                                                                \
-        if (!d_) {                                                                         \
+        float *d_ = m ? (data) : NULL;                                                     \
+        if (m && !d_) {                                                                    \
             r = LC_FAIL;                                                                   \
             goto done;                                                                     \
         }                                                                                  \
         shape[0] = (s0);                                                                   \
         shape[1] = (s1);                                                                   \
-        if ((r = fn(nm, nd, shape, d_, m->grad ? m->g.gfield : NULL, ctx))) goto done;     \
+        if ((r = fn(nm, nd, shape, d_, m && m->grad ? m->g.gfield : NULL, ctx))) goto done; \
     } while (0)
 #define VISIT(nm, nd, s0, s1, field) VISIT_DATA(nm, nd, s0, s1, m->w.field, field)
 #define VISIT_MAT(nm, s0, s1, field, qfield)                                               \
@@ -291,6 +292,14 @@ int model_for_each_tensor(model *m, model_tensor_fn fn, void *ctx) {
 done:
     free(scratch);
     return r;
+}
+
+int model_for_each_tensor(model *m, model_tensor_fn fn, void *ctx) {
+    return each_tensor(&m->cfg, m, fn, ctx);
+}
+
+int model_config_for_each_tensor(const model_config *c, model_tensor_fn fn, void *ctx) {
+    return each_tensor(c, NULL, fn, ctx);
 }
 
 /* ---- stored matrices ----------------------------------------------------- */

@@ -125,6 +125,10 @@ void model_init_random(model *m, float std, uint64_t seed);
 typedef int (*model_tensor_fn)(const char *name, int ndim, const int64_t *shape,
                                float *data, float *grad, void *ctx);
 int model_for_each_tensor(model *m, model_tensor_fn fn, void *ctx);
+/* The same names and shapes for a configuration alone, before anything is
+ * allocated (data and grad are NULL): readers check a file holds every
+ * tensor a header claims before model_init allocates for it. */
+int model_config_for_each_tensor(const model_config *c, model_tensor_fn fn, void *ctx);
 
 /* Stores every matrix (embedding, the seven projections of each layer, the
  * lm head) in type (QT_F16, QT_BF16, QT_Q8_0, QT_Q4_0, QT_Q4_K, QT_Q6_K;

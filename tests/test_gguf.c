@@ -1066,3 +1066,43 @@ Test(gguf, bad_model) {
     expect_model_error(good, "tokmodel", &v, "key 'tokenizer.ggml.model': missing");
     free(dir);
 }
+
+/* hparams that claim 65536 layers of a 1024-wide model (about 10^12
+ * parameters, 4 TB as float32) over a 6 MB file whose few tensors pass the
+ * dimension probe: refused by the first missing tensor before model_init
+ * allocates for the claim (which would fail, or abort under ASan). */
+Test(gguf, huge_claim_refused_before_allocating) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/claim.gguf", tu_tmpdir());
+    lc_err err;
+    gguf_writer *w = gguf_writer_new();
+    cr_assert(w);
+    cr_assert_eq(gguf_set_str(w, "general.architecture", "llama", &err), LC_OK);
+    const char *keys[] = {"llama.context_length", "llama.embedding_length", "llama.block_count",
+                          "llama.feed_forward_length", "llama.attention.head_count"};
+    const uint32_t vals[] = {64, 1024, 65536, 4096, 16};
+    for (int i = 0; i < 5; i++) cr_assert_eq(gguf_set_u32(w, keys[i], vals[i], &err), LC_OK);
+    cr_assert_eq(gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &err), LC_OK);
+    static const struct { const char *name; int64_t ne1; } t[] = {
+        {"token_embd.weight", 8}, {"blk.0.attn_q.weight", 1024},
+        {"blk.0.attn_k.weight", 1024}, {"blk.0.ffn_up.weight", 4096}};
+    unsigned char *zeros = calloc((size_t)4096 * 1024 / 32 * 34, 1);
+    cr_assert(zeros);
+    for (int i = 0; i < 4; i++) {
+        int64_t ne[2] = {1024, t[i].ne1};
+        cr_assert_eq(gguf_add_tensor(w, t[i].name, QT_Q8_0, 2, ne, zeros,
+                                     (size_t)(1024 / 32 * 34) * (size_t)t[i].ne1, 0, &err),
+                     LC_OK, "%s", err.msg);
+    }
+    int64_t ne1[1] = {1024};
+    cr_assert_eq(gguf_add_tensor(w, "blk.65535.attn_norm.weight", QT_F32, 1, ne1, zeros,
+                                 sizeof(float) * 1024, 0, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(gguf_writer_write(w, path, &err), LC_OK, "%s", err.msg);
+    gguf_writer_free(w);
+    free(zeros);
+    model m;
+    lc_err e = {{0}};
+    cr_assert_eq(model_load(&m, path, &e), LC_FAIL);
+    cr_assert(strstr(e.msg, path) && strstr(e.msg, "tensor 'blk.0.attn_norm.weight': missing"),
+              "%s", e.msg);
+}

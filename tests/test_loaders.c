@@ -517,6 +517,18 @@ Test(bad_model, tensor_shape_disagrees_with_config) {
     ASSERT_HAS(err.msg, "found [48, 32]");
 }
 
+/* config.json claims about 10^12 parameters (4 TB as float32) next to a
+ * file of a few kB: refused by the first tensor that disagrees, before
+ * model_init allocates what the claim implies (which would fail, or abort
+ * under ASan). */
+Test(bad_model, huge_claim_refused_before_allocating) {
+    tpath d = hf_with_config("{\"model_type\": \"llama\", \"num_hidden_layers\": 250, "
+                             "\"num_attention_heads\": 128, \"num_key_value_heads\": 8, "
+                             "\"vocab_size\": 64, \"max_position_embeddings\": 40, "
+                             "\"hidden_size\": 16384, \"intermediate_size\": 65536}");
+    expect_hf_fail(&d, "model.embed_tokens.weight", "expected shape [64, 16384]");
+}
+
 Test(bad_model, unexpected_tensor) {
     /* biases in the file, config without them: refuse rather than ignore */
     tpath d = new_dir();
@@ -845,6 +857,22 @@ Test(calib_io, safetensors_input_and_bad_metadata) {
     cr_assert_eq(calib_load(&c, &cfg, f.p, &err), LC_FAIL);
     ASSERT_HAS(err.msg, f.p);
     ASSERT_HAS(err.msg, "calib.k.bias");
+
+    /* metadata claiming rank 10^9 (terabytes) next to a small P1: refused by
+     * the tensor's shape before calib_init allocates for the claim */
+    cr_assert_eq(tensor_writer_open(&w, f.p, TW_SAFETENSORS, &err), LC_OK, "%s", err.msg);
+    tensor_writer_meta(w, "format", "lcmt-calib", &err);
+    tensor_writer_meta(w, "kind", "lowrank", &err);
+    tensor_writer_meta(w, "rank", "1000000000", &err);
+    tensor_writer_meta(w, "per_layer", "1", &err);
+    tensor_writer_meta(w, "modules", "q", &err);
+    int64_t s2[2] = {1, 32};
+    tensor_writer_add_f32(w, "calib.q.P1", 2, s2, q, DT_F32, &err);
+    tensor_writer_add_f32(w, "calib.q.P2", 2, s2, q, DT_F32, &err);
+    cr_assert_eq(tensor_writer_close(w, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(calib_load(&c, &cfg, f.p, &err), LC_FAIL);
+    ASSERT_HAS(err.msg, "calib.q.P1");
+    ASSERT_HAS(err.msg, "expected shape");
 }
 
 /* ---- llama2.c tokenizer ------------------------------------------------ */
