@@ -6,6 +6,7 @@
 
 #include "bundle.h"
 #include "config.h"
+#include "export_job.h"
 #include "exporter.h"
 #include "loaders.h"
 
@@ -39,54 +40,15 @@ int main(int argc, char **argv) {
         return 2;
     }
     lc_err err = {{0}};
-    cfg *c = NULL;
+    export_job j;
     model m = {0};
-    export_item items[64];
     char *paths[3] = {0};
-    int rc = 1, n = 0, adt, cdt, lock = -1;
-    const char *s_model, *s_cal, *s_out;
-    if (cfg_load(&c, cfg_file, &err) || cfg_string(c, "model", 1, NULL, &s_model, &err) ||
-        cfg_string(c, "calibrate_dir", 1, NULL, &s_cal, &err) ||
-        cfg_string(c, "output", 1, NULL, &s_out, &err) ||
-        cfg_enum(c, "adapter_dtype", 0, BUNDLE_F16, BUNDLE_DTYPE_NAMES, &adt, &err) ||
-        cfg_enum(c, "calibration_dtype", 0, BUNDLE_F32, BUNDLE_DTYPE_NAMES, &cdt, &err) ||
-        (n = cfg_array_len(c, "tasks", &err)) < 0)
-        goto fail;
-    if (n == 0 || n > 64) {
-        lc_errf(&err, "%s: key 'tasks': 1 to 64 {\"task\", \"method\"} entries", cfg_file);
-        goto fail;
-    }
-    for (int i = 0; i < n; i++) {
-        char key[64];
-        snprintf(key, sizeof key, "tasks[%d].task", i);
-        if (cfg_string(c, key, 1, NULL, &items[i].task, &err)) goto fail;
-        snprintf(key, sizeof key, "tasks[%d].method", i);
-        if (cfg_string(c, key, 1, NULL, &items[i].method, &err)) goto fail;
-    }
-    int n_int = cfg_array_len(c, "interop", &err);
-    if (n_int < 0) goto fail;
-    const char *it_task[16], *it_method[16], *it_peft[16], *it_gguf[16];
-    int it_f16[16];
-    if (n_int > 16) {
-        lc_errf(&err, "%s: key 'interop': at most 16 entries", cfg_file);
-        goto fail;
-    }
-    for (int i = 0; i < n_int; i++) {
-        char key[64];
-#define K(f) (snprintf(key, sizeof key, "interop[%d]." f, i), key)
-        if (cfg_string(c, K("task"), 1, NULL, &it_task[i], &err) ||
-            cfg_string(c, K("method"), 1, NULL, &it_method[i], &err) ||
-            cfg_string(c, K("peft_dir"), 0, NULL, &it_peft[i], &err) ||
-            cfg_string(c, K("gguf"), 0, NULL, &it_gguf[i], &err) ||
-            cfg_bool(c, K("gguf_f16"), 0, 0, &it_f16[i], &err))
-            goto fail;
-#undef K
-        if (!it_peft[i] && !it_gguf[i]) {
-            lc_errf(&err, "%s: key 'interop[%d]': give peft_dir and/or gguf", cfg_file, i);
-            goto fail;
-        }
-    }
-    if (cfg_finish(c, &err)) goto fail;
+    int rc = 1, lock = -1;
+    if (export_job_read(&j, cfg_file, &err)) goto fail;
+    cfg *c = j.c;
+    const char *s_model = j.model, *s_cal = j.calibrate_dir, *s_out = j.output;
+    const int adt = j.adapter_dtype, cdt = j.calib_dtype, n = j.n_items, n_int = j.n_interop;
+    const export_item *items = j.items;
     paths[0] = cfg_resolve_path(c, s_model);
     paths[1] = cfg_resolve_path(c, s_cal);
     paths[2] = cfg_resolve_path(c, s_out);
@@ -107,12 +69,13 @@ int main(int argc, char **argv) {
     bundle_close(b);
     fprintf(stderr, "export: wrote %s\n", paths[2]);
     for (int i = 0; i < n_int; i++) {
-        char *pd = it_peft[i] ? cfg_resolve_path(c, it_peft[i]) : NULL;
-        char *gp = it_gguf[i] ? cfg_resolve_path(c, it_gguf[i]) : NULL;
-        int r = export_interop(&m, paths[1], it_task[i], it_method[i], pd, gp, it_f16[i], &err);
+        const export_interop_item *it = &j.interop[i];
+        char *pd = it->peft_dir ? cfg_resolve_path(c, it->peft_dir) : NULL;
+        char *gp = it->gguf ? cfg_resolve_path(c, it->gguf) : NULL;
+        int r = export_interop(&m, paths[1], it->task, it->method, pd, gp, it->gguf_f16, &err);
         if (!r) {
-            if (pd) fprintf(stderr, "export: wrote PEFT adapter %s (%s / %s)\n", pd, it_task[i], it_method[i]);
-            if (gp) fprintf(stderr, "export: wrote GGUF LoRA %s (%s / %s)\n", gp, it_task[i], it_method[i]);
+            if (pd) fprintf(stderr, "export: wrote PEFT adapter %s (%s / %s)\n", pd, it->task, it->method);
+            if (gp) fprintf(stderr, "export: wrote GGUF LoRA %s (%s / %s)\n", gp, it->task, it->method);
         }
         free(pd), free(gp);
         if (r) goto fail;
@@ -125,6 +88,6 @@ done:
     lc_dir_unlock(lock);
     model_free(&m);
     for (int i = 0; i < 3; i++) free(paths[i]);
-    cfg_free(c);
+    export_job_free(&j);
     return rc;
 }

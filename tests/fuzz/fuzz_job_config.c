@@ -1,13 +1,14 @@
 /* fuzz_job_config.c: a JSON job config read by the three job readers as
  * their programs read it, without loading anything: train's
  * (train_job_run with check_only), calibrate's (calib_plan_open without
- * load: adapters, tasks, methods, Shared LC families) and evaluate's
- * generation options. */
+ * load: adapters, tasks, methods, Shared LC families), export's
+ * (export_job_read) and evaluate's generation options. */
 #include <string.h>
 
 #include "calib_plan.h"
 #include "config.h"
 #include "evaluation.h"
+#include "export_job.h"
 #include "fuzz.h"
 #include "train_job.h"
 
@@ -22,6 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memset(&co, 0, sizeof co);
     calib_plan *p = NULL;
     if (calib_plan_open(&p, path, &co, &err) == 0) calib_plan_free(p);
+    export_job ej;
+    if (export_job_read(&ej, path, &err) == 0) export_job_free(&ej);
     cfg *c = NULL;
     if (cfg_load(&c, path, &err) == 0) {
         gen_opts g;
