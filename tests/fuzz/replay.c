@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
             names[n++] = strdup(e->d_name);
         }
         closedir(d);
-        qsort(names, n, sizeof *names, cmp);
+        if (n > 1) qsort(names, n, sizeof *names, cmp); /* names is NULL when the folder is empty */
         for (int k = 0; k < n; k++) {
             char p[4096];
             snprintf(p, sizeof p, "%s/%s", argv[i], names[k]);
