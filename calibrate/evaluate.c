@@ -9,6 +9,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "dist.h"
+#include "eval_job.h"
 #include "evaluation.h"
 #include "job.h"
 #include "loaders.h"
@@ -71,93 +72,40 @@ int main(int argc, char **argv) {
     int have_bt = 0;
     const model *run_m = &m;
 
-    if (cfg_load(&c, cfg_path, &err)) goto fail;
-    const char *s_out, *s_data, *ptpl, *ttpl, *label;
-    int max_len, add_bos, bad_row, max_ex, pkind;
-    const char *s_system;
-    gen_opts g;
-    rouge_opts ro;
-    if (job_load_base(c, &m, &tok, &err) || eval_opts_from_cfg(c, &g, &ro, &err) ||
-        cfg_string(c, "output_dir", 1, NULL, &s_out, &err) ||
-        cfg_string(c, "label", 0, "evaluation", &label, &err) ||
-        cfg_string(c, "data.path", 1, NULL, &s_data, &err) ||
-        cfg_string(c, "data.prompt_template", 1, NULL, &ptpl, &err) ||
-        cfg_string(c, "data.target_template", 1, NULL, &ttpl, &err) ||
-        cfg_int(c, "data.max_len", 0, 0, &max_len, &err) ||
-        cfg_bool(c, "data.add_bos", 0, 1, &add_bos, &err) ||
-        cfg_enum(c, "data.on_bad_row", 0, 0, BAD_ROW_NAMES, &bad_row, &err) ||
-        cfg_int(c, "data.max_examples", 0, 0, &max_ex, &err) ||
-        cfg_enum(c, "data.prompt_format", 0, PROMPT_RAW, PROMPT_FORMAT_NAMES, &pkind, &err) ||
-        cfg_string(c, "data.system", 0, NULL, &s_system, &err))
+    eval_job j;
+    /* every key is read and checked before anything is loaded */
+    if (cfg_load(&c, cfg_path, &err) || eval_job_read(c, &j, &err) ||
+        job_load_base(c, &m, &tok, &err))
         goto fail;
-    if (prompt_format_init(&pfmt, pkind, tok, s_system, &err)) {
+    const char *s_out = j.output_dir, *s_data = j.data_path, *label = j.label;
+    const char *b_path = j.bundle_path, *b_task = j.bundle_task;
+    int max_len = j.max_len;
+    const int nl = j.n_loras, nc = j.n_calibs;
+    const gen_opts g = j.gen;
+    const rouge_opts ro = j.rouge;
+    if (prompt_format_init(&pfmt, j.prompt_kind, tok, j.system, &err)) {
         lc_err_prefix(&err, "%s: key 'data.prompt_format': ", cfg_path);
-        goto fail;
-    }
-    int nl = cfg_array_len(c, "loras", &err);
-    if (nl < 0) goto fail;
-    if (nl > ADAPTER_MAX) {
-        lc_errf(&err, "%s: key 'loras': at most %d LoRAs", cfg_path, ADAPTER_MAX);
-        goto fail;
-    }
-    const char *lpath[ADAPTER_MAX];
-    double lw[ADAPTER_MAX];
-    char key[64];
-    for (int i = 0; i < nl; i++) {
-        snprintf(key, sizeof key, "loras[%d].path", i);
-        if (cfg_string(c, key, 1, NULL, &lpath[i], &err)) goto fail;
-        snprintf(key, sizeof key, "loras[%d].weight", i);
-        if (cfg_float(c, key, 0, 1.0, &lw[i], &err)) goto fail;
-    }
-    const char **cpaths = NULL;
-    int nc = 0;
-    if (cfg_string_list(c, "calibs", 0, &cpaths, &nc, &err)) goto fail;
-    const char *b_path = NULL, *b_task = NULL;
-    if (cfg_has(c, "bundle") &&
-        (cfg_string(c, "bundle.path", 1, NULL, &b_path, &err) || cfg_string(c, "bundle.task", 1, NULL, &b_task, &err))) {
-        free(cpaths);
-        goto fail;
-    }
-    if (cfg_finish(c, &err)) {
-        free(cpaths);
-        goto fail;
-    }
-    if (b_path && (nl || nc)) {
-        free(cpaths);
-        lc_errf(&err, "%s: 'bundle' brings its own adapters; remove 'loras' and 'calibs'", cfg_path);
-        goto fail;
-    }
-    if (nc > ADAPTER_MAX) {
-        free(cpaths);
-        lc_errf(&err, "%s: key 'calibs': at most %d calibrations", cfg_path, ADAPTER_MAX);
         goto fail;
     }
     paths[1] = cfg_resolve_path(c, s_out);
     paths[2] = cfg_resolve_path(c, s_data);
     for (int i = 0; i < nl; i++) {
-        char *p = cfg_resolve_path(c, lpath[i]);
+        char *p = cfg_resolve_path(c, j.lora_path[i]);
         int r = lora_load(&loras[i], &m.cfg, p, &err);
         free(p);
-        if (r) {
-            free(cpaths);
-            goto fail;
-        }
-        loras[i].weight = (float)lw[i];
+        if (r) goto fail;
+        loras[i].weight = (float)j.lora_weight[i];
         ad.loras[ad.n_loras++] = &loras[i];
         n_l++;
     }
     for (int i = 0; i < nc; i++) {
-        char *p = cfg_resolve_path(c, cpaths[i]);
+        char *p = cfg_resolve_path(c, j.calib_path[i]);
         int r = calib_load(&cals[i], &m.cfg, p, &err);
         free(p);
-        if (r) {
-            free(cpaths);
-            goto fail;
-        }
+        if (r) goto fail;
         ad.cals[ad.n_cals++] = &cals[i];
         n_c++;
     }
-    free(cpaths);
     if (b_path) {
         paths[3] = cfg_resolve_path(c, b_path);
         if (bundle_open(&bnd, paths[3], &err) || bundle_task_load(bnd, &m, b_task, &bt, &err)) goto fail;
@@ -166,7 +114,8 @@ int main(int argc, char **argv) {
         run_m = bt.m;
     }
     if (max_len <= 0) max_len = m.cfg.max_seq_len;
-    dataset_spec spec = {paths[2], ptpl, ttpl, max_len, add_bos, 0, bad_row, max_ex, &pfmt};
+    dataset_spec spec = {paths[2], j.prompt_template, j.target_template, max_len, j.add_bos, 0,
+                         j.bad_row, j.max_examples, &pfmt};
     if (dataset_load(&d, &spec, tok, &err)) goto fail;
     have_d = 1;
     if (talk && b_path)

@@ -2,12 +2,12 @@
  * their programs read it, without loading anything: train's
  * (train_job_run with check_only), calibrate's (calib_plan_open without
  * load: adapters, tasks, methods, Shared LC families), export's
- * (export_job_read) and evaluate's generation options. */
+ * (export_job_read) and evaluate's (eval_job_read). */
 #include <string.h>
 
 #include "calib_plan.h"
 #include "config.h"
-#include "evaluation.h"
+#include "eval_job.h"
 #include "export_job.h"
 #include "fuzz.h"
 #include "train_job.h"
@@ -27,9 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (export_job_read(&ej, path, &err) == 0) export_job_free(&ej);
     cfg *c = NULL;
     if (cfg_load(&c, path, &err) == 0) {
-        gen_opts g;
-        rouge_opts ro;
-        (void)eval_opts_from_cfg(c, &g, &ro, &err);
+        eval_job ej2;
+        (void)eval_job_read(c, &ej2, &err);
         cfg_free(c);
     }
     return 0;

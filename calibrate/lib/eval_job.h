@@ -1,0 +1,32 @@
+/* eval_job.h: the `evaluate` job config (configs/README.md, "evaluate"),
+ * read and checked in full before anything is loaded: the program is
+ * parse-then-run, and a fuzz harness can call the reader. */
+#ifndef EVAL_JOB_H
+#define EVAL_JOB_H
+
+#include "config.h"
+#include "evaluation.h"
+#include "lc_err.h"
+#include "model.h"
+
+typedef struct {
+    /* strings as written in the config (cfg_resolve_path to use); the
+     * base's keys ("model", "tokenizer", "base_type") are checked here and
+     * read again by job_load_base */
+    const char *output_dir, *label, *data_path, *prompt_template, *target_template, *system;
+    int max_len, add_bos, bad_row, max_examples, prompt_kind;
+    gen_opts gen;
+    rouge_opts rouge;
+    const char *lora_path[ADAPTER_MAX];
+    double lora_weight[ADAPTER_MAX];
+    int n_loras;
+    const char *calib_path[ADAPTER_MAX];
+    int n_calibs;
+    const char *bundle_path, *bundle_task; /* NULL: no bundle */
+} eval_job;
+
+/* Reads every key of the config c (cfg_finish included: unknown keys are
+ * errors) into j; the strings stay owned by c. */
+int eval_job_read(cfg *c, eval_job *j, lc_err *err);
+
+#endif
