@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the tests need, builds, runs the
 # whole Criterion suite with ctest, then again under AddressSanitizer and
-# UndefinedBehaviorSanitizer. Exits non-zero if anything fails.
-#   bash scripts/test.sh            # everything
+# UndefinedBehaviorSanitizer, then fuzzes every reader of outside bytes for
+# a minute each (scripts/fuzz.sh: libFuzzer, clang-14, ASan + UBSan). Exits
+# non-zero if anything fails.
+#   bash scripts/test.sh            # everything (about 35 min on 2 cores)
 #   bash scripts/test.sh --no-asan  # skip the sanitizer pass
+#   bash scripts/test.sh --no-fuzz  # skip the fuzzing pass
+#   LC_FUZZ_TIME=S                  # seconds per harness (default 60)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-asan=1
+asan=1 fuzz=1
 for a in "$@"; do
   case "$a" in
     --no-asan) asan=0 ;;
+    --no-fuzz) fuzz=0 ;;
     *) echo "test.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -34,5 +39,8 @@ if [ "$asan" = 1 ]; then
   export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   (cd build-asan && ctest --output-on-failure --no-tests=error)
+fi
+if [ "$fuzz" = 1 ]; then
+  bash scripts/fuzz.sh --time "${LC_FUZZ_TIME:-60}"
 fi
 echo "test.sh: all tests passed" >&2
