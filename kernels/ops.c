@@ -77,118 +77,128 @@ void matmul_backward_weight_ref(float *dw, float *dbias, const float *dout, cons
 }
 
 /* Rows [o0, o1) of one matvec job. Each row's sum is a SIMD reduction
- * (per-lane partial sums, then a tree), so the loop vectorises without
- * -ffast-math. For matrices up to MATVEC_MULTIROW_MAX floats four rows share
+ * (per-lane partial sums, then a tree) written out in the source, so it
+ * vectorises without -ffast-math. For matrices up to MATVEC_MULTIROW_MAX floats four rows share
  * each load of x (measured 1.4-2.5x faster on cache-resident stories260K
  * shapes); larger ones stream from memory, where one row at a time measured
  * faster (lm_head 32000 x 288: 1.0 vs 1.5 ms on one core). The choice
  * depends on the shape only, so the result does not depend on the threads.
  *
  * With several x (nb > 1) every output (b, o) is computed by the very same
- * machine code as for one x: the sums live in two out-of-line kernels,
- * matvec_dot4 (rows o..o+3 of a group of four) and matvec_dot1 (a single
- * row), and which of the two computes row o depends only on (OC, C) and o:
- * the four-row groups start at row 0 and thread shares are multiples of 4.
- * A row of one x therefore has the same bits whatever nb, the other x and
- * the threads are; batched decoding and prefill rely on it
- * (kernels/transformer.c). The nb x share each group of W rows while it is
+ * sequence of float operations as for one x (the fixed order below), and
+ * whether row o is in a four-row group depends only on (OC, C) and o: the
+ * groups start at row 0 and thread shares are multiples of 4. A row of one x
+ * therefore has the same bits whatever nb, the other x and the threads are;
+ * batched decoding and prefill rely on it (kernels/transformer.c;
+ * test_kernels and test_prefill check it). The nb x share each group of W
+ * rows while it is
  * in cache, which is what makes them faster than nb single products. */
 #define MATVEC_MULTIROW_MAX (1u << 20)
 
+/* The sums have an order fixed by the source, not by the compiler: eight
+ * lanes of partial sums in a GCC/Clang vector (lane l adds the terms
+ * c = l mod 8 of the first C/8*8), a fixed tree over the lanes, then the
+ * tail in order. Every kernel below, whatever number of rows and x it
+ * serves, computes each (row, x) pair with exactly this sequence of
+ * operations, so a product has the same bits in every kernel, whatever the
+ * ISA (AVX2+FMA, AVX-512, SSE2, NEON: the vector is split or widened) and
+ * whatever the -mtune cost model decides about unrolling (an `omp simd`
+ * reduction left that to the compiler, and -march=znver3 chose differently
+ * per kernel). */
+typedef float lc_v8 __attribute__((vector_size(32)));
+/* *acc += w[0..8) x[0..8). Where the machine has a fused multiply-add it is
+ * used by name, everywhere: left to -ffp-contract, GCC fuses in some
+ * kernels and not in others (-mtune=znver3 avoids FMA in a single
+ * accumulation chain, so matvec_dot1 got mul + add where matvec_dot4 got
+ * FMA, and the bits differed). Without one (SSE2 builds) nothing can be
+ * fused (on other architectures a compiler may fuse `*acc += a * b` as it
+ * likes: test_kernels would tell). Vectors pass by pointer: no vector
+ * crosses a call boundary. */
+#if defined(__FMA__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#define LC_HAVE_FMA 1
+static inline void fma8(lc_v8 *acc, const float *w, const float *x) {
+    *acc = (lc_v8)_mm256_fmadd_ps(_mm256_loadu_ps(w), _mm256_loadu_ps(x), (__m256)*acc);
+}
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#define LC_HAVE_FMA 1
+static inline void fma8(lc_v8 *acc, const float *w, const float *x) {
+    float32x4_t lo, hi;
+    memcpy(&lo, acc, sizeof lo), memcpy(&hi, (const float *)acc + 4, sizeof hi);
+    lo = vfmaq_f32(lo, vld1q_f32(w), vld1q_f32(x));
+    hi = vfmaq_f32(hi, vld1q_f32(w + 4), vld1q_f32(x + 4));
+    memcpy(acc, &lo, sizeof lo), memcpy((float *)acc + 4, &hi, sizeof hi);
+}
+#else
+#define LC_HAVE_FMA 0
+static inline void fma8(lc_v8 *acc, const float *w, const float *x) {
+    lc_v8 a, b;
+    memcpy(&a, w, sizeof a), memcpy(&b, x, sizeof b);
+    *acc += a * b;
+}
+#endif
+static inline float dot_finish(const lc_v8 *acc, const float *row, const float *x, int c, int C) {
+    const lc_v8 a = *acc;
+    float s = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+#if LC_HAVE_FMA
+    for (; c < C; c++) s = fmaf(row[c], x[c], s);
+#else
+    for (; c < C; c++) s += row[c] * x[c];
+#endif
+    return s;
+}
+
 __attribute__((noinline)) static void matvec_dot4(float s[4], const float *r0, const float *x, int C) {
     const float *r1 = r0 + C, *r2 = r1 + C, *r3 = r2 + C;
-    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
-    for (int c = 0; c < C; c++) {
-        s0 += r0[c] * x[c];
-        s1 += r1[c] * x[c];
-        s2 += r2[c] * x[c];
-        s3 += r3[c] * x[c];
+    lc_v8 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+    int c = 0;
+    for (; c + 8 <= C; c += 8) {
+        fma8(&s0, r0 + c, x + c);
+        fma8(&s1, r1 + c, x + c);
+        fma8(&s2, r2 + c, x + c);
+        fma8(&s3, r3 + c, x + c);
     }
-    s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3;
+    s[0] = dot_finish(&s0, r0, x, c, C), s[1] = dot_finish(&s1, r1, x, c, C);
+    s[2] = dot_finish(&s2, r2, x, c, C), s[3] = dot_finish(&s3, r3, x, c, C);
 }
 
 __attribute__((noinline)) static float matvec_dot1(const float *row, const float *x, int C) {
-    float s0 = 0.0f;
-#pragma omp simd reduction(+ : s0)
-    for (int c = 0; c < C; c++) s0 += row[c] * x[c];
-    return s0;
+    lc_v8 s0 = {0};
+    int c = 0;
+    for (; c + 8 <= C; c += 8) fma8(&s0, row + c, x + c);
+    return dot_finish(&s0, row, x, c, C);
 }
 
-/* The same sums for several x at once: each (row, x) pair has its own
- * reduction variable of the very loop shape of matvec_dot4 / matvec_dot1,
- * which the compiler vectorises the same way (one vector of partial sums
- * per variable, then the same horizontal tree), so every output has the
- * bits of the one-x kernels (test_prefill and test_kernels check it on
- * every shape they cover). One load of a W vector now serves several x:
- * 4 rows x MATVEC_XG x, or 1 row x 4 x. */
+/* The same sums for several x at once, one load of a W vector serving
+ * several x: 4 rows x MATVEC_XG x, or 1 row x 4 x. */
 #if defined(__AVX512F__)
 #define MATVEC_XG 4 /* 16 accumulators: 32 vector registers hold them and the loads */
-__attribute__((noinline)) static void matvec_dot4xg(float s[4][MATVEC_XG], const float *r0, const float *x0,
-                                                    int C) {
-    const float *r1 = r0 + C, *r2 = r1 + C, *r3 = r2 + C;
-    const float *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
-    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0 = 0.0f, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f;
-    float c0 = 0.0f, c1 = 0.0f, c2 = 0.0f, c3 = 0.0f, d0 = 0.0f, d1 = 0.0f, d2 = 0.0f, d3 = 0.0f;
-#pragma omp simd reduction(+ : a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3)
-    for (int c = 0; c < C; c++) {
-        a0 += r0[c] * x0[c];
-        a1 += r1[c] * x0[c];
-        a2 += r2[c] * x0[c];
-        a3 += r3[c] * x0[c];
-        b0 += r0[c] * x1[c];
-        b1 += r1[c] * x1[c];
-        b2 += r2[c] * x1[c];
-        b3 += r3[c] * x1[c];
-        c0 += r0[c] * x2[c];
-        c1 += r1[c] * x2[c];
-        c2 += r2[c] * x2[c];
-        c3 += r3[c] * x2[c];
-        d0 += r0[c] * x3[c];
-        d1 += r1[c] * x3[c];
-        d2 += r2[c] * x3[c];
-        d3 += r3[c] * x3[c];
-    }
-    s[0][0] = a0, s[1][0] = a1, s[2][0] = a2, s[3][0] = a3;
-    s[0][1] = b0, s[1][1] = b1, s[2][1] = b2, s[3][1] = b3;
-    s[0][2] = c0, s[1][2] = c1, s[2][2] = c2, s[3][2] = c3;
-    s[0][3] = d0, s[1][3] = d1, s[2][3] = d2, s[3][3] = d3;
-}
 #else
 #define MATVEC_XG 2 /* 8 accumulators: 16 vector registers hold them and the loads */
+#endif
 __attribute__((noinline)) static void matvec_dot4xg(float s[4][MATVEC_XG], const float *r0, const float *x0,
                                                     int C) {
-    const float *r1 = r0 + C, *r2 = r1 + C, *r3 = r2 + C;
-    const float *x1 = x0 + C;
-    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0 = 0.0f, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f;
-#pragma omp simd reduction(+ : a0, a1, a2, a3, b0, b1, b2, b3)
-    for (int c = 0; c < C; c++) {
-        a0 += r0[c] * x0[c];
-        a1 += r1[c] * x0[c];
-        a2 += r2[c] * x0[c];
-        a3 += r3[c] * x0[c];
-        b0 += r0[c] * x1[c];
-        b1 += r1[c] * x1[c];
-        b2 += r2[c] * x1[c];
-        b3 += r3[c] * x1[c];
-    }
-    s[0][0] = a0, s[1][0] = a1, s[2][0] = a2, s[3][0] = a3;
-    s[0][1] = b0, s[1][1] = b1, s[2][1] = b2, s[3][1] = b3;
+    const float *r[4] = {r0, r0 + C, r0 + 2 * (size_t)C, r0 + 3 * (size_t)C};
+    lc_v8 a[4][MATVEC_XG];
+    for (int i = 0; i < 4; i++)
+        for (int g = 0; g < MATVEC_XG; g++) a[i][g] = (lc_v8){0};
+    int c = 0;
+    for (; c + 8 <= C; c += 8)
+        for (int i = 0; i < 4; i++)
+            for (int g = 0; g < MATVEC_XG; g++) fma8(&a[i][g], r[i] + c, x0 + (size_t)g * C + c);
+    for (int i = 0; i < 4; i++)
+        for (int g = 0; g < MATVEC_XG; g++) s[i][g] = dot_finish(&a[i][g], r[i], x0 + (size_t)g * C, c, C);
 }
-#endif
 
 /* one row, four consecutive x (x0 + b C, b < 4) */
 __attribute__((noinline)) static void matvec_dot1x4(float s[4], const float *row, const float *x0, int C) {
-    const float *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
-    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
-    for (int c = 0; c < C; c++) {
-        s0 += row[c] * x0[c];
-        s1 += row[c] * x1[c];
-        s2 += row[c] * x2[c];
-        s3 += row[c] * x3[c];
-    }
-    s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3;
+    const float *x[4] = {x0, x0 + C, x0 + 2 * (size_t)C, x0 + 3 * (size_t)C};
+    lc_v8 a[4] = {{0}, {0}, {0}, {0}};
+    int c = 0;
+    for (; c + 8 <= C; c += 8)
+        for (int g = 0; g < 4; g++) fma8(&a[g], row + c, x[g] + c);
+    for (int g = 0; g < 4; g++) s[g] = dot_finish(&a[g], row, x[g], c, C);
 }
 
 static inline void matvec_store(const matvec_job *j, float *out, int o, float s) {
