@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Generates data-loaders/unicode_tables.c and unicode_tables.h: the Unicode
-data the tokenizers need (data-loaders/tokenizer.c), from Python's
+data the tokenizers need (data-loaders/tokenizer_text.c), from Python's
 `unicodedata` (its Unicode version is recorded in the output).
 
     python3 scripts/gen_unicode_tables.py > data-loaders/unicode_tables.c
@@ -24,7 +24,7 @@ Tables (all sorted, searched by binary search):
                    excluded from composition), sorted by (first, second);
                    Hangul is algorithmic
 White_Space (the property \\s matches in Oniguruma and Rust's
-char::is_whitespace) is a fixed list in tokenizer.c: unicodedata does not
+char::is_whitespace) is a fixed list in tokenizer_text.c: unicodedata does not
 expose it, and it has not changed since Unicode 6.3.
 """
 import sys

@@ -1,4 +1,4 @@
-/* Tests for data-loaders/tokenizer.c against Hugging Face's `tokenizers`
+/* Tests for data-loaders/tokenizer*.c against Hugging Face's `tokenizers`
  * (the Rust library, prebuilt in its npm package; tests/js/tokenizer_ref.js).
  *
  * A corpus of well over 1,000 strings is generated here, deterministically:

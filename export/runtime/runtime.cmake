@@ -21,7 +21,8 @@ file(GLOB LCMT_RUNTIME_KERNELS CONFIGURE_DEPENDS
 # The data-loaders a base and a bundle need (GGUF bases included).
 set(LCMT_RUNTIME_LOADERS
     model_io.c model_map.c adapter_io.c hf_config.c llama2c.c tensor_file.c tensor_file_h5.c fsutil.c
-    tokenizer.c unicode_tables.c template.c bundle.c recipe.c config.c generation.c gguf.c gguf_model.c
+    tokenizer.c tokenizer_text.c tokenizer_encode.c tokenizer_decode.c tokenizer_parts.c unicode_tables.c
+    template.c bundle.c recipe.c config.c generation.c gguf.c gguf_model.c
     chat_template.c chat_template_parse.c chat_template_value.c prompt.c integrity.c)
 list(TRANSFORM LCMT_RUNTIME_LOADERS PREPEND ${CMAKE_SOURCE_DIR}/data-loaders/)
 
