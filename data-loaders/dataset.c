@@ -26,6 +26,7 @@
 
 #include "loaders.h" /* lc_read_file */
 #include "lc_rng.h"
+#include "lc_utf8.h"
 #include "template.h"
 
 const char *const BAD_ROW_NAMES[] = {"error", "skip", NULL};
@@ -57,31 +58,10 @@ static int sbuf_add(sbuf *b, const char *s, size_t n) {
 /* Offset of the first byte that is not valid UTF-8 (overlong forms,
  * surrogates and code points past U+10FFFF included) or is NUL, or -1. */
 static long utf8_bad_at(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c == 0) return (long)i;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k;
-        unsigned cp, min;
-        if (c >= 0xC2 && c <= 0xDF) {
-            k = 1, cp = c & 0x1F, min = 0x80;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2, cp = c & 0x0F, min = 0x800;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return (long)i;
-        }
-        for (size_t j = 1; j <= k; j++) {
-            if (i + j >= n || (s[i + j] & 0xC0) != 0x80) return (long)i;
-            cp = (cp << 6) | (s[i + j] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return (long)i;
-        i += k + 1;
+    for (size_t i = 0; i < n;) {
+        int k = s[i] ? lc_utf8_valid_len(s + i, n - i) : 0;
+        if (!k) return (long)i;
+        i += (size_t)k;
     }
     return -1;
 }

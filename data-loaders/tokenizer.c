@@ -142,7 +142,7 @@ static int jchar(jctx *c, const cJSON *o, const char *k, const char *path, uint3
     if (!s) return LC_OK;
     size_t n = strlen(s);
     int len = 0;
-    uint32_t cp = n && tok_utf8_check(s, n) == n ? tok_utf8_get((const unsigned char *)s, &len) : 0;
+    uint32_t cp = n && lc_utf8_check(s, n) == n ? lc_utf8_get((const unsigned char *)s, &len) : 0;
     if (n == 0 || (size_t)len != n)
         return jfail(c, key, "expected a single character, found '%.100s'", s);
     *out = cp;
@@ -547,16 +547,16 @@ static int add_post(tokenizer *t, jctx *c, const cJSON *o, const char *path, int
 
 static uint32_t first_char(const char *s, int n) {
     int k;
-    if (n <= 0 || !tok_utf8_valid_len((const unsigned char *)s, (size_t)n)) return UINT32_MAX;
-    return tok_utf8_get((const unsigned char *)s, &k);
+    if (n <= 0 || !lc_utf8_valid_len((const unsigned char *)s, (size_t)n)) return UINT32_MAX;
+    return lc_utf8_get((const unsigned char *)s, &k);
 }
 
 static uint32_t last_char(const char *s, int n) {
     int q = n - 1, k;
     if (n <= 0) return UINT32_MAX;
     while (q > 0 && ((unsigned char)s[q] & 0xC0) == 0x80) q--;
-    if (tok_utf8_valid_len((const unsigned char *)s + q, (size_t)(n - q)) != n - q) return UINT32_MAX;
-    return tok_utf8_get((const unsigned char *)s + q, &k);
+    if (lc_utf8_valid_len((const unsigned char *)s + q, (size_t)(n - q)) != n - q) return UINT32_MAX;
+    return lc_utf8_get((const unsigned char *)s + q, &k);
 }
 
 /* The junction set (see struct tokenizer); left empty when unsafe. */

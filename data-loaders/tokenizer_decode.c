@@ -17,8 +17,8 @@ static int dec_step_apply(const dec_step *st, const pieces *in, pieces *out) {
             size_t n = in->p[i].len, start = raw.n, j = 0;
             int mapped = 1;
             while (j < n && mapped) {
-                int k = tok_utf8_valid_len(s + j, n - j), b;
-                if (!k || (b = tok_char_byte(tok_utf8_get(s + j, &k))) < 0) {
+                int k = lc_utf8_valid_len(s + j, n - j), b;
+                if (!k || (b = tok_char_byte(lc_utf8_get(s + j, &k))) < 0) {
                     mapped = 0;
                     break;
                 }
@@ -75,7 +75,7 @@ static int dec_step_apply(const dec_step *st, const pieces *in, pieces *out) {
                 continue;
             }
             if (bytes.n) {
-                if (tok_utf8_check(bytes.p, bytes.n) == bytes.n) {
+                if (lc_utf8_check(bytes.p, bytes.n) == bytes.n) {
                     rc = tok_pieces_add(out, bytes.p, bytes.n, -1, 0);
                 } else {
                     for (size_t q = 0; q < bytes.n && !rc; q++)
@@ -102,13 +102,13 @@ static int dec_step_apply(const dec_step *st, const pieces *in, pieces *out) {
             size_t n = in->p[i].len, a = 0, b = n;
             int k;
             for (int q = 0; q < st->start && a < n; q++) {
-                if (!tok_utf8_valid_len(s + a, n - a) || tok_utf8_get(s + a, &k) != st->cp) break;
+                if (!lc_utf8_valid_len(s + a, n - a) || lc_utf8_get(s + a, &k) != st->cp) break;
                 a += (size_t)k;
             }
             for (int q = 0; q < st->stop && b > a; q++) {
                 size_t r = b - 1;
                 while (r > a && (s[r] & 0xC0) == 0x80) r--;
-                if (!tok_utf8_valid_len(s + r, b - r) || tok_utf8_get(s + r, &k) != st->cp) break;
+                if (!lc_utf8_valid_len(s + r, b - r) || lc_utf8_get(s + r, &k) != st->cp) break;
                 b = r;
             }
             if (tok_pieces_add(out, (const char *)s + a, b - a, -1, 0)) return LC_FAIL;
@@ -119,13 +119,13 @@ static int dec_step_apply(const dec_step *st, const pieces *in, pieces *out) {
             const unsigned char *s = (const unsigned char *)in->text.p + in->p[i].off;
             size_t n = in->p[i].len, j = 0, off = out->text.n;
             while (j < n) {
-                int k = tok_utf8_valid_len(s + j, n - j);
+                int k = lc_utf8_valid_len(s + j, n - j);
                 if (!k) {
                     if (tok_sbuf_put(&out->text, s + j, 1)) return LC_FAIL;
                     j++;
                     continue;
                 }
-                uint32_t cp = tok_utf8_get(s + j, &k);
+                uint32_t cp = lc_utf8_get(s + j, &k);
                 if (cp == st->cp) {
                     if (!(i == 0 && st->prepend != PREPEND_NEVER) && tok_sbuf_put(&out->text, " ", 1))
                         return LC_FAIL;

@@ -95,12 +95,12 @@ int tok_normalize_text(const tokenizer *t, const char *s, size_t n, sbuf *out, s
             size_t a = 0, b = out->n;
             int k;
             if (st->left)
-                while (a < b && tok_uni_ws(tok_utf8_get((const unsigned char *)out->p + a, &k))) a += (size_t)k;
+                while (a < b && tok_uni_ws(lc_utf8_get((const unsigned char *)out->p + a, &k))) a += (size_t)k;
             if (st->right)
                 while (b > a) {
                     size_t q = b - 1;
                     while (q > a && ((unsigned char)out->p[q] & 0xC0) == 0x80) q--;
-                    if (!tok_uni_ws(tok_utf8_get((const unsigned char *)out->p + q, &k))) break;
+                    if (!tok_uni_ws(lc_utf8_get((const unsigned char *)out->p + q, &k))) break;
                     b = q;
                 }
             rc = tok_sbuf_put(tmp, out->p + a, b - a);
@@ -144,9 +144,9 @@ static int added_spans(const tokenizer *t, const trie *tr, const char *s, size_t
             if (ms > 0) {
                 size_t q = ms - 1;
                 while (q > 0 && ((unsigned char)s[q] & 0xC0) == 0x80) q--;
-                start_space = !is_word_char(tok_utf8_get((const unsigned char *)s + q, &k));
+                start_space = !is_word_char(lc_utf8_get((const unsigned char *)s + q, &k));
             }
-            if (me < n) stop_space = !is_word_char(tok_utf8_get((const unsigned char *)s + me, &k));
+            if (me < n) stop_space = !is_word_char(lc_utf8_get((const unsigned char *)s + me, &k));
             if (!start_space || !stop_space) continue;
         }
         if (tk->lstrip) {
@@ -155,14 +155,14 @@ static int added_spans(const tokenizer *t, const trie *tr, const char *s, size_t
                 size_t r = q - 1;
                 int k;
                 while (r > 0 && ((unsigned char)s[r] & 0xC0) == 0x80) r--;
-                if (!tok_uni_ws(tok_utf8_get((const unsigned char *)s + r, &k))) break;
+                if (!tok_uni_ws(lc_utf8_get((const unsigned char *)s + r, &k))) break;
                 q = r;
             }
             ms = q > start_off ? q : start_off;
         }
         if (tk->rstrip) {
             int k;
-            while (me < n && tok_uni_ws(tok_utf8_get((const unsigned char *)s + me, &k))) me += (size_t)k;
+            while (me < n && tok_uni_ws(lc_utf8_get((const unsigned char *)s + me, &k))) me += (size_t)k;
             if (me > i) i = me;
         }
         if (ms < start_off) ms = start_off;
@@ -186,7 +186,7 @@ static int decode_piece(enc_ctx *x, const char *s, size_t len, size_t *n_out) {
     size_t n = 0, i = 0;
     while (i < len) {
         int k;
-        uint32_t cp = tok_utf8_get((const unsigned char *)s + i, &k);
+        uint32_t cp = lc_utf8_get((const unsigned char *)s + i, &k);
         x->cp[n] = cp;
         x->cls[n] = tok_uni_ws(cp) ? K_WS : (uint8_t)tok_uni_cat(cp);
         x->off[n] = i;
@@ -375,7 +375,7 @@ static int char_spans(enc_ctx *x, const char *s, size_t len, int numeric, uint32
     size_t i = 0, last = 0;
     while (i < len) {
         int k;
-        uint32_t cp = tok_utf8_get((const unsigned char *)s + i, &k);
+        uint32_t cp = lc_utf8_get((const unsigned char *)s + i, &k);
         int hit = numeric ? tok_uni_cat(cp) == UNI_CAT_N : cp == want;
         if (hit) {
             if (i > last && span_push(x, last, i, 0)) return LC_FAIL;
@@ -447,7 +447,7 @@ static int pretok_piece(const pt_step *st, enc_ctx *x, pieces *out, const char *
     case PT_METASPACE: {
         sbuf *t = &x->tmp;
         char rep[4];
-        size_t rl = (size_t)tok_utf8_put(rep, st->repl);
+        size_t rl = (size_t)lc_utf8_put(rep, st->repl);
         t->n = 0;
         int starts = len > 0 && s[0] == ' '; /* becomes the replacement */
         if (!starts && len >= rl && !memcmp(s, rep, rl)) starts = 1;
@@ -575,7 +575,7 @@ static int bpe_piece(const tokenizer *t, enc_ctx *x, const char *w, size_t len, 
     int unk_pending = 0;
     for (size_t i = 0; i < len;) {
         int k;
-        tok_utf8_get((const unsigned char *)w + i, &k);
+        lc_utf8_get((const unsigned char *)w + i, &k);
         const char *s = w + i;
         size_t sl = (size_t)k;
         int is_first = i == 0, is_last = i + (size_t)k == len;
@@ -730,7 +730,7 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_s
     if (!text && len) return lc_errf(err, "tokenizer_encode: NULL text");
     if (len > (size_t)INT32_MAX / 2)
         return lc_errf(err, "%s: encode: text of %zu bytes is too long", t->path, len);
-    size_t bad = tok_utf8_check(text, len);
+    size_t bad = lc_utf8_check(text, len);
     if (bad < len)
         return lc_errf(err, "%s: encode: the text is not valid UTF-8 (byte %zu: 0x%02X)", t->path,
                        bad, (unsigned char)text[bad]);

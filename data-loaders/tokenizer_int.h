@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lc_utf8.h"
 #include "loaders.h"
 #include "unicode_tables.h"
 
@@ -233,15 +234,7 @@ typedef struct {
 int tok_pieces_add(pieces *ps, const char *s, size_t n, int id, int first);
 void tok_pieces_clear(pieces *ps);
 void tok_pieces_free(pieces *ps);
-/* Length of the valid UTF-8 sequence at s (n >= 1 bytes left), 0 if the
- * bytes there are not one. */
-int tok_utf8_valid_len(const unsigned char *s, size_t n);
-/* Decodes the (valid) sequence at s. */
-uint32_t tok_utf8_get(const unsigned char *s, int *len);
-int tok_utf8_put(char *o, uint32_t cp);
 int tok_sbuf_put_cp(sbuf *b, uint32_t cp);
-/* Byte offset of the first invalid sequence, or n when s is valid. */
-size_t tok_utf8_check(const char *s, size_t n);
 /* Appends s to out with invalid sequences replaced by U+FFFD. */
 int tok_utf8_lossy(sbuf *out, const char *s, size_t n);
 uint32_t tok_range_val(const uni_range *r, int n, uint32_t cp);

@@ -19,124 +19,12 @@ const char RX_QWEN2_STR[] =
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 /* ======================================================================
- * UTF-8 (Rust's rules: no overlongs, no surrogates, <= U+10FFFF)
+ * UTF-8 (the codec is kernels/base/lc_utf8.c)
  * ====================================================================== */
-
-/* Length of the valid UTF-8 sequence at s (n >= 1 bytes left), 0 if the
- * bytes there are not one. */
-int tok_utf8_valid_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    unsigned lo = 0x80, hi = 0xBF;
-    int need;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n < (size_t)need) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (int k = 2; k < need; k++)
-        if ((s[k] & 0xC0) != 0x80) return 0;
-    return need;
-}
-
-/* Bytes an invalid sequence at s spans for the replacement: the longest
- * prefix of a valid sequence (at least one byte), as from_utf8_lossy. */
-static size_t utf8_bad_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0], lo = 0x80, hi = 0xBF;
-    size_t need;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        return 1;
-    }
-    size_t k = 1;
-    if (k < n && s[k] >= lo && s[k] <= hi) {
-        k++;
-        while (k < need && k < n && (s[k] & 0xC0) == 0x80) k++;
-    }
-    return k;
-}
-
-/* Decodes the (valid) sequence at s. */
-uint32_t tok_utf8_get(const unsigned char *s, int *len) {
-    unsigned c = s[0];
-    if (c < 0x80) {
-        *len = 1;
-        return c;
-    }
-    if (c < 0xE0) {
-        *len = 2;
-        return ((c & 0x1F) << 6) | (s[1] & 0x3F);
-    }
-    if (c < 0xF0) {
-        *len = 3;
-        return ((c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
-    }
-    *len = 4;
-    return ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) |
-           ((uint32_t)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
-}
-
-int tok_utf8_put(char *o, uint32_t cp) {
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
 
 int tok_sbuf_put_cp(sbuf *b, uint32_t cp) {
     char u[4];
-    return tok_sbuf_put(b, u, (size_t)tok_utf8_put(u, cp));
-}
-
-/* Byte offset of the first invalid sequence, or n when s is valid. */
-size_t tok_utf8_check(const char *s, size_t n) {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        if (u[i] < 0x80) {
-            i++;
-            continue;
-        }
-        int k = tok_utf8_valid_len(u + i, n - i);
-        if (!k) return i;
-        i += (size_t)k;
-    }
-    return n;
+    return tok_sbuf_put(b, u, (size_t)lc_utf8_put(u, cp));
 }
 
 /* Appends s to out with invalid sequences replaced by U+FFFD. */
@@ -150,14 +38,14 @@ int tok_utf8_lossy(sbuf *out, const char *s, size_t n) {
                 j++;
                 continue;
             }
-            int k = tok_utf8_valid_len(u + j, n - j);
+            int k = lc_utf8_valid_len(u + j, n - j);
             if (!k) break;
             j += (size_t)k;
         }
         if (tok_sbuf_put(out, s + i, j - i)) return LC_FAIL;
         if (j < n) {
             if (tok_sbuf_put(out, "\xEF\xBF\xBD", 3)) return LC_FAIL;
-            j += utf8_bad_len(u + j, n - j);
+            j += lc_utf8_bad_len(u + j, n - j);
         }
         i = j;
     }
@@ -254,7 +142,7 @@ int tok_uni_normalize(int form, const char *s, size_t n, sbuf *out, u32buf *w) {
     w->n = 0;
     for (i = 0; i < n;) {
         int k;
-        uint32_t cp = tok_utf8_get((const unsigned char *)s + i, &k);
+        uint32_t cp = lc_utf8_get((const unsigned char *)s + i, &k);
         i += (size_t)k;
         if (cp >= HANGUL_S && cp < HANGUL_S + HANGUL_SN) {
             uint32_t si = cp - HANGUL_S, t = HANGUL_T + si % HANGUL_TN;
@@ -318,7 +206,7 @@ int tok_uni_normalize(int form, const char *s, size_t n, sbuf *out, u32buf *w) {
 int tok_uni_lowercase(const char *s, size_t n, sbuf *out) {
     for (size_t i = 0; i < n;) {
         int k;
-        uint32_t cp = tok_utf8_get((const unsigned char *)s + i, &k);
+        uint32_t cp = lc_utf8_get((const unsigned char *)s + i, &k);
         const uni_decomp *d = NULL;
         if (cp < 0x80) {
             if (cp >= 'A' && cp <= 'Z') cp += 32;

@@ -6,6 +6,7 @@
  * -> interning of tokens to integer ids -> n-gram overlap and LCS over id
  * sequences -> ROUGE / chrF scores -> corpus aggregation. */
 #include "metrics.h"
+#include "lc_utf8.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -39,62 +40,33 @@ static double fmeasure(double p, double r) {
  * so invalid bytes are distinct symbols that never equal a real character. */
 #define CP_BAD 0x110000u
 
-/* Decodes one code point at s (s[0] != 0); returns the bytes consumed. */
-static size_t utf8_next(const unsigned char *s, uint32_t *cp) {
-    unsigned c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    size_t need;
-    uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) { need = 1; v = c & 0x1F; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { need = 2; v = c & 0x0F; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { need = 3; v = c & 0x07; min = 0x10000; }
-    else { *cp = CP_BAD + c; return 1; }
-    for (size_t i = 1; i <= need; i++) {
-        if ((s[i] & 0xC0) != 0x80) { *cp = CP_BAD + c; return 1; }
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) {
-        *cp = CP_BAD + c;
-        return 1;
-    }
-    *cp = v;
-    return need + 1;
-}
-
-/* Decodes text into a new array of code points (count in *n). */
+/* Decodes text into a new array of code points (count in *n); each byte
+ * that does not start a valid sequence becomes CP_BAD + byte. */
 static uint32_t *utf8_decode(const char *text, size_t *n) {
     size_t len = strlen(text);
     uint32_t *cps = xmalloc(len + 1, sizeof *cps);
     if (!cps) return NULL;
     const unsigned char *s = (const unsigned char *)text;
     size_t k = 0;
-    while (*s) s += utf8_next(s, &cps[k++]);
+    for (size_t i = 0; i < len;) {
+        int l = lc_utf8_valid_len(s + i, len - i);
+        if (l) {
+            cps[k++] = lc_utf8_get(s + i, &l);
+            i += (size_t)l;
+        } else {
+            cps[k++] = CP_BAD + s[i++];
+        }
+    }
     *n = k;
     return cps;
 }
 
 static size_t utf8_put(uint32_t cp, char *out) {
-    if (cp >= CP_BAD) { out[0] = (char)(cp - CP_BAD); return 1; }
-    if (cp < 0x80) { out[0] = (char)cp; return 1; }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
+    if (cp >= CP_BAD) {
+        out[0] = (char)(cp - CP_BAD);
+        return 1;
     }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
+    return (size_t)lc_utf8_put(out, cp);
 }
 
 /* Python's str.isspace() (what str.split() splits on). */
