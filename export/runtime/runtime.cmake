@@ -20,7 +20,7 @@ file(GLOB LCMT_RUNTIME_KERNELS CONFIGURE_DEPENDS
      ${CMAKE_SOURCE_DIR}/kernels/base/*.c ${CMAKE_SOURCE_DIR}/kernels/*.c)
 # The data-loaders a base and a bundle need (GGUF bases included).
 set(LCMT_RUNTIME_LOADERS
-    model_io.c model_map.c adapter_io.c hf_config.c llama2c.c tensor_file.c tensor_file_h5.c fsutil.c
+    model_io.c model_map.c adapter_io.c hf_config.c llama2c.c tensor_file.c tensor_file_st.c tensor_file_h5.c tensor_writer.c fsutil.c
     tokenizer.c tokenizer_text.c tokenizer_encode.c tokenizer_decode.c tokenizer_parts.c unicode_tables.c
     template.c bundle.c recipe.c config.c generation.c gguf.c gguf_model.c
     chat_template.c chat_template_parse.c chat_template_value.c prompt.c integrity.c)
