@@ -470,43 +470,37 @@ DOT_FLOAT_REF(dot_f32_ref, rdf32(p + 4 * i))
 DOT_FLOAT_REF(dot_f16_ref, quant_f16_to_f32(qrd16(p + 2 * i)))
 DOT_FLOAT_REF(dot_bf16_ref, quant_bf16_to_f32(qrd16(p + 2 * i)))
 
-/* Q8_0/Q4_0: per block b, the exact integer sums of lanes j = elements
- * 4j..4j+3 are scaled by d_w * d_x and added to float lane 8 (b % 4) + j
- * (four sets of 8, so that the SIMD paths' additions do not wait on each
- * other), summed at the end by qsum32. */
+/* Q8_0/Q4_0: per block b, the exact integer dot product S_b of the block's
+ * 32 weights and x's 32 quantized values, then, blocks in order,
+ *   acc = acc + (d_w d_x) * (float)S_b
+ * (as the K-quants). Every path computes the same integers and this one
+ * chain per row, so rows can be computed in parallel lanes (quant_avx2.c
+ * takes 8 rows at a time) with the bits of this loop. */
 static float dot_q8_0_ref(const void *row, const qx_t *x, int64_t cols) {
     const uint8_t *p = row;
-    float a[32] = {0};
+    float acc = 0.0f;
     for (int64_t b = 0; b < cols / 32; b++, p += 34) {
         const float dd = quant_f16_to_f32(qrd16(p)) * x->d[b];
         const int8_t *w = (const int8_t *)(p + 2), *q = x->q + 32 * b;
-        for (int j = 0; j < 8; j++) {
-            int s = 0;
-            for (int t = 4 * j; t < 4 * j + 4; t++) s += w[t] * q[t];
-            a[8 * (b & 3) + j] = a[8 * (b & 3) + j] + dd * (float)s;
-        }
+        int32_t s = 0;
+        for (int t = 0; t < 32; t++) s += w[t] * q[t];
+        acc = acc + dd * (float)s;
     }
-    return qsum32(a);
+    return acc;
 }
 
 static float dot_q4_0_ref(const void *row, const qx_t *x, int64_t cols) {
     const uint8_t *p = row;
-    float a[32] = {0};
+    float acc = 0.0f;
     for (int64_t b = 0; b < cols / 32; b++, p += 18) {
         const float dd = quant_f16_to_f32(qrd16(p)) * x->d[b];
-        int8_t w[32];
-        for (int j = 0; j < 16; j++) {
-            w[j] = (int8_t)((p[2 + j] & 0xF) - 8);
-            w[j + 16] = (int8_t)((p[2 + j] >> 4) - 8);
-        }
         const int8_t *q = x->q + 32 * b;
-        for (int j = 0; j < 8; j++) {
-            int s = 0;
-            for (int t = 4 * j; t < 4 * j + 4; t++) s += w[t] * q[t];
-            a[8 * (b & 3) + j] = a[8 * (b & 3) + j] + dd * (float)s;
-        }
+        int32_t s = 0;
+        for (int j = 0; j < 16; j++) /* element j: low nibble of byte j; element j + 16: high nibble */
+            s += ((p[2 + j] & 0xF) - 8) * q[j] + ((p[2 + j] >> 4) - 8) * q[j + 16];
+        acc = acc + dd * (float)s;
     }
-    return qsum32(a);
+    return acc;
 }
 
 /* Q4_K: per super-block the exact integers
@@ -633,6 +627,17 @@ static qdot_fn dot_for(int type) {
     return quant_ref_dot(type);
 }
 
+/* The paths' 8-row product for a type, NULL when rows go one at a time. */
+static qdot8_fn dot8_for(int type) {
+    if (!force_ref()) {
+#if defined(__x86_64__)
+        if (cpu_avx2()) return quant_avx2_dot8(type);
+#endif
+    }
+    (void)type;
+    return NULL;
+}
+
 /* ---- activation ------------------------------------------------------------------------ */
 
 /* q (bs ints) and d of one block: d = amax / 127, q = round-to-even of
@@ -666,7 +671,8 @@ static void quantize_block(const float *x, int bs, int8_t *q, float *d) {
 /* Bytes of scratch quant_prepare_x needs for one x of a type. */
 static size_t prep_bytes(int type, int64_t cols) {
     switch (type) {
-    case QT_Q8_0: case QT_Q4_0: return (size_t)cols + sizeof(float) * (size_t)(cols / 32) + 16;
+    case QT_Q8_0: case QT_Q4_0:
+        return (size_t)cols + (sizeof(float) + sizeof(int32_t)) * (size_t)(cols / 32) + 16;
     case QT_Q4_K: case QT_Q6_K:
         return (size_t)cols + sizeof(float) * (size_t)(cols / 256) +
                sizeof(int32_t) * (size_t)(cols / 16) + 16;
@@ -682,15 +688,15 @@ static void prepare_x(qx_t *px, int type, const float *x, int64_t cols, uint8_t 
     const int64_t nb = cols / bs;
     float *d = (float *)buf; /* buf is malloc'd: aligned for floats and ints */
     int32_t *bsum = (int32_t *)(d + nb);
-    int8_t *q = (int8_t *)(bsum + (bs == 256 ? cols / 16 : 0));
+    const int g = bs == 256 ? 16 : 32; /* the elements each bsum covers */
+    int8_t *q = (int8_t *)(bsum + cols / g);
     for (int64_t b = 0; b < nb; b++) quantize_block(x + b * bs, bs, q + b * bs, d + b);
-    if (bs == 256)
-        for (int64_t g = 0; g < cols / 16; g++) {
-            int32_t s = 0;
-            for (int i = 0; i < 16; i++) s += q[16 * g + i];
-            bsum[g] = s;
-        }
-    px->q = q, px->d = d, px->bsum = bs == 256 ? bsum : NULL;
+    for (int64_t k = 0; k < cols / g; k++) {
+        int32_t s = 0;
+        for (int i = 0; i < g; i++) s += q[g * k + i];
+        bsum[k] = s;
+    }
+    px->q = q, px->d = d, px->bsum = bsum;
 }
 
 /* ---- matrices ----------------------------------------------------------------------------- */
@@ -775,16 +781,29 @@ int qmat_matvec_batch(const qmat *W, const float *X, int nb, const float *bias, 
     }
     for (int b = 0; b < nb; b++) prepare_x(&px[b], W->type, X + (size_t)b * cols, cols, scratch + pb * (size_t)b);
     const uint8_t *data = W->data;
+    const qdot8_fn dot8 = dot8_for(W->type);
+    const int64_t G = dot8 ? 8 : 1, ngroups = (rows + G - 1) / G;
     const int par = rows * cols * nb >= QMV_PARALLEL_MIN && omp_get_max_threads() > 1 && !omp_in_parallel();
     (void)par; /* unused without OpenMP */
+    /* Rows in groups of G (8 when the path has an 8-row product; a row's
+     * value does not depend on its group), every x for each group while its
+     * rows are in cache. */
 #pragma omp parallel for schedule(static) if (par)
-    for (int64_t r = 0; r < rows; r++) {
-        const void *row = data + W->row_bytes * (size_t)r;
+    for (int64_t g = 0; g < ngroups; g++) {
+        const int64_t r0 = g * G, n = rows - r0 < G ? rows - r0 : G;
+        const uint8_t *row0 = data + W->row_bytes * (size_t)r0;
         for (int b = 0; b < nb; b++) {
-            float v = dot(row, &px[b], cols);
-            if (bias) v = v + bias[r];
-            float *y = &Y[(size_t)b * rows + r];
-            *y = accumulate ? *y + v : v;
+            float v[8];
+            if (n == 8 && dot8) dot8(row0, W->row_bytes, &px[b], cols, v);
+            else
+                for (int64_t i = 0; i < n; i++) v[i] = dot(row0 + W->row_bytes * (size_t)i, &px[b], cols);
+            for (int64_t i = 0; i < n; i++) {
+                const int64_t r = r0 + i;
+                float vi = v[i];
+                if (bias) vi = vi + bias[r];
+                float *y = &Y[(size_t)b * rows + r];
+                *y = accumulate ? *y + vi : vi;
+            }
         }
     }
     free(scratch);

@@ -4,7 +4,8 @@
  * GCC would otherwise use EVEX instructions here), and called only after
  * quant.c has checked the CPU (cpuid). Each computes exactly what the
  * reference in quant.c computes: the same integer block sums, the same
- * float lanes, the same final tree; no multiply and add are fused. */
+ * float lanes or chains, the same final tree; no multiply and add are
+ * fused. Q8_0 and Q4_0 also take 8 rows at a time. */
 #if defined(__x86_64__)
 
 #if defined(__clang__)
@@ -87,51 +88,74 @@ DOT_FLOAT_AVX2(dot_f32, load8_f32, 4, tail_f32(p + 4 * i))
 DOT_FLOAT_AVX2(dot_f16, load8_f16, 2, f16(p + 2 * i))
 DOT_FLOAT_AVX2(dot_bf16, load8_bf16, 2, tail_bf16(p + 2 * i))
 
-/* ---- Q8_0, Q4_0: four sets of 8 float lanes, block b into set b % 4 ---------- */
+/* ---- Q8_0, Q4_0: exact block sums, one float chain per row ----------------------- */
 
-static inline __m256i q8_0_w(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)(p + 2)); }
-
-static inline __m256i q4_0_w(const uint8_t *p) {
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    const __m128i qs = _mm_loadu_si128((const __m128i *)(p + 2));
-    const __m128i lo = _mm_and_si128(qs, m4), hi = _mm_and_si128(_mm_srli_epi16(qs, 4), m4);
-    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+/* int32 lanes whose total is block b's exact dot product, less 8 * sum(q) for
+ * Q4_0: its weights are used as the unsigned nibbles u = w + 8 (maddubs takes
+ * them as they are; pairs stay below 2 * 15 * 127), the caller subtracts
+ * 8 * bsum[b] once. */
+static inline __m256i q8_0_lanes(const uint8_t *pb, __m256i q) {
+    return dot_i8_lanes(_mm256_loadu_si256((const __m256i *)(pb + 2)), q);
 }
+static inline __m256i q4_0_lanes(const uint8_t *pb, __m256i q) {
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m128i qs = _mm_loadu_si128((const __m128i *)(pb + 2));
+    const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), m4), _mm_and_si128(qs, m4));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), _mm256_set1_epi16(1));
+}
+#define Q8_0_CORR(x, b) 0
+#define Q4_0_CORR(x, b) (8 * (x)->bsum[b])
 
-/* acc += (d_w d_x) * float(lane sums of block b) */
-#define Q32_STEP(acc, WLOAD, bsz, b)                                                      \
-    do {                                                                                  \
-        const uint8_t *pb = p + (size_t)(b) * bsz;                                        \
-        const __m256i q = _mm256_loadu_si256((const __m256i *)(x->q + 32 * (b)));         \
-        const __m256 s = _mm256_cvtepi32_ps(dot_i8_lanes(WLOAD(pb), q));                  \
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(f16(pb) * x->d[b]), s));    \
-    } while (0)
-
-#define DOT_Q32_AVX2(name, WLOAD, bsz)                                                    \
+#define DOT_Q32_AVX2(name, LANES, CORR, bsz)                                              \
     static float name(const void *row, const qx_t *x, int64_t cols) {                     \
         const uint8_t *p = row;                                                           \
-        const int64_t nb = cols / 32;                                                     \
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                       \
-        int64_t b = 0;                                                                    \
-        for (; b + 4 <= nb; b += 4) {                                                     \
-            Q32_STEP(a0, WLOAD, bsz, b);                                                  \
-            Q32_STEP(a1, WLOAD, bsz, b + 1);                                              \
-            Q32_STEP(a2, WLOAD, bsz, b + 2);                                              \
-            Q32_STEP(a3, WLOAD, bsz, b + 3);                                              \
+        float acc = 0.0f;                                                                 \
+        for (int64_t b = 0; b < cols / 32; b++, p += bsz) {                               \
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x->q + 32 * b));       \
+            const int32_t s = hsum_i32(LANES(p, q)) - CORR(x, b);                         \
+            acc = acc + (f16(p) * x->d[b]) * (float)s;                                    \
         }                                                                                 \
-        if (b < nb) Q32_STEP(a0, WLOAD, bsz, b);                                          \
-        if (b + 1 < nb) Q32_STEP(a1, WLOAD, bsz, b + 1);                                  \
-        if (b + 2 < nb) Q32_STEP(a2, WLOAD, bsz, b + 2);                                  \
-        float a[32];                                                                      \
-        _mm256_storeu_ps(a, a0);                                                          \
-        _mm256_storeu_ps(a + 8, a1);                                                      \
-        _mm256_storeu_ps(a + 16, a2);                                                     \
-        _mm256_storeu_ps(a + 24, a3);                                                     \
-        return qsum32(a);                                                                 \
+        return acc;                                                                       \
     }
 
-DOT_Q32_AVX2(dot_q8_0, q8_0_w, 34)
-DOT_Q32_AVX2(dot_q4_0, q4_0_w, 18)
+/* Eight rows' lane vectors to one vector of their totals (row r in lane r). */
+static inline __m256i hsum8_i32(const __m256i *v) {
+    const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
+    const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
+    const __m256i a = _mm256_hadd_epi32(h01, h23), b = _mm256_hadd_epi32(h45, h67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* Eight rows at once: lane r is row r's chain, so each lane computes what
+ * the one-row function computes (the same integers, the same float
+ * multiply and add, blocks in order); the activation is loaded once. The
+ * 8 rows are read 8 strides apart, which the hardware prefetcher follows
+ * badly (a 32000x768 Q8_0 matrix ran at half speed), so each block step
+ * also prefetches its share of the next group's bytes, in order. */
+#define DOT8_Q32_AVX2(name, LANES, CORR, bsz)                                                        \
+    static void name(const uint8_t *row0, size_t rb, const qx_t *x, int64_t cols, float *out) {      \
+        __m256 acc = _mm256_setzero_ps();                                                            \
+        const uint8_t *p = row0;                                                                     \
+        const uint8_t *pf = row0 + 8 * rb;                                                           \
+        for (int64_t b = 0; b < cols / 32; b++, p += bsz, pf += 8 * bsz) {                           \
+            for (int k = 0; k < 8 * bsz; k += 64) _mm_prefetch((const char *)pf + k, _MM_HINT_T0);   \
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x->q + 32 * b));                  \
+            __m256i v[8];                                                                            \
+            for (int r = 0; r < 8; r++) v[r] = LANES(p + rb * (size_t)r, q);                         \
+            const __m256i s = _mm256_sub_epi32(hsum8_i32(v), _mm256_set1_epi32(CORR(x, b)));         \
+            const __m128i h = _mm_setr_epi16((short)qrd16(p), (short)qrd16(p + rb),                  \
+                (short)qrd16(p + 2 * rb), (short)qrd16(p + 3 * rb), (short)qrd16(p + 4 * rb),        \
+                (short)qrd16(p + 5 * rb), (short)qrd16(p + 6 * rb), (short)qrd16(p + 7 * rb));       \
+            const __m256 dd = _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(x->d[b]));            \
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(dd, _mm256_cvtepi32_ps(s)));                      \
+        }                                                                                            \
+        _mm256_storeu_ps(out, acc);                                                                  \
+    }
+
+DOT_Q32_AVX2(dot_q8_0, q8_0_lanes, Q8_0_CORR, 34)
+DOT_Q32_AVX2(dot_q4_0, q4_0_lanes, Q4_0_CORR, 18)
+DOT8_Q32_AVX2(dot8_q8_0, q8_0_lanes, Q8_0_CORR, 34)
+DOT8_Q32_AVX2(dot8_q4_0, q4_0_lanes, Q4_0_CORR, 18)
 
 /* ---- K-quants: exact integer sums per super-block ------------------------------ */
 
@@ -201,6 +225,10 @@ static float dot_q6_k(const void *row, const qx_t *x, int64_t cols) {
         acc = acc + dd * (float)(hsum_i32(isum) - 32 * corr);
     }
     return acc;
+}
+
+qdot8_fn quant_avx2_dot8(int type) {
+    return type == QT_Q8_0 ? dot8_q8_0 : type == QT_Q4_0 ? dot8_q4_0 : NULL;
 }
 
 qdot_fn quant_avx2_dot(int type) {

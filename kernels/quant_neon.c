@@ -1,7 +1,7 @@
 /* quant_neon.c: the NEON (aarch64) dot products of kernels/quant.h. Each
  * computes exactly what the reference in quant.c computes: the same
- * integer block sums, the same float lanes, the same final tree; no
- * multiply and add are fused. Baseline ARMv8-A NEON (no dot-product
+ * integer block sums, the same float lanes or chains, the same final tree;
+ * no multiply and add are fused. Baseline ARMv8-A NEON (no dot-product
  * extension needed). */
 #if defined(__aarch64__)
 
@@ -66,7 +66,7 @@ DOT_FLOAT_NEON(dot_f32, ld4_f32, 4, tail_f32(p + 4 * i))
 DOT_FLOAT_NEON(dot_f16, ld4_f16, 2, f16(p + 2 * i))
 DOT_FLOAT_NEON(dot_bf16, ld4_bf16, 2, tail_bf16(p + 2 * i))
 
-/* ---- Q8_0, Q4_0 (lane j of a block = elements 4j..4j+3) ------------------------- */
+/* ---- Q8_0, Q4_0 -------------------------------------------------------------------- */
 
 /* lanes 0..3 and 4..7 of the block's integer sums */
 static inline void dot_i8_lanes(const int8_t *w, const int8_t *q, int32x4_t *lo, int32x4_t *hi) {
@@ -89,25 +89,20 @@ static inline void q4_0_w(const uint8_t *p, int8_t *w) {
     vst1q_s8(w + 16, vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(qs, 4)), eight));
 }
 
-/* four sets of 8 lanes (two registers each), block b into set b % 4 */
+/* the exact block sums, one float chain per row (as the reference) */
 #define DOT_Q32_NEON(name, WLOAD, bsz)                                                    \
     static float name(const void *row, const qx_t *x, int64_t cols) {                     \
         const uint8_t *p = row;                                                           \
-        float32x4_t a[8];                                                                 \
-        for (int k = 0; k < 8; k++) a[k] = vdupq_n_f32(0.0f);                             \
+        float acc = 0.0f;                                                                 \
         for (int64_t b = 0; b < cols / 32; b++, p += bsz) {                               \
             int8_t w[32];                                                                 \
             WLOAD(p, w);                                                                  \
             int32x4_t lo, hi;                                                             \
             dot_i8_lanes(w, x->q + 32 * b, &lo, &hi);                                     \
-            const float32x4_t dd = vdupq_n_f32(f16(p) * x->d[b]);                         \
-            const int k = 2 * (int)(b & 3);                                               \
-            a[k] = vaddq_f32(a[k], vmulq_f32(dd, vcvtq_f32_s32(lo)));                     \
-            a[k + 1] = vaddq_f32(a[k + 1], vmulq_f32(dd, vcvtq_f32_s32(hi)));             \
+            const int32_t s = vaddvq_s32(vaddq_s32(lo, hi));                              \
+            acc = acc + (f16(p) * x->d[b]) * (float)s;                                    \
         }                                                                                 \
-        float s[32];                                                                      \
-        for (int k = 0; k < 8; k++) vst1q_f32(s + 4 * k, a[k]);                           \
-        return qsum32(s);                                                                 \
+        return acc;                                                                       \
     }
 
 DOT_Q32_NEON(dot_q8_0, q8_0_w, 34)
