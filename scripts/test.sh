@@ -4,7 +4,7 @@
 # UndefinedBehaviorSanitizer, then fuzzes every reader of outside bytes for
 # a minute each (scripts/fuzz.sh: libFuzzer, clang-14, ASan + UBSan). Exits
 # non-zero if anything fails.
-#   bash scripts/test.sh            # everything (about 35 min on 2 cores)
+#   bash scripts/test.sh            # everything (about 30 min on 2 cores)
 #   bash scripts/test.sh --no-asan  # skip the sanitizer pass
 #   bash scripts/test.sh --no-fuzz  # skip the fuzzing pass
 #   LC_FUZZ_TIME=S                  # seconds per harness (default 60)
