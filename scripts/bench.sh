@@ -203,6 +203,9 @@ for s, c, t, sr, mr in detail:
     print(f"| {s} | {tgt:.0f}x | {ok(sr, tgt, True)} | 0.4x | {ok(mr, 0.4, False)} | {cs} | {ts} "
           f"| {f(c and c['flops_per_step'] / 1e9)} | {c['runs'] if c else 0}, {t['runs'] if t else 0} "
           f"| {load(c)}, {load(t)} |")
+print()
+print("C's fwd includes the classifier's backward (done chunk by chunk in the forward call, "
+      "so the logits are never held); PyTorch's does not: compare whole steps.")
 busy = [r for r in rows if r.get("other_cpu_frac", 0) > 0.1]
 if busy:
     print()
