@@ -632,6 +632,8 @@ static qdot8_fn dot8_for(int type) {
     if (!force_ref()) {
 #if defined(__x86_64__)
         if (cpu_avx2()) return quant_avx2_dot8(type);
+#elif defined(__aarch64__)
+        return quant_neon_dot8(type);
 #endif
     }
     (void)type;

@@ -37,6 +37,7 @@ qdot8_fn quant_avx2_dot8(int type); /* Q8_0, Q4_0; NULL for the others */
 #endif
 #if defined(__aarch64__)
 qdot_fn quant_neon_dot(int type);
+qdot8_fn quant_neon_dot8(int type); /* Q8_0, Q4_0; NULL for the others */
 #endif
 
 /* quant.c's checks and row conversion, for quant_gemm.c */

@@ -108,6 +108,50 @@ static inline void q4_0_w(const uint8_t *p, int8_t *w) {
 DOT_Q32_NEON(dot_q8_0, q8_0_w, 34)
 DOT_Q32_NEON(dot_q4_0, q4_0_w, 18)
 
+/* Eight rows at once: lane r of a0 (rows 0..3) and a1 (rows 4..7) is row
+ * r's chain, so each lane computes what the one-row function computes (the
+ * same integers, the same float multiply and add, blocks in order); the
+ * block sums of four rows are reduced in one pairwise tree, and the next
+ * group's bytes are prefetched in order (as quant_avx2.c). */
+static inline int32x4_t hsum4_i32(const int32x4_t *v) {
+    return vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]));
+}
+static inline float32x4_t f16x4(const uint8_t *p, size_t rb) {
+    uint16_t h[4];
+    for (int r = 0; r < 4; r++) h[r] = qrd16(p + rb * (size_t)r);
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h)));
+}
+#define DOT8_Q32_NEON(name, WLOAD, bsz)                                                           \
+    static void name(const uint8_t *row0, size_t rb, const qx_t *x, int64_t cols, float *out) {   \
+        float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0;                                              \
+        const uint8_t *p = row0, *pf = row0 + 8 * rb;                                             \
+        for (int64_t b = 0; b < cols / 32; b++, p += bsz, pf += 8 * bsz) {                        \
+            for (int k = 0; k < 8 * bsz; k += 64) __builtin_prefetch(pf + k);                     \
+            int32x4_t s[8];                                                                       \
+            for (int r = 0; r < 8; r++) {                                                         \
+                int8_t w[32];                                                                     \
+                WLOAD(p + rb * (size_t)r, w);                                                     \
+                int32x4_t lo, hi;                                                                 \
+                dot_i8_lanes(w, x->q + 32 * b, &lo, &hi);                                         \
+                s[r] = vaddq_s32(lo, hi);                                                         \
+            }                                                                                     \
+            const float32x4_t dx = vdupq_n_f32(x->d[b]);                                          \
+            const float32x4_t d0 = vmulq_f32(f16x4(p, rb), dx);                                   \
+            const float32x4_t d1 = vmulq_f32(f16x4(p + 4 * rb, rb), dx);                          \
+            a0 = vaddq_f32(a0, vmulq_f32(d0, vcvtq_f32_s32(hsum4_i32(s))));                       \
+            a1 = vaddq_f32(a1, vmulq_f32(d1, vcvtq_f32_s32(hsum4_i32(s + 4))));                   \
+        }                                                                                         \
+        vst1q_f32(out, a0);                                                                       \
+        vst1q_f32(out + 4, a1);                                                                   \
+    }
+
+DOT8_Q32_NEON(dot8_q8_0, q8_0_w, 34)
+DOT8_Q32_NEON(dot8_q4_0, q4_0_w, 18)
+
+qdot8_fn quant_neon_dot8(int type) {
+    return type == QT_Q8_0 ? dot8_q8_0 : type == QT_Q4_0 ? dot8_q4_0 : NULL;
+}
+
 /* ---- K-quants: exact integer sums per super-block -------------------------------- */
 
 /* sum over 16 elements of u (0..63, as int8) times y */
