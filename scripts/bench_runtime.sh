@@ -2,7 +2,8 @@
 # Measures the on-device runtime (not a test; numbers go to README.md,
 # "On-device runtime"): time from process start to the first generated
 # token for base + bundle on stories260K and at the stories110M shape
-# (random weights, F32 safetensors, warm page cache), resident memory
+# (random weights, F32 safetensors, also held as Q8_0 and Q4_0; warm page
+# cache), resident memory
 # against the mapped weight bytes, task switch time, binary sizes.
 #   scripts/bench_runtime.sh [BUILD_DIR] [WORK_DIR]
 # BUILD_DIR defaults to build (configured as in the README); WORK_DIR
@@ -26,7 +27,7 @@ run() { # name model tokenizer bundle task_a task_b input (LCMT_BENCH_COPY=1: we
   cat "$2"/* "$2" "$4" >/dev/null 2>&1 || true # warm page cache
   "$bench" run "$2" "$3" "$4" "$5" "$6" "$7" "$(date +%s%N)" >/dev/null # warm-up
   echo "== $1"
-  echo "\$ ${LCMT_BENCH_COPY:+LCMT_BENCH_COPY=1 }lcmt_bench run $2 $3 $4 $5 $6 '$7' \$(date +%s%N)"
+  echo "\$ ${LCMT_BENCH_COPY:+LCMT_BENCH_COPY=1 }${LCMT_BENCH_BASE_TYPE:+LCMT_BENCH_BASE_TYPE=$LCMT_BENCH_BASE_TYPE }lcmt_bench run $2 $3 $4 $5 $6 '$7' \$(date +%s%N)"
   "$bench" run "$2" "$3" "$4" "$5" "$6" "$7" "$(date +%s%N)"
 }
 run "stories260K (llama2.c checkpoint, read into memory) + bundle, task t1" \
@@ -35,6 +36,10 @@ run "stories110M shape (random F32 safetensors, mapped) + bundle, task t1" \
   "$m110" "$m110/tok32000.bin" "$m110/b.lcb" t1 t2 "hello"
 LCMT_BENCH_COPY=1 run "the same with copy_weights (read into 2 MB pages instead of mapped)" \
   "$m110" "$m110/tok32000.bin" "$m110/b.lcb" t1 t2 "hello"
+for ty in q8_0 q4_0; do # the matrices in a device's 8/4-bit types (quantized at open, as llama.cpp does)
+  LCMT_BENCH_BASE_TYPE=$ty run "the same base held as $ty (base_type: quantized when opened)" \
+    "$m110" "$m110/tok32000.bin" "$m110/b.lcb" t1 t2 "hello"
+done
 
 echo "== binary sizes"
 so="$(readlink -f "$build/liblcmt_runtime.so")"

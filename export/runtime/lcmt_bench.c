@@ -12,7 +12,10 @@
  *     T0_NS: CLOCK_REALTIME nanoseconds taken just before the program was
  *     started (the script passes `date +%s%N`). Prints the time from then to
  *     the first generated token, the open times, resident memory against the
- *     mapped weight bytes, and the task switch time. */
+ *     mapped weight bytes, and the task switch time. Environment:
+ *     LCMT_BENCH_COPY=1 reads the weights into memory instead of mapping
+ *     them; LCMT_BENCH_BASE_TYPE=T holds the matrices in type T
+ *     (lcmt_model_params.base_type). */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -247,6 +250,7 @@ static int run(char **argv) {
     lcmt_model_params mp = lcmt_model_default_params();
     if (strcmp(argv[1], "-")) mp.tokenizer_path = argv[1];
     mp.copy_weights = getenv("LCMT_BENCH_COPY") && atoi(getenv("LCMT_BENCH_COPY"));
+    mp.base_type = getenv("LCMT_BENCH_BASE_TYPE");
     lcmt_model *m;
     lcmt_bundle *b;
     lcmt_session *s;
