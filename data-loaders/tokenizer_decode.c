@@ -44,10 +44,8 @@ static int dec_step_apply(const dec_step *st, const pieces *in, pieces *out) {
             size_t off = out->text.n;
             if (tok_replace_all(&out->text, in->text.p + in->p[i].off, in->p[i].len, st->a, st->alen,
                             st->b, st->blen) ||
-                tok_sbuf_put(&out->text, "", 0) || /* the buffer exists once a piece does */
-                GROW(out->p, out->cap, out->n + 1))
+                tok_pieces_end(out, off, 0))
                 return LC_FAIL;
-            out->p[out->n++] = (piece){off, out->text.n - off, -1, 0};
         }
         return LC_OK;
     case DEC_BYTEFALLBACK: {
@@ -91,14 +89,9 @@ static int dec_step_apply(const dec_step *st, const pieces *in, pieces *out) {
     }
     case DEC_FUSE: {
         size_t off = out->text.n;
-        /* a 0-byte put first, so that the text buffer exists once the piece
-         * does even when every input piece is empty (tok_pieces_add's rule) */
-        if (tok_sbuf_put(&out->text, "", 0)) return LC_FAIL;
         for (size_t i = 0; i < in->n; i++)
             if (tok_sbuf_put(&out->text, in->text.p + in->p[i].off, in->p[i].len)) return LC_FAIL;
-        if (GROW(out->p, out->cap, out->n + 1)) return LC_FAIL;
-        out->p[out->n++] = (piece){off, out->text.n - off, -1, 0};
-        return LC_OK;
+        return tok_pieces_end(out, off, 0);
     }
     case DEC_STRIP:
         for (size_t i = 0; i < in->n; i++) {
@@ -138,9 +131,7 @@ static int dec_step_apply(const dec_step *st, const pieces *in, pieces *out) {
                 }
                 j += (size_t)k;
             }
-            /* a 0-byte put: the buffer exists once a piece does */
-            if (tok_sbuf_put(&out->text, "", 0) || GROW(out->p, out->cap, out->n + 1)) return LC_FAIL;
-            out->p[out->n++] = (piece){off, out->text.n - off, -1, 0};
+            if (tok_pieces_end(out, off, 0)) return LC_FAIL;
         }
         return LC_OK;
     }

@@ -439,8 +439,7 @@ static int pretok_piece(const pt_step *st, enc_ctx *x, pieces *out, const char *
             size_t off = out->text.n;
             for (size_t j = a; j < b; j++)
                 if (tok_sbuf_put_cp(&out->text, byte_char((unsigned char)t->p[j]))) return LC_FAIL;
-            if (GROW(out->p, out->cap, out->n + 1)) return LC_FAIL;
-            out->p[out->n++] = (piece){off, out->text.n - off, -1, p->first && a == 0};
+            if (tok_pieces_end(out, off, p->first && a == 0)) return LC_FAIL;
         }
         return LC_OK;
     }

@@ -232,6 +232,11 @@ typedef struct {
 /* ---- functions of tokenizer_text.c ---------------------------------------- */
 
 int tok_pieces_add(pieces *ps, const char *s, size_t n, int id, int first);
+/* Ends a piece whose bytes were written into ps->text from offset off on
+ * (id -1): the one place, with tok_pieces_add, where pieces are made, so
+ * that the text buffer always exists once a piece does (off + text.p is
+ * never arithmetic on a null pointer, even when every piece is empty). */
+int tok_pieces_end(pieces *ps, size_t off, int first);
 void tok_pieces_clear(pieces *ps);
 void tok_pieces_free(pieces *ps);
 int tok_sbuf_put_cp(sbuf *b, uint32_t cp);

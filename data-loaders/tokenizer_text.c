@@ -420,6 +420,12 @@ int tok_pieces_add(pieces *ps, const char *s, size_t n, int id, int first) {
     return LC_OK;
 }
 
+int tok_pieces_end(pieces *ps, size_t off, int first) {
+    if (tok_sbuf_put(&ps->text, "", 0) || GROW(ps->p, ps->cap, ps->n + 1)) return LC_FAIL;
+    ps->p[ps->n++] = (piece){off, ps->text.n - off, -1, first};
+    return LC_OK;
+}
+
 void tok_pieces_clear(pieces *ps) {
     ps->text.n = 0;
     ps->n = 0;
