@@ -5,8 +5,8 @@
  *
  * Jobs are (task, method) pairs run in config order; each writes
  * <output_dir>/<task>/<method>/results.json (+ predictions.jsonl, and for
- * trained methods calibration.h5 / coefficients, recipe.json,
- * metrics.jsonl, checkpoint.h5). The run ends with
+ * trained methods calibration.h5 / coefficients.h5, metrics.jsonl,
+ * checkpoint.h5; a merge's recipe is results.json's "merge"). The run ends with
  * <output_dir>/results.{json,csv} and table.md over all jobs. The work is
  * calibrate/lib/calib_plan.c; this file parses options and calls it. */
 #include <stdio.h>

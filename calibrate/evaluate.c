@@ -13,6 +13,7 @@
 #include "evaluation.h"
 #include "job.h"
 #include "loaders.h"
+#include "merge.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -71,6 +72,8 @@ int main(int argc, char **argv) {
     bundle_task bt = {0};
     int have_bt = 0;
     const model *run_m = &m;
+    merged_model mm;
+    int have_mm = 0;
 
     eval_job j;
     /* every key is read and checked before anything is loaded */
@@ -98,6 +101,26 @@ int main(int argc, char **argv) {
         ad.loras[ad.n_loras++] = &loras[i];
         n_l++;
     }
+    if (j.merge) {
+        /* the adapters a calibrate job merged, merged as it merged them */
+        lora *ls[ADAPTER_MAX];
+        for (int i = 0; i < j.n_merge; i++) {
+            char *p = cfg_resolve_path(c, j.merge_path[i]);
+            int r = lora_load(&loras[i], &m.cfg, p, &err);
+            free(p);
+            if (r) goto fail;
+            n_l++;
+            ls[i] = &loras[i];
+        }
+        if (merge_spec_validate(&j.merge_spec, ls, j.n_merge, &m.cfg, &err) ||
+            merged_model_build(&j.merge_spec, ls, j.n_merge, &m, &mm, &err)) {
+            lc_err_prefix(&err, "%s: key 'merge': ", cfg_path);
+            goto fail;
+        }
+        have_mm = 1;
+        ad = mm.ad;
+        run_m = mm.m;
+    }
     for (int i = 0; i < nc; i++) {
         char *p = cfg_resolve_path(c, j.calib_path[i]);
         int r = calib_load(&cals[i], &m.cfg, p, &err);
@@ -121,7 +144,8 @@ int main(int argc, char **argv) {
     if (talk && b_path)
         fprintf(stderr, "evaluate: %s: %d examples, bundle %s, task '%s'\n", paths[2], d.n, paths[3], b_task);
     else if (talk)
-        fprintf(stderr, "evaluate: %s: %d examples, %d LoRA(s), %d calibration(s)\n", paths[2], d.n, n_l, n_c);
+        fprintf(stderr, "evaluate: %s: %d examples, %d LoRA(s)%s%s, %d calibration(s)\n", paths[2], d.n, n_l,
+                j.merge ? " merged by " : "", j.merge ? MERGE_NAMES[j.merge_spec.method] : "", n_c);
     if (talk && dist.size > 1)
         fprintf(stderr, "evaluate: %d ranks, %d examples each or one fewer\n", dist.size,
                 (d.n + dist.size - 1) / dist.size);
@@ -145,6 +169,7 @@ done:
     tokenizer_free(tok);
     prompt_format_free(&pfmt);
     if (have_bt) bundle_task_free(&bt);
+    if (have_mm) merged_model_free(&mm);
     bundle_close(bnd);
     for (int i = 0; i < n_l; i++) lora_free(&loras[i]);
     for (int i = 0; i < n_c; i++) calib_free(&cals[i]);

@@ -364,6 +364,17 @@ int cfg_string(cfg *c, const char *key, int required, const char *def, const cha
     return LC_OK;
 }
 
+int cfg_object(cfg *c, const char *key, int required, const cJSON **out, lc_err *err) {
+    cJSON *j;
+    *out = NULL;
+    int r = get(c, key, required, &j, err);
+    if (r < 0) return LC_FAIL;
+    if (r == 0) return LC_OK;
+    if (!cJSON_IsObject(j)) return type_err(c, key, "an object", j, err);
+    *out = j;
+    return LC_OK;
+}
+
 int cfg_enum(cfg *c, const char *key, int required, int def, const char *const *choices,
              int *out, lc_err *err) {
     cJSON *j;

@@ -35,6 +35,9 @@ int cfg_string_list(cfg *c, const char *key, int required, const char ***out, in
                     lc_err *err);
 int cfg_int_list(cfg *c, const char *key, int required, int **out, int *n, lc_err *err);
 int cfg_float_list(cfg *c, const char *key, int required, double **out, int *n, lc_err *err);
+/* An object value as parsed (owned by c), the whole subtree marked read:
+ * for a value another strict reader checks (e.g. a merge recipe). */
+int cfg_object(cfg *c, const char *key, int required, const cJSON **out, lc_err *err);
 /* 1 if the key exists (marks nothing as read). */
 int cfg_has(const cfg *c, const char *key);
 /* Array of objects: number of elements (0 if absent); elements are then

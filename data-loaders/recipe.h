@@ -4,8 +4,9 @@
  * "weight"}], method parameters ("density", "lambda", "ties_mean", "seed",
  * "svd_rank", "t", "coefficients"; LoraHub's "examples", "budget", "l1"),
  * "result": "lora" | "dense"}. `calibrate` writes it into each job's
- * results.json and recipe.json; `export` copies it into the bundle, whose
- * reader (and the device runtime) rebuild the merge from it. */
+ * results.json ("merge"); `export` copies it into the bundle, whose reader
+ * (and the device runtime) rebuild the merge from it, and `evaluate`
+ * rebuilds it from its config's "merge" key. */
 #ifndef RECIPE_H
 #define RECIPE_H
 

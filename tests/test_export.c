@@ -430,6 +430,108 @@ Test(export, evaluate_scores_a_bundle_task, .init = setup, .timeout = 600) {
     }
 }
 
+/* `evaluate` with "merge" (the recipe calibrate recorded in a job's
+ * results.json) and "calibs" rebuilds that job: the predictions are
+ * calibrate's, byte for byte, for a LoRA-result merge with LC++ and LC and
+ * for a dense one (TIES); the same job runs on the base held as Q8_0; a
+ * recipe beside "loras", a learned merge (its coefficients are not in the
+ * recipe) and an adapter without a path are refused. */
+static cJSON *read_json_file(const char *path) {
+    lc_err err;
+    char *text = lc_read_file(path, NULL, &err);
+    cr_assert_not_null(text, "%s", err.msg);
+    cJSON *r = cJSON_Parse(text);
+    free(text);
+    cr_assert_not_null(r, "%s: not JSON", path);
+    return r;
+}
+
+Test(export, evaluate_rebuilds_a_job_from_its_recipe, .init = setup, .timeout = 600) {
+    const char *jobs[3][3] = {{"t1", "LC++", "cal/t1/LC++/calibration.h5"},
+                              {"t2", "LC", "cal/t2/LC/calibration.h5"},
+                              {"t3", "TIES", NULL}};
+    char p[1024], cmd[2048];
+    lc_err err;
+    for (int k = 0; k < 4; k++) {
+        const char **jb = jobs[k < 3 ? k : 0];
+        snprintf(p, sizeof p, "%s/cal/%s/%s/results.json", dir, jb[0], jb[1]);
+        char *text = lc_read_file(p, NULL, &err);
+        cr_assert_not_null(text, "%s", err.msg);
+        cJSON *r = cJSON_Parse(text);
+        free(text);
+        cJSON *ev = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "model", "model.bin");
+        cJSON_AddStringToObject(ev, "tokenizer", "tok259.bin");
+        if (k == 3) cJSON_AddStringToObject(ev, "base_type", "q8_0");
+        char out[64];
+        snprintf(out, sizeof out, "evm%d", k);
+        cJSON_AddStringToObject(ev, "output_dir", out);
+        cJSON_AddItemToObject(ev, "merge", cJSON_DetachItemFromObject(r, "merge"));
+        if (jb[2]) {
+            cJSON *cs = cJSON_AddArrayToObject(ev, "calibs");
+            cJSON_AddItemToArray(cs, cJSON_CreateString(jb[2]));
+        }
+        cJSON_AddItemToObject(ev, "data", cJSON_Parse("{\"path\": \"data.jsonl\", \"prompt_template\": \"{q}:\", "
+                                                      "\"target_template\": \" {a}\", \"max_len\": 48, "
+                                                      "\"max_examples\": 3}"));
+        cJSON_AddItemToObject(ev, "generation", cJSON_Parse("{\"max_new_tokens\": 8}"));
+        char *js = cJSON_Print(ev);
+        write_text("ev.json", js);
+        free(js);
+        cJSON_Delete(ev);
+        cJSON_Delete(r);
+        snprintf(cmd, sizeof cmd, "cd %s && %s --config ev.json 2>ev.log", dir, tu_bin("evaluate"));
+        cr_assert_eq(tu_system(cmd), 0, "evaluate with %s's recipe failed: see %s/ev.log", jb[1], dir);
+        if (k < 3) {
+            snprintf(cmd, sizeof cmd, "cd %s && cmp %s/predictions.jsonl cal/%s/%s/predictions.jsonl", dir, out,
+                     jb[0], jb[1]);
+            cr_assert_eq(tu_system(cmd), 0, "%s / %s rebuilt from its recipe predicted other text than calibrate",
+                         jb[0], jb[1]);
+        } else {
+            snprintf(p, sizeof p, "%s/%s/results.json", dir, out);
+            cJSON *rr = read_json_file(p);
+            const cJSON *bt = cJSON_GetObjectItemCaseSensitive(rr, "base_type");
+            cr_assert(cJSON_IsString(bt) && !strcmp(bt->valuestring, "q8_0"),
+                      "results.json of the job on the Q8_0 base does not say base_type q8_0");
+            cJSON_Delete(rr);
+            snprintf(p, sizeof p, "%s/cal/%s/%s/results.json", dir, jb[0], jb[1]);
+            rr = read_json_file(p);
+            bt = cJSON_GetObjectItemCaseSensitive(rr, "base_type");
+            cr_assert(cJSON_IsString(bt) && !strcmp(bt->valuestring, "f32"), "calibrate's job does not say base_type f32");
+            cJSON_Delete(rr);
+        }
+    }
+    /* refused, with a message naming the key */
+    snprintf(p, sizeof p, "%s/cal/t2/learned/results.json", dir);
+    char *text = lc_read_file(p, NULL, &err);
+    cr_assert_not_null(text, "%s", err.msg);
+    cJSON *lr = cJSON_Parse(text);
+    free(text);
+    char *learned = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(lr, "merge"));
+    cJSON_Delete(lr);
+    char bad[3][1024], cfgtext[4096];
+    snprintf(bad[0], sizeof bad[0], "\"merge\": {\"method\": \"linear\", \"adapters\": [{\"name\": \"a\", "
+             "\"path\": \"lora0\"}]}, \"loras\": [{\"path\": \"lora1\"}],");
+    snprintf(bad[1], sizeof bad[1], "\"merge\": %s,", learned);
+    snprintf(bad[2], sizeof bad[2], "\"merge\": {\"method\": \"linear\", \"adapters\": [{\"name\": \"a\"}]},");
+    free(learned);
+    const char *needle[3] = {"remove 'loras'", "learned merge needs its trained coefficients",
+                             "'merge.adapters[0].path': missing"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(cfgtext, sizeof cfgtext,
+                 "{\"model\": \"model.bin\", \"tokenizer\": \"tok259.bin\", \"output_dir\": \"evbad\", %s\n"
+                 " \"data\": {\"path\": \"data.jsonl\", \"prompt_template\": \"{q}:\", \"target_template\": \" {a}\"}}\n",
+                 bad[k]);
+        write_text("ev.json", cfgtext);
+        snprintf(cmd, sizeof cmd, "cd %s && %s --config ev.json 2>&1", dir, tu_bin("evaluate"));
+        int st;
+        char *o = tu_capture(cmd, &st);
+        cr_assert_neq(st, 0, "accepted: %s", bad[k]);
+        cr_assert(strstr(o, needle[k]) && strstr(o, "ev.json"), "message does not say '%s': %s", needle[k], o);
+        free(o);
+    }
+}
+
 /* ---- refusing bad bundles -------------------------------------------------------- */
 
 static char *load_file(const char *name, size_t *n) {

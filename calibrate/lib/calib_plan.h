@@ -3,8 +3,8 @@
  * tasks and the methods (baselines, merges, LC/LC++, Shared LC). Running it
  * runs every selected (task, method) job in config order, each writing
  * <output_dir>/<task>/<method>/results.json (+ predictions.jsonl, and for
- * trained methods calibration.h5 / coefficients.h5, recipe.json,
- * metrics.jsonl, checkpoint.h5), then the run summary
+ * trained methods calibration.h5 / coefficients.h5, metrics.jsonl,
+ * checkpoint.h5; a merge's recipe is results.json's "merge"), then the run summary
  * <output_dir>/results.{json,csv} and table.md over all jobs. */
 #ifndef CALIB_PLAN_H
 #define CALIB_PLAN_H

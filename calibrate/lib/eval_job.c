@@ -8,6 +8,7 @@
 #include "dataset.h"
 #include "job.h"
 #include "prompt.h"
+#include "recipe.h"
 
 int eval_job_read(cfg *c, eval_job *j, lc_err *err) {
     memset(j, 0, sizeof *j);
@@ -53,8 +54,30 @@ int eval_job_read(cfg *c, eval_job *j, lc_err *err) {
         (cfg_string(c, "bundle.path", 1, NULL, &j->bundle_path, err) ||
          cfg_string(c, "bundle.task", 1, NULL, &j->bundle_task, err)))
         return LC_FAIL;
+    if (cfg_object(c, "merge", 0, &j->merge, err)) return LC_FAIL;
     if (cfg_finish(c, err)) return LC_FAIL;
-    if (j->bundle_path && (nl || nc))
-        return lc_errf(err, "%s: 'bundle' brings its own adapters; remove 'loras' and 'calibs'", cp);
+    if (j->bundle_path && (nl || nc || j->merge))
+        return lc_errf(err, "%s: 'bundle' brings its own adapters; remove 'loras', 'calibs' and 'merge'", cp);
+    if (j->merge) {
+        if (nl)
+            return lc_errf(err, "%s: 'merge' names its own adapters (merge.adapters[].path); remove 'loras'",
+                           cp);
+        if (merge_spec_from_json(j->merge, &j->merge_spec, j->merge_name, &j->n_merge, err)) {
+            lc_err_prefix(err, "%s: key 'merge': ", cp);
+            return LC_FAIL;
+        }
+        if (j->merge_spec.method == MERGE_LEARNED)
+            return lc_errf(err, "%s: key 'merge': a learned merge needs its trained coefficients, which a "
+                           "recipe does not hold; evaluate the exported bundle ('bundle') instead", cp);
+        const cJSON *ads = cJSON_GetObjectItemCaseSensitive(j->merge, "adapters");
+        int i = 0;
+        for (const cJSON *a = ads->child; a; a = a->next, i++) {
+            const cJSON *p = cJSON_GetObjectItemCaseSensitive(a, "path");
+            if (!cJSON_IsString(p) || !p->valuestring[0])
+                return lc_errf(err, "%s: key 'merge.adapters[%d].path': %s (evaluate loads each adapter from "
+                               "its path)", cp, i, p ? "expected a non-empty string" : "missing");
+            j->merge_path[i] = p->valuestring;
+        }
+    }
     return LC_OK;
 }

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "evaluation.h"
 #include "lc_err.h"
+#include "merge.h"
 #include "model.h"
 
 typedef struct {
@@ -23,6 +24,12 @@ typedef struct {
     const char *calib_path[ADAPTER_MAX];
     int n_calibs;
     const char *bundle_path, *bundle_task; /* NULL: no bundle */
+    /* "merge": a recipe as calibrate records it in a job's results.json;
+     * NULL: none. Its adapters, in order: names and paths as written. */
+    const cJSON *merge;
+    merge_spec merge_spec;
+    const char *merge_name[ADAPTER_MAX], *merge_path[ADAPTER_MAX];
+    int n_merge;
 } eval_job;
 
 /* Reads every key of the config c (cfg_finish included: unknown keys are

@@ -1,7 +1,10 @@
 /* evaluation.c: see evaluation.h. */
 #include "evaluation.h"
-#include "lc_time.h"
 
+#include "lc_time.h"
+#include "qtype.h"
+
+#include <ctype.h>
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -317,6 +320,14 @@ int evaluate_dataset(const model *m, const adapter_set *ad, const tokenizer *tok
     cJSON_AddNumberToObject(r, "n", (double)c->n);
     cJSON_AddNumberToObject(r, "inference_passes", 1);
     cJSON_AddNumberToObject(r, "batch_size", B);
+    {
+        /* the type the base's matrices were held in ("f32", "q8_0", ...), as
+         * a config's base_type spells it */
+        const char *qn = qtype_name(m->base_type);
+        char bt[8] = "?";
+        for (size_t i = 0; qn && qn[i] && i + 1 < sizeof bt; i++) bt[i] = (char)tolower((unsigned char)qn[i]), bt[i + 1] = 0;
+        cJSON_AddStringToObject(r, "base_type", bt);
+    }
     cJSON_AddItemToObject(r, "rouge1", prf_json(c->r1));
     cJSON_AddItemToObject(r, "rouge2", prf_json(c->r2));
     cJSON_AddItemToObject(r, "rougeL", prf_json(c->rl));
