@@ -63,16 +63,53 @@ static int crc_tensor(const char *name, int ndim, const int64_t *shape, float *d
 uint32_t model_weights_crc32(const model *m) {
     /* a base stored in another type keeps the identity of the float32
      * weights it was made from, so bundles name the base file they were
-     * made for whatever type a job holds it in */
-    if (m->base_type != QT_F32) return m->f32_crc32;
+     * made for whatever type a job holds it in; a base read in its stored
+     * type (a quantized GGUF) is named by its dequantized values */
+    if (m->base_type != QT_F32 && m->f32_crc32_set) return m->f32_crc32;
     crc_ctx x = {0, 0};
     model_for_each_tensor((model *)m, crc_tensor, &x);
     return x.c;
 }
 
+/* The sampled CRC of a stored matrix without dequantizing all of it: only
+ * the rows under each sampled block, which give the same float32 bytes. */
+static int crc_stored(const char *name, int ndim, const int64_t *shape, const float *data, const qmat *q,
+                      void *p) {
+    crc_ctx *x = p;
+    if (data) return crc_tensor(name, ndim, shape, (float *)data, NULL, p);
+    const size_t cols = (size_t)q->cols, bytes = (size_t)q->rows * cols * sizeof(float);
+    const size_t blk = BUNDLE_SAMPLE_BYTES / sizeof(float);
+    const size_t nrows = bytes <= (size_t)BUNDLE_SAMPLE_BLOCKS * BUNDLE_SAMPLE_BYTES ? (size_t)q->rows
+                         : (blk + cols - 1) / cols + 1;
+    float *buf = malloc(sizeof(float) * nrows * cols);
+    if (!buf) return LC_FAIL;
+    int rc = 0;
+    if (nrows == (size_t)q->rows) {
+        rc = qmat_to_f32(q, buf, NULL);
+        if (!rc) x->c = lc_crc32(x->c, buf, bytes);
+        free(buf);
+        return rc;
+    }
+    const size_t span = bytes - BUNDLE_SAMPLE_BYTES;
+    for (int k = 0; k < BUNDLE_SAMPLE_BLOCKS && !rc; k++) {
+        const size_t off = (size_t)((double)span * k / (BUNDLE_SAMPLE_BLOCKS - 1)) / 4 * 4;
+        const size_t e0 = off / sizeof(float), r0 = e0 / cols;
+        size_t r1 = (e0 + blk + cols - 1) / cols; /* one past the last row touched */
+        if (r1 > (size_t)q->rows) r1 = (size_t)q->rows;
+        qmat sub;
+        rc = qmat_view(&sub, q->type, (int64_t)(r1 - r0), q->cols, (const unsigned char *)q->data + r0 * q->row_bytes,
+                       NULL) ||
+             qmat_to_f32(&sub, buf, NULL);
+        if (!rc) x->c = lc_crc32(x->c, (const unsigned char *)buf + (off - r0 * cols * sizeof(float)),
+                                 BUNDLE_SAMPLE_BYTES);
+    }
+    free(buf);
+    return rc;
+}
+
 uint32_t model_weights_sample_crc32(const model *m) {
     crc_ctx x = {0, 1};
-    model_for_each_tensor((model *)m, crc_tensor, &x);
+    model_for_each_stored(m, crc_stored, &x);
     return x.c;
 }
 

@@ -310,87 +310,156 @@ static int file_matrix_type(const gguf_file *f) {
     return t;
 }
 
-/* Whether the stored matrix q holds exactly the bytes of GGUF tensor name
- * (rows in llama.cpp's q/k order when heads > 0). */
-static int same_bytes(const gguf_file *f, const char *name, const qmat *q, int heads) {
+/* One matrix from the file's bytes: a view of the mapping (view = 1, when
+ * no rows move) or an owned copy; with heads > 0 (llama's q/k) the rows
+ * are put back in HF order: our row r is file row h*hd + 2j + t for
+ * r = h*hd + t*hd/2 + j. */
+static int stored_matrix(const gguf_file *f, const char *name, int64_t rows, int64_t cols, int heads, int view,
+                         unsigned char *used, qmat *q, lc_err *err) {
     const gguf_tensor *t = gguf_find_tensor(f, name);
-    if (!t || !q->data || t->type != q->type || (size_t)q->rows * q->row_bytes != t->nbytes) return 0;
-    const unsigned char *ours = q->data, *file = t->data;
-    const int64_t hd = heads ? q->rows / heads : 0, half = hd / 2;
-    for (int64_t r = 0; r < q->rows; r++) {
-        int64_t g = r; /* our row r (HF order) is file row g */
+    if (!t) return lc_errf(err, "%s: tensor '%s': missing", gguf_path(f), name);
+    used[t - gguf_tensor_at(f, 0)] = 1;
+    if (qmat_view(q, t->type, rows, cols, t->data, err) || (size_t)rows * q->row_bytes != t->nbytes) {
+        memset(q, 0, sizeof *q);
+        return lc_errf(err, "%s: tensor '%s': %lld x %lld %s takes %zu bytes, not %zu", gguf_path(f), name,
+                       (long long)rows, (long long)cols, gguf_type_name(t->type) ? gguf_type_name(t->type) : "?",
+                       (size_t)rows * qtype_row_bytes(t->type, cols), t->nbytes);
+    }
+    if (view && !heads) return LC_OK;
+    unsigned char *own = malloc(t->nbytes ? t->nbytes : 1);
+    if (!own) return lc_errf(err, "%s: tensor '%s': out of memory (%zu bytes)", gguf_path(f), name, t->nbytes);
+    const unsigned char *file = t->data;
+    const size_t rb = q->row_bytes;
+    const int64_t hd = heads ? rows / heads : 0, half = hd / 2;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t g = r;
         if (heads) {
             const int64_t h = r / hd, i = r % hd, tt = i / half, j = i % half;
             g = h * hd + 2 * j + tt;
         }
-        if (memcmp(ours + (size_t)r * q->row_bytes, file + (size_t)g * q->row_bytes, q->row_bytes)) return 0;
+        memcpy(own + (size_t)r * rb, file + (size_t)g * rb, rb);
     }
-    return 1;
-}
-
-/* Holds m's matrices in the file's storage type when re-storing the loaded
- * float32 values gives back the file's bytes exactly (model_quantize is
- * bit-exact with ggml's quantizers; a file made by another quantizer, e.g.
- * with an importance matrix, can differ), so the engine decodes the very
- * weights llama.cpp would. Otherwise m stays float32. */
-static int keep_file_type(model *m, const gguf_file *f, int llama_layout, lc_err *err) {
-    const int t = file_matrix_type(f);
-    if (t == QT_F32 || getenv("LC_GGUF_F32")) return LC_OK;
-    if (model_quantize(m, t, err)) return lc_err_prefix(err, "%s: ", gguf_path(f));
-    const model_config *c = &m->cfg;
-    int same = same_bytes(f, "token_embd.weight", &m->w.q_tok_emb, 0) &&
-               (c->tie_embeddings || same_bytes(f, "output.weight", &m->w.q_lm_head, 0));
-    char name[96];
-    for (int l = 0; same && l < c->n_layers; l++)
-        for (int mo = 0; same && mo < MOD_COUNT; mo++) {
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, GGUF_MODULE[mo]);
-            const int heads = !llama_layout ? 0 : mo == MOD_Q ? c->n_heads : mo == MOD_K ? c->n_kv_heads : 0;
-            same = same_bytes(f, name, &m->w.layers[l].q[mo], heads);
-        }
-    if (!same && model_dequantize(m, err)) return lc_err_prefix(err, "%s: ", gguf_path(f));
+    q->data = own;
+    q->owned = own;
     return LC_OK;
 }
 
-int model_load_gguf(model *m, const char *path, lc_err *err) {
+typedef struct {
+    const gguf_file *f;
+    int llama_layout;
+    const model_config *c;
+    unsigned char *used;
+    lc_err *err;
+} vec_ctx;
+
+/* the norms and biases, read (converted) into the model's float32 block */
+static int read_vector_fn(const char *hf, int ndim, const int64_t *shape, float *data, float *grad, void *vctx) {
+    (void)ndim, (void)shape, (void)grad;
+    vec_ctx *x = vctx;
+    char name[160];
+    if (gguf_name_of(hf, name, sizeof name))
+        return lc_errf(x->err, "%s: no GGUF name for parameter '%s'", gguf_path(x->f), hf);
+    const gguf_tensor *t = gguf_find_tensor(x->f, name);
+    if (!t) return lc_errf(x->err, "%s: tensor '%s': missing", gguf_path(x->f), name);
+    x->used[t - gguf_tensor_at(x->f, 0)] = 1;
+    const int heads = permute_heads(x->c, x->llama_layout, hf);
+    if (!heads) return gguf_tensor_read_f32(x->f, t, data, x->err);
+    float *tmp = malloc(sizeof(float) * (size_t)shape[0]);
+    if (!tmp) return lc_errf(x->err, "%s: out of memory", gguf_path(x->f));
+    int rc = gguf_tensor_read_f32(x->f, t, tmp, x->err);
+    if (!rc) permute_rows(tmp, data, (int)shape[0], 1, heads, 0);
+    free(tmp);
+    return rc;
+}
+
+/* m with every matrix in the file's storage type t, straight from the
+ * file's bytes (no float32 copy, nothing re-quantized: the engine runs on
+ * the very weights llama.cpp runs on): views of the mapping when view = 1
+ * (the file must then stay open as long as m), else owned copies; the
+ * norms and biases in m's float32 block. */
+static int load_stored(model *m, const gguf_file *f, const model_config *c, int t, int llama_layout, int view,
+                       unsigned char *used, lc_err *err) {
+    if (model_init_stored(m, c, t, err)) return lc_err_prefix(err, "%s: ", gguf_path(f));
+    char name[96];
+    int rc = stored_matrix(f, "token_embd.weight", c->vocab_size, c->dim, 0, view, used, &m->w.q_tok_emb, err);
+    for (int l = 0; !rc && l < c->n_layers; l++)
+        for (int mo = 0; !rc && mo < MOD_COUNT; mo++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, GGUF_MODULE[mo]);
+            const int heads = !llama_layout ? 0 : mo == MOD_Q ? c->n_heads : mo == MOD_K ? c->n_kv_heads : 0;
+            rc = stored_matrix(f, name, module_out_dim(c, mo), module_in_dim(c, mo), heads, view, used,
+                               &m->w.layers[l].q[mo], err);
+        }
+    if (!rc && !c->tie_embeddings)
+        rc = stored_matrix(f, "output.weight", c->vocab_size, c->dim, 0, view, used, &m->w.q_lm_head, err);
+    if (!rc && c->tie_embeddings) {
+        m->w.q_lm_head = m->w.q_tok_emb;
+        m->w.q_lm_head.owned = NULL;
+    }
+    vec_ctx x = {f, llama_layout, c, used, err};
+    if (!rc) rc = model_for_each_vector(m, read_vector_fn, &x);
+    if (rc) {
+        model_free(m);
+        return LC_FAIL;
+    }
+    return LC_OK;
+}
+
+/* Opens path into m: the matrices in the file's own storage type when all
+ * share one the engine holds (load_stored; views of the mapping when keep
+ * is non-NULL, and *keep then owns the file), else float32 (dequantized). */
+static int open_gguf(model *m, const char *path, gguf_file **keep, lc_err *err) {
     memset(m, 0, sizeof *m);
+    if (keep) *keep = NULL;
     gguf_file *f = NULL;
     if (gguf_open(&f, path, err)) return LC_FAIL;
     model_config c;
-    int rc = LC_FAIL;
+    int rc = LC_FAIL, kept = 0;
     unsigned char *used = NULL;
     if (config_from_gguf(f, &c, err)) goto done;
     /* every tensor the hparams imply is in the file with its dims before
-     * model_init allocates for them (gguf_open has checked the data of each
-     * lies inside the file) */
+     * anything is allocated for them (gguf_open has checked the data of
+     * each lies inside the file) */
     rd_ctx pre = {f, 0, &c, NULL, err};
     if (model_config_validate(&c, path, err) || model_config_for_each_tensor(&c, read_tensor_fn, &pre))
         goto done;
-    if (model_init(m, &c, err)) {
-        lc_err_prefix(err, "%s: ", path);
-        goto done;
-    }
     used = calloc((size_t)gguf_n_tensors(f) + 1, 1);
     if (!used) {
         lc_errf(err, "%s: out of memory", path);
-        goto fail;
+        goto done;
     }
-    rd_ctx x = {f, !strcmp(c.arch, "llama") || !strcmp(c.arch, "mistral"), &m->cfg, used, err};
-    if (model_for_each_tensor(m, read_tensor_fn, &x)) goto fail;
+    const int llama_layout = !strcmp(c.arch, "llama") || !strcmp(c.arch, "mistral");
+    const int t = getenv("LC_GGUF_F32") ? QT_F32 : file_matrix_type(f);
+    if (t != QT_F32) {
+        if (load_stored(m, f, &c, t, llama_layout, keep != NULL, used, err)) goto done;
+        kept = keep != NULL;
+    } else {
+        if (model_init(m, &c, err)) {
+            lc_err_prefix(err, "%s: ", path);
+            goto done;
+        }
+        rd_ctx x = {f, llama_layout, &m->cfg, used, err};
+        if (model_for_each_tensor(m, read_tensor_fn, &x)) goto fail;
+    }
     for (int i = 0; i < gguf_n_tensors(f); i++)
         if (!used[i]) {
-            lc_errf(err, "%s: tensor '%s': not used by a %s model", path, gguf_tensor_at(f, i)->name,
-                    c.arch);
+            lc_errf(err, "%s: tensor '%s': not used by a %s model", path, gguf_tensor_at(f, i)->name, c.arch);
             goto fail;
         }
-    if (keep_file_type(m, f, x.llama_layout, err)) goto fail;
     rc = LC_OK;
     goto done;
 fail:
     model_free(m);
 done:
     free(used);
-    gguf_close(f);
+    if (rc == LC_OK && kept) *keep = f;
+    else gguf_close(f);
     return rc;
+}
+
+int model_load_gguf(model *m, const char *path, lc_err *err) { return open_gguf(m, path, NULL, err); }
+
+int model_map_gguf(model *m, const char *path, gguf_file **keep, lc_err *err) {
+    return open_gguf(m, path, keep, err);
 }
 
 /* ---- tokenizer --------------------------------------------------------- */

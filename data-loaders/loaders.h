@@ -93,11 +93,19 @@ int model_save_hf(const model *m, const char *dir, lc_err *err);
 int model_save_llama2c(const model *m, const char *path, lc_err *err);
 
 /* GGUF base model (data-loaders/gguf_model.c; FORMATS.md "GGUF"): the
- * llama, qwen2 and mistral layouts of llama.cpp's convert_hf_to_gguf.py,
- * tensors F32/F16/BF16 (and the quantized types gguf_tensor_read_f32
- * converts), dequantized into the F32 model; llama's q/k row permutation
- * is undone. */
+ * llama, qwen2 and mistral layouts of llama.cpp's convert_hf_to_gguf.py.
+ * When every matrix is in one type the engine holds (F16, BF16, Q8_0,
+ * Q4_0, Q4_K, Q6_K; F16 where rows are not whole blocks), the matrices
+ * are held in it, copied byte for byte from the file; otherwise (F32,
+ * mixed types, LC_GGUF_F32=1) everything is dequantized into a float32
+ * model. llama's q/k row permutation is undone. */
 int model_load_gguf(model *m, const char *path, lc_err *err);
+/* The same with the matrices as views of the file's mapping where no
+ * rows move (all but llama's q/k, which are copied in HF order): *keep
+ * then holds the open file, to be closed (gguf_close) after model_free;
+ * *keep = NULL when the model was read into memory instead (float32). */
+typedef struct gguf_file gguf_file;
+int model_map_gguf(model *m, const char *path, gguf_file **keep, lc_err *err);
 /* Writes m as a GGUF base llama.cpp loads: hparams, the tokenizer (tok;
  * NULL = none, which llama.cpp refuses), matrices in `type` (a qtype; a
  * matrix whose rows are not whole blocks falls back: Q4_K -> Q4_0, Q6_K ->

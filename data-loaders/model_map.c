@@ -9,15 +9,37 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gguf.h"
 #include "loaders.h"
 #include "tensor_file.h"
 
 struct model_map {
     tensor_file *tf; /* safetensors: the mapping the weights point into */
+    gguf_file *gf;   /* GGUF: the mapping the stored matrices point into */
     float *owned;    /* converted tensors (one block), or NULL */
     size_t mapped, owned_bytes;
     int copied_model; /* 1: m came from model_load (owns its data) */
 };
+
+static int has_suffix(const char *s, const char *suf) {
+    const size_t n = strlen(s), k = strlen(suf);
+    return n >= k && !strcmp(s + n - k, suf);
+}
+
+/* The bytes of m's stored matrices that are views (not owned): those
+ * point into a mapping. */
+static size_t view_bytes(const model *m) {
+    size_t b = 0;
+    const qmat *q = &m->w.q_tok_emb;
+    if (q->data && !q->owned) b += qmat_bytes(q);
+    if (!m->cfg.tie_embeddings && m->w.q_lm_head.data && !m->w.q_lm_head.owned) b += qmat_bytes(&m->w.q_lm_head);
+    for (int l = 0; m->w.layers && l < m->cfg.n_layers; l++)
+        for (int mo = 0; mo < MOD_COUNT; mo++) {
+            q = &m->w.layers[l].q[mo];
+            if (q->data && !q->owned) b += qmat_bytes(q);
+        }
+    return b;
+}
 
 typedef struct {
     const char *name;
@@ -176,10 +198,23 @@ int model_map_open(model_map **out, model *m, const char *path, int copy, lc_err
     if (!copy && stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
         snprintf(cfg, sizeof cfg, "%s/config.json", path) < (int)sizeof cfg && stat(cfg, &st) == 0) {
         rc = open_hf(mm, m, path, err);
+    } else if (!copy && has_suffix(path, ".gguf")) {
+        /* stored matrices used in place; a float32 or mixed-type file is read */
+        rc = model_map_gguf(m, path, &mm->gf, err);
+        mm->copied_model = rc == LC_OK && !mm->gf;
+        if (rc == LC_OK) {
+            mm->mapped = mm->gf ? view_bytes(m) : 0;
+            mm->owned_bytes = model_owned_bytes(m);
+            if (mm->gf) {
+                size_t n;
+                const void *p = gguf_mapping(mm->gf, &n);
+                prefault(p, n);
+            }
+        }
     } else {
         rc = model_load(m, path, err);
         mm->copied_model = rc == LC_OK;
-        if (rc == LC_OK) mm->owned_bytes = m->n_params * sizeof(float);
+        if (rc == LC_OK) mm->owned_bytes = model_owned_bytes(m);
     }
     if (rc) {
         model_map_close(mm, m);
@@ -193,8 +228,19 @@ void model_map_close(model_map *mm, model *m) {
     if (m) model_free(m); /* a view's data is NULL: only the tables go */
     if (!mm) return;
     tensor_file_free(mm->tf);
+    gguf_close(mm->gf);
     free(mm->owned);
     free(mm);
+}
+
+void model_map_detach(model_map *mm, const model *m) {
+    if (!mm) return;
+    tensor_file_free(mm->tf);
+    gguf_close(mm->gf);
+    free(mm->owned);
+    mm->tf = NULL, mm->gf = NULL, mm->owned = NULL;
+    mm->mapped = 0;
+    mm->owned_bytes = model_owned_bytes(m);
 }
 
 void model_map_stats(const model_map *mm, size_t *mapped_bytes, size_t *owned_bytes) {

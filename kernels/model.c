@@ -247,7 +247,12 @@ static float *tensor_f32(float *w, const qmat *q, float **scratch, size_t *cap) 
 
 /* The one list of a model's tensors (HF names, shapes, order). m == NULL:
  * shapes only, fn gets NULL data (model_config_for_each_tensor). */
-static int each_tensor(const model_config *c, model *m, model_tensor_fn fn, void *ctx) {
+/* What each_tensor passes for a matrix: float32 (dequantized when stored),
+ * nothing (vectors only), or the stored form (sfn). */
+enum { EACH_F32, EACH_VECTORS, EACH_STORED };
+
+static int each_tensor(const model_config *c, model *m, int mode, model_tensor_fn fn, model_stored_fn sfn,
+                       void *ctx) {
     char name[256];
     int64_t shape[2];
     int r = 0;
@@ -262,11 +267,23 @@ static int each_tensor(const model_config *c, model *m, model_tensor_fn fn, void
         }                                                                                  \
         shape[0] = (s0);                                                                   \
         shape[1] = (s1);                                                                   \
-        if ((r = fn(nm, nd, shape, d_, m && m->grad ? m->g.gfield : NULL, ctx))) goto done; \
+        if (mode == EACH_STORED) r = sfn(nm, nd, shape, d_, NULL, ctx);                    \
+        else r = fn(nm, nd, shape, d_, m && m->grad ? m->g.gfield : NULL, ctx);            \
+        if (r) goto done;                                                                  \
     } while (0)
 #define VISIT(nm, nd, s0, s1, field) VISIT_DATA(nm, nd, s0, s1, m->w.field, field)
 #define VISIT_MAT(nm, s0, s1, field, qfield)                                               \
-    VISIT_DATA(nm, 2, s0, s1, tensor_f32(m->w.field, &m->w.qfield, &scratch, &cap), field)
+    do {                                                                                   \
+        if (mode == EACH_VECTORS) break;                                                   \
+        if (mode == EACH_STORED && m && !m->w.field) {                                     \
+            shape[0] = (s0);                                                               \
+            shape[1] = (s1);                                                               \
+            if ((r = sfn(nm, 2, shape, NULL, &m->w.qfield, ctx))) goto done;               \
+            break;                                                                         \
+        }                                                                                  \
+        VISIT_DATA(nm, 2, s0, s1, mode == EACH_STORED ? m->w.field                         \
+                   : tensor_f32(m->w.field, &m->w.qfield, &scratch, &cap), field);         \
+    } while (0)
     VISIT_MAT("model.embed_tokens.weight", c->vocab_size, c->dim, tok_emb, q_tok_emb);
     for (int l = 0; l < c->n_layers; l++) {
         snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
@@ -295,11 +312,19 @@ done:
 }
 
 int model_for_each_tensor(model *m, model_tensor_fn fn, void *ctx) {
-    return each_tensor(&m->cfg, m, fn, ctx);
+    return each_tensor(&m->cfg, m, EACH_F32, fn, NULL, ctx);
+}
+
+int model_for_each_vector(model *m, model_tensor_fn fn, void *ctx) {
+    return each_tensor(&m->cfg, m, EACH_VECTORS, fn, NULL, ctx);
+}
+
+int model_for_each_stored(const model *m, model_stored_fn fn, void *ctx) {
+    return each_tensor(&m->cfg, (model *)m, EACH_STORED, NULL, fn, ctx);
 }
 
 int model_config_for_each_tensor(const model_config *c, model_tensor_fn fn, void *ctx) {
-    return each_tensor(c, NULL, fn, ctx);
+    return each_tensor(c, NULL, EACH_F32, fn, NULL, ctx);
 }
 
 /* ---- stored matrices ----------------------------------------------------- */
@@ -399,6 +424,7 @@ int model_quantize(model *m, int type, lc_err *err) {
     m->n_data = total;
     m->base_type = type;
     m->f32_crc32 = (uint32_t)crc;
+    m->f32_crc32_set = 1;
     free(ptr), free(len);
     return LC_OK;
 }
@@ -448,6 +474,40 @@ int model_dequantize(model *m, lc_err *err) {
     model_free(m);
     *m = f;
     return LC_OK;
+}
+
+int model_init_stored(model *m, const model_config *cfg, int type, lc_err *err) {
+    if (model_init_view(m, cfg, err)) return LC_FAIL;
+    const int ns = small_tensors(&m->w, cfg, NULL, NULL);
+    float ***ptr = malloc(sizeof(float **) * ns);
+    size_t *len = malloc(sizeof(size_t) * ns), total = 0;
+    if (!ptr || !len) {
+        free(ptr), free(len), model_free(m);
+        return lc_errf(err, "out of memory");
+    }
+    small_tensors(&m->w, cfg, ptr, len);
+    for (int i = 0; i < ns; i++) total += len[i];
+    m->data = lc_calloc(total, sizeof(float), err);
+    if (!m->data) {
+        free(ptr), free(len), model_free(m);
+        return LC_FAIL;
+    }
+    float *p = m->data;
+    for (int i = 0; i < ns; i++) *ptr[i] = p, p += len[i];
+    free(ptr), free(len);
+    m->n_data = total;
+    m->base_type = type;
+    return LC_OK;
+}
+
+size_t model_owned_bytes(const model *m) {
+    size_t b = m->data ? sizeof(float) * m->n_data : 0;
+    if (m->w.q_tok_emb.owned) b += qmat_bytes(&m->w.q_tok_emb);
+    if (m->w.q_lm_head.owned) b += qmat_bytes(&m->w.q_lm_head);
+    for (int l = 0; m->w.layers && l < m->cfg.n_layers; l++)
+        for (int mo = 0; mo < MOD_COUNT; mo++)
+            if (m->w.layers[l].q[mo].owned) b += qmat_bytes(&m->w.layers[l].q[mo]);
+    return b;
 }
 
 size_t model_weight_bytes(const model *m) {

@@ -99,6 +99,9 @@ typedef struct {
     int base_type;   /* QT_F32, or the type model_quantize stored the matrices in */
     uint32_t f32_crc32; /* stored: CRC-32 of the float32 weights they were made
                          * from (the base's identity, export/lib/bundle.h) */
+    int f32_crc32_set;  /* 1 when f32_crc32 holds it (model_quantize); 0: a base
+                         * read in its stored type, whose identity is that of
+                         * its dequantized values */
     model_weights g; /* pointers into grad; all NULL when frozen */
     float *grad;     /* NULL unless model_enable_grad() */
     float *rope_inv_freq; /* (hd/2), with rope scaling applied */
@@ -125,6 +128,14 @@ void model_init_random(model *m, float std, uint64_t seed);
 typedef int (*model_tensor_fn)(const char *name, int ndim, const int64_t *shape,
                                float *data, float *grad, void *ctx);
 int model_for_each_tensor(model *m, model_tensor_fn fn, void *ctx);
+/* The same for the norms and biases only (the vectors: float32 whatever
+ * the matrices are stored in), in the same order. */
+int model_for_each_vector(model *m, model_tensor_fn fn, void *ctx);
+/* Every tensor in the same order as stored: data for a float32 tensor, q
+ * (and data NULL) for a stored matrix, nothing dequantized. */
+typedef int (*model_stored_fn)(const char *name, int ndim, const int64_t *shape, const float *data,
+                               const qmat *q, void *ctx);
+int model_for_each_stored(const model *m, model_stored_fn fn, void *ctx);
 /* The same names and shapes for a configuration alone, before anything is
  * allocated (data and grad are NULL): readers check a file holds every
  * tensor a header claims before model_init allocates for it. */
@@ -144,6 +155,14 @@ int model_to_f32(model *dst, const model *src, lc_err *err);
 /* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k" (any case) -> type;
  * -1 if unknown. */
 int model_base_type_parse(const char *s);
+/* A model whose matrices will be stored in type: the norms and biases get
+ * a zeroed float32 block (data), the matrices (w.q_*, layers[].q[]) are
+ * left empty for the caller to fill (e.g. views of a file's bytes), and
+ * base_type = type. */
+int model_init_stored(model *m, const model_config *cfg, int type, lc_err *err);
+/* Bytes of weights the model owns: its float32 block and the stored
+ * matrices that are not views. */
+size_t model_owned_bytes(const model *m);
 /* Bytes held by the base weights (float32 block plus stored matrices). */
 size_t model_weight_bytes(const model *m);
 

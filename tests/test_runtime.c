@@ -19,7 +19,10 @@
 
 #include "lcmt.h"
 #include "loaders.h"
+#include "bundle.h"
 #include "model.h"
+#include "model_map.h"
+#include "qtype.h"
 #include "tensor_file.h"
 #include "testutil.h"
 
@@ -624,6 +627,106 @@ Test(runtime, mapped_safetensors_base_answers_alike) {
     lcmt_session_free(sh), lcmt_session_free(sl);
     lcmt_bundle_free(bh), lcmt_bundle_free(bl);
     lcmt_model_free(hf), lcmt_model_free(l2c);
+}
+
+/* A GGUF base whose matrices are all Q8_0 is used in place: its matrices
+ * are views of the file's mapping (llama's q/k rows copied back into HF
+ * order), nothing is dequantized; it answers as the float32 base quantized
+ * to Q8_0 at open (the same bytes: convert writes our quantizer's), with a
+ * bundle exported for the GGUF; and its identity (full and sampled CRC) is
+ * that of the same file read as float32, so bundles do not depend on how
+ * the base was opened. */
+Test(runtime, mapped_gguf_base_answers_alike) {
+    const char *d = tiny();
+    const char *t = tu_tmpdir();
+    char src[1200], gg[1200], tok[1200], p[4096];
+    lc_err err;
+    snprintf(src, sizeof src, "%s/model.bin", d);
+    snprintf(gg, sizeof gg, "%s/q8.gguf", t);
+    snprintf(tok, sizeof tok, "%s/tok259.bin", d);
+    model mf;
+    cr_assert_eq(model_load(&mf, src, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(model_save_gguf(&mf, NULL, QT_Q8_0, gg, &err), LC_OK, "%s", err.msg);
+    model_free(&mf);
+    /* the stored form, as model_map_open holds it */
+    model mv;
+    model_map *mm;
+    cr_assert_eq(model_map_open(&mm, &mv, gg, 0, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(mv.base_type, QT_Q8_0);
+    size_t want_mapped = qmat_bytes(&mv.w.q_tok_emb), want_owned = sizeof(float) * mv.n_data;
+    for (int l = 0; l < mv.cfg.n_layers; l++)
+        for (int mo = 0; mo < MOD_COUNT; mo++) {
+            const qmat *q = &mv.w.layers[l].q[mo];
+            /* rows that are not whole Q8_0 blocks (48 wide) are F16, as llama.cpp writes them */
+            cr_assert_eq(q->type, module_in_dim(&mv.cfg, mo) % 32 ? QT_F16 : QT_Q8_0);
+            cr_assert_eq(q->owned != NULL, mo == MOD_Q || mo == MOD_K, "layer %d module %d: %s", l, mo,
+                         q->owned ? "copied" : "a view");
+            if (q->owned) want_owned += qmat_bytes(q);
+            else want_mapped += qmat_bytes(q);
+        }
+    size_t mapped, owned;
+    model_map_stats(mm, &mapped, &owned);
+    cr_assert_eq(mapped, want_mapped);
+    cr_assert_eq(owned, want_owned);
+    /* identity: as read in float32 (the dequantized values), and as copied */
+    setenv("LC_GGUF_F32", "1", 1);
+    cr_assert_eq(model_load(&mf, gg, &err), LC_OK, "%s", err.msg);
+    unsetenv("LC_GGUF_F32");
+    cr_assert_eq(mf.base_type, QT_F32);
+    model mc;
+    cr_assert_eq(model_load(&mc, gg, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(mc.base_type, QT_Q8_0);
+    cr_assert_eq(model_owned_bytes(&mc), want_mapped + want_owned, "model_load copies every stored byte");
+    cr_assert_eq(model_weights_crc32(&mv), model_weights_crc32(&mf));
+    cr_assert_eq(model_weights_crc32(&mc), model_weights_crc32(&mf));
+    cr_assert_eq(model_weights_sample_crc32(&mv), model_weights_sample_crc32(&mf));
+    cr_assert_eq(model_weights_sample_crc32(&mc), model_weights_sample_crc32(&mf));
+    model_free(&mf), model_free(&mc);
+    model_map_close(mm, &mv);
+    /* a bundle for the GGUF; the runtime's view of it answers as the float32 base held as Q8_0 */
+    snprintf(p, sizeof p,
+             "{\"model\": \"%s\", \"calibrate_dir\": \"%s/cal\", \"output\": \"%s/bq8.lcb\",\n"
+             " \"adapter_dtype\": \"f32\", \"calibration_dtype\": \"f32\", \"tasks\": "
+             "[{\"task\": \"t1\", \"method\": \"LC++\"}, {\"task\": \"t3\", \"method\": \"TIES\"}]}\n",
+             gg, d, t);
+    write_text(t, "export.json", p);
+    snprintf(p, sizeof p, "%s --config '%s/export.json' >'%s/export.log' 2>&1", tu_bin("export"), t, t);
+    cr_assert_eq(tu_system(p), 0, "export for the GGUF base failed: see %s/export.log", t);
+    lcmt_model_params mp = lcmt_model_default_params();
+    mp.tokenizer_path = tok;
+    lcmt_model *mg = NULL, *mq = NULL;
+    cr_assert_eq(lcmt_model_open(gg, &mp, &mg, msg, sizeof msg), LCMT_OK, "%s", msg);
+    lcmt_model_info info;
+    lcmt_model_get_info(mg, &info);
+    cr_assert_eq(info.mapped_bytes, want_mapped);
+    cr_assert_eq(info.owned_bytes, want_owned);
+    mp.base_type = "q8_0";
+    cr_assert_eq(lcmt_model_open(src, &mp, &mq, msg, sizeof msg), LCMT_OK, "%s", msg);
+    lcmt_model_get_info(mq, &info);
+    cr_assert_eq(info.mapped_bytes, 0, "quantized at open: nothing is used from the file");
+    cr_assert_eq(info.owned_bytes, want_mapped + want_owned, "quantized at open: the stored bytes are owned");
+    lcmt_bundle_params bp = lcmt_bundle_default_params();
+    bp.allow_dense_copy = 1; /* t3 (TIES): a copy of the base, held as Q8_0 as well */
+    lcmt_bundle *bg = NULL, *bq = NULL;
+    snprintf(p, sizeof p, "%s/bq8.lcb", t);
+    cr_assert_eq(lcmt_bundle_open(mg, p, &bp, &bg, msg, sizeof msg), LCMT_OK, "%s", msg);
+    snprintf(p, sizeof p, "%s/b.lcb", d);
+    cr_assert_eq(lcmt_bundle_open(mq, p, &bp, &bq, msg, sizeof msg), LCMT_OK, "%s", msg);
+    const char *tasks[2] = {"t1", "t3"};
+    for (int k = 0; k < 2; k++) {
+        lcmt_session *sg, *sq;
+        cr_assert_eq(lcmt_session_new(mg, bg, tasks[k], NULL, &sg, msg, sizeof msg), LCMT_OK, "%s", msg);
+        cr_assert_eq(lcmt_session_new(mq, bq, tasks[k], NULL, &sq, msg, sizeof msg), LCMT_OK, "%s", msg);
+        idbuf a, b;
+        char *x = answer(sg, "say dog sun", &a), *y = answer(sq, "say dog sun", &b);
+        cr_assert_gt(a.count, 0);
+        cr_assert_str_eq(a.ids, b.ids, "%s: the mapped Q8_0 GGUF answers otherwise than the base quantized at open",
+                         tasks[k]);
+        free(x), free(y);
+        lcmt_session_free(sg), lcmt_session_free(sq);
+    }
+    lcmt_bundle_free(bg), lcmt_bundle_free(bq);
+    lcmt_model_free(mg), lcmt_model_free(mq);
 }
 
 /* ---- integrity: SHA-256 pins (BUNDLE.md, Integrity) ------------------------------------ */

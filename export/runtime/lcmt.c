@@ -138,9 +138,14 @@ lcmt_status lcmt_model_open(const char *path, const lcmt_model_params *params, l
             return put_msg(msg, msg_cap, LCMT_ERR_ARG,
                            "base_type must be f32, f16, bf16, q8_0, q4_0, q4_k or q6_k");
         }
-        if (model_quantize(&m->m, t, &err)) {
-            lcmt_model_free(m);
-            return put_msg(msg, msg_cap, LCMT_ERR_NOMEM, err.msg);
+        if (t != m->m.base_type) {
+            if (model_quantize(&m->m, t, &err)) {
+                lcmt_model_free(m);
+                return put_msg(msg, msg_cap, LCMT_ERR_NOMEM, err.msg);
+            }
+            /* every weight is in the model's own memory now: the float32
+             * mapping would only stay resident beside it */
+            model_map_detach(m->map, &m->m);
         }
     }
     *out = m;

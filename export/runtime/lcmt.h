@@ -90,15 +90,21 @@ typedef struct {
                                  * whose matrices share one type keeps it); "f16",
                                  * "bf16", "q8_0", "q4_0", "q4_k", "q6_k": the matrices are
                                  * held in that type (quantized bit-exactly as llama.cpp does)
-                                 * and decoded with quantized matrix-vector kernels. A bundle
-                                 * made for the float32 base still belongs to it. */
+                                 * and decoded with quantized matrix-vector kernels (the
+                                 * file's mapping is then released). A bundle made for the
+                                 * float32 base still belongs to it. The type a GGUF already
+                                 * holds changes nothing; another type for a stored GGUF is
+                                 * refused. */
 } lcmt_model_params;
 
 LCMT_API lcmt_model_params lcmt_model_default_params(void);
 
 /* Opens a base: a Hugging Face folder (config.json + safetensors, mapped),
- * a llama2.c checkpoint or a GGUF file (read into memory). params may be
- * NULL. */
+ * a llama2.c checkpoint (read into memory) or a GGUF file: when its
+ * matrices share one stored type (Q8_0, Q4_0, F16, ...; F16 for rows that
+ * are not whole blocks) they are used in place from the mapping, nothing
+ * converted (llama's q/k rows are copied back into HF order); a float32
+ * or mixed-type GGUF is read into memory as float32. params may be NULL. */
 LCMT_API lcmt_status lcmt_model_open(const char *path, const lcmt_model_params *params,
                                      lcmt_model **out, char *msg, size_t msg_cap);
 LCMT_API void lcmt_model_free(lcmt_model *m);

@@ -1,9 +1,12 @@
 /* fuzz_gguf.c: a GGUF file (header, metadata of every value type, tensor
  * infos, alignment, data) through gguf_open, every tensor dequantized to
  * float32, the tokenizer it stores (tokenizer.ggml.*) and the base model
- * (model_load_gguf: architecture keys, the q/k permutation, types). */
+ * (model_load_gguf: architecture keys, the q/k permutation, types), also
+ * opened in place (model_map_gguf: the stored matrices as views of the
+ * mapping) with its weights' sampled CRC, the bundle check. */
 #include <stdlib.h>
 
+#include "bundle.h"
 #include "fuzz.h"
 #include "gguf.h"
 #include "loaders.h"
@@ -40,5 +43,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     model mdl = {0};
     if (model_load_gguf(&mdl, path, &err) == 0) model_free(&mdl);
+    gguf_file *keep = NULL;
+    if (model_map_gguf(&mdl, path, &keep, &err) == 0) {
+        (void)model_weights_sample_crc32(&mdl);
+        model_free(&mdl);
+        gguf_close(keep);
+    }
     return 0;
 }
