@@ -640,11 +640,13 @@ static int check_base(const bundle *b, const model *m, int quick, lc_err *err) {
     if (!cJSON_IsObject(base)) return lc_errf(err, "%s: manifest: 'base' is missing", b->path);
     /* bundles written before weights_sample_crc32 existed are checked in full */
     const int has_sample = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(base, "weights_sample_crc32"));
-    /* a base held in another type (model_quantize) keeps the full CRC-32 of
-     * the float32 weights it was made from: compare that (it costs nothing),
-     * not a sample of dequantized values */
-    const int stored = m->base_type != QT_F32;
-    cJSON *mine = identity(m, !quick || !has_sample || stored, has_sample && !stored);
+    /* a base quantized from float32 (model_quantize) keeps the full CRC-32
+     * of the float32 weights it was made from: compare that (it costs
+     * nothing), not a sample of dequantized values; a base read in its
+     * stored type (a quantized GGUF) is sampled like a float32 one, from
+     * the rows under the sampled blocks */
+    const int cached = m->base_type != QT_F32 && m->f32_crc32_set;
+    cJSON *mine = identity(m, !quick || !has_sample || cached, has_sample && !cached);
     int rc = LC_OK;
     for (const cJSON *e = mine->child; e && rc == LC_OK; e = e->next) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(base, e->string);

@@ -2,8 +2,8 @@
 # Measures the on-device runtime (not a test; numbers go to README.md,
 # "On-device runtime"): time from process start to the first generated
 # token for base + bundle on stories260K and at the stories110M shape
-# (random weights, F32 safetensors, also held as Q8_0 and Q4_0; warm page
-# cache), resident memory
+# (random weights, F32 safetensors, also held as Q8_0 and Q4_0, and as Q8_0
+# and Q4_0 GGUF files with their own bundles; warm page cache), resident memory
 # against the mapped weight bytes, task switch time, binary sizes.
 #   scripts/bench_runtime.sh [BUILD_DIR] [WORK_DIR]
 # BUILD_DIR defaults to build (configured as in the README); WORK_DIR
@@ -39,6 +39,11 @@ LCMT_BENCH_COPY=1 run "the same with copy_weights (read into 2 MB pages instead 
 for ty in q8_0 q4_0; do # the matrices in a device's 8/4-bit types (quantized at open, as llama.cpp does)
   LCMT_BENCH_BASE_TYPE=$ty run "the same base held as $ty (base_type: quantized when opened)" \
     "$m110" "$m110/tok32000.bin" "$m110/b.lcb" t1 t2 "hello"
+done
+for ty in q8_0 q4_0; do # the base as a device stores it: a GGUF in that type, used in place
+  [ -f "$m110/b-$ty.lcb" ] || "$bench" gguf "$m110" "$ty"
+  run "the same base as a $ty GGUF (convert --type $ty; mapped, used in place) + its bundle" \
+    "$m110/$ty.gguf" "$m110/tok32000.bin" "$m110/b-$ty.lcb" t1 t2 "hello"
 done
 
 echo "== binary sizes"

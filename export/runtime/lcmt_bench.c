@@ -8,6 +8,9 @@
  *     t2: one of them + LC bias).
  *   lcmt_bench make15m DIR
  *     the same at the stories15M shape (dim 288, 6 layers, hidden 768).
+ *   lcmt_bench gguf DIR TYPE
+ *     DIR/TYPE.gguf: that base as a GGUF with its matrices in TYPE (q8_0,
+ *     q4_0, ...), and DIR/b-TYPE.lcb: the same bundle made for that file.
  *   lcmt_bench run MODEL TOKENIZER|- BUNDLE TASK_A TASK_B INPUT T0_NS
  *     T0_NS: CLOCK_REALTIME nanoseconds taken just before the program was
  *     started (the script passes `date +%s%N`). Prints the time from then to
@@ -102,13 +105,13 @@ static cJSON *modules_all(void) {
     return a;
 }
 
-static int write_bundle(const char *dir) {
-    char p[4200];
+/* out: a bundle for the base at base_path (its identity), two tasks */
+static int write_bundle(const char *base_path, const char *out) {
+    const char *p = out;
     lc_err err;
     model base;
-    if (model_load(&base, dir, &err)) return die(err.msg);
+    if (model_load(&base, base_path, &err)) return die(err.msg);
     const model_config *c = &base.cfg;
-    snprintf(p, sizeof p, "%s/b.lcb", dir);
     bundle_writer *w;
     if (bundle_writer_open(&w, p, &err)) return die(err.msg);
     cJSON *man = cJSON_CreateObject(), *ads = cJSON_CreateArray(), *tasks = cJSON_CreateArray();
@@ -217,8 +220,27 @@ static int make_shape(const char *dir, int small) {
     c.norm_eps = 1e-5f, c.rope_theta = 10000.0f, c.tie_embeddings = 1, c.bos_id = 1, c.eos_id = 2;
     char p[4200];
     snprintf(p, sizeof p, "%s/tok32000.bin", dir);
-    if (write_base(dir, &c) || write_tokenizer(p, c.vocab_size) || write_bundle(dir)) return 1;
-    return 0;
+    if (write_base(dir, &c) || write_tokenizer(p, c.vocab_size)) return 1;
+    snprintf(p, sizeof p, "%s/b.lcb", dir);
+    return write_bundle(dir, p);
+}
+
+/* DIR/TYPE.gguf (the base of make110m/make15m, matrices in TYPE, as
+ * `convert --type` writes it) and DIR/b-TYPE.lcb, the same bundle made
+ * for that file */
+static int make_gguf(const char *dir, const char *type) {
+    lc_err err;
+    int t;
+    if (gguf_write_type_parse(type, &t)) return die("type must be f32, f16, bf16, q8_0, q4_0, q4_k or q6_k");
+    model m;
+    if (model_load(&m, dir, &err)) return die(err.msg);
+    char p[4200], b[4200];
+    snprintf(p, sizeof p, "%s/%s.gguf", dir, type);
+    snprintf(b, sizeof b, "%s/b-%s.lcb", dir, type);
+    int rc = model_save_gguf(&m, NULL, t, p, &err);
+    model_free(&m);
+    if (rc) return die(err.msg);
+    return write_bundle(p, b);
 }
 
 /* ---- run ------------------------------------------------------------------------------ */
@@ -300,8 +322,10 @@ static int run(char **argv) {
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "make110m")) return make_shape(argv[2], 0);
     if (argc == 3 && !strcmp(argv[1], "make15m")) return make_shape(argv[2], 1);
+    if (argc == 4 && !strcmp(argv[1], "gguf")) return make_gguf(argv[2], argv[3]);
     if (argc == 9 && !strcmp(argv[1], "run")) return run(argv + 2);
     fprintf(stderr, "usage: lcmt_bench make110m|make15m DIR\n"
+                    "       lcmt_bench gguf DIR TYPE\n"
                     "       lcmt_bench run MODEL TOKENIZER|- BUNDLE TASK_A TASK_B INPUT T0_NS\n");
     return 2;
 }
