@@ -1,6 +1,8 @@
 /* fsutil.c: small file helpers shared by the loaders and writers. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,14 +83,74 @@ int lc_make_dirs(const char *dir, lc_err *err) {
 
 /* ---- atomic writes ---------------------------------------------------------------
  * Every file the toolchain writes under a final name goes through these: the bytes go to
- * "<path>.tmp.<pid>" in the same folder (matches .gitignore's *.tmp.*), which is flushed,
+ * "<path>.tmp.<pid>@<host>" in the same folder (matches .gitignore's *.tmp.*), which is flushed,
  * fsync'd, rename()d over the final name, and the folder fsync'd. On any failure before
  * the rename the temporary file is removed and whatever was under the final name stays
  * as it was; the message names the final file and the OS error. */
 
+/* This machine's name as it goes into temporary names: letters, digits,
+ * '-' and '_' only (others become '_'), at most 40 characters. */
+static void host_tag(char *out, size_t n) {
+    char h[256] = "";
+    if (gethostname(h, sizeof h - 1) != 0 || !h[0]) snprintf(h, sizeof h, "localhost");
+    size_t k = 0;
+    for (size_t i = 0; h[i] && k + 1 < n && k < 40; i++) {
+        const char c = h[i];
+        out[k++] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ? c : '_';
+    }
+    out[k] = 0;
+}
+
+/* Removes "<path>.tmp.<pid>@<host>" files of this machine whose process no
+ * longer runs (a write killed before its rename): only this host's, so a
+ * live writer on another machine of a shared file system is never touched.
+ * Best effort: what cannot be read or removed stays. */
+/* 1 unless no process pid runs on this host: gone (ESRCH), or a zombie
+ * (killed, not yet reaped: /proc/<pid>/stat state Z). A pid we may not
+ * signal counts as alive. */
+static int pid_alive(long pid) {
+    if (kill((pid_t)pid, 0) != 0) return errno != ESRCH;
+    char p[64], buf[512];
+    snprintf(p, sizeof p, "/proc/%ld/stat", pid);
+    FILE *f = fopen(p, "r");
+    if (!f) return 1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *rp = strrchr(buf, ')'); /* the name may hold spaces and ')' */
+    return !(rp && rp[1] == ' ' && rp[2] == 'Z');
+}
+
+static void remove_stale_tmps(const char *path, const char *host) {
+    char dir[4200];
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    const size_t bl = strlen(base);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *nm = e->d_name;
+        if (strncmp(nm, base, bl) || strncmp(nm + bl, ".tmp.", 5)) continue;
+        char *end;
+        const long pid = strtol(nm + bl + 5, &end, 10);
+        if (end == nm + bl + 5 || pid <= 0 || *end != '@' || strcmp(end + 1, host) || pid == (long)getpid())
+            continue;
+        if (pid_alive(pid)) continue;
+        char full[8400];
+        if (snprintf(full, sizeof full, "%s/%s", dir, nm) < (int)sizeof full) unlink(full);
+    }
+    closedir(d);
+}
+
 int lc_tmp_path(char *out, size_t n, const char *path, lc_err *err) {
-    if (snprintf(out, n, "%s.tmp.%ld", path, (long)getpid()) >= (int)n)
+    char host[48];
+    host_tag(host, sizeof host);
+    if (snprintf(out, n, "%s.tmp.%ld@%s", path, (long)getpid(), host) >= (int)n)
         return lc_errf(err, "%s: path too long", path);
+    remove_stale_tmps(path, host);
     return LC_OK;
 }
 

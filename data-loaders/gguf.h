@@ -12,7 +12,7 @@
  * point into the mapping: they stay valid until gguf_close.
  *
  * Writer: metadata in the order it is set, tensor infos, then the tensor
- * data, each tensor aligned to 32 bytes; written to "<path>.tmp.<pid>" and
+ * data, each tensor aligned to 32 bytes; written to "<path>.tmp.<pid>@<host>" and
  * renamed onto path, so a reader never sees half a file. */
 #ifndef GGUF_H
 #define GGUF_H

@@ -41,14 +41,16 @@ void lc_slugify(char *dst, size_t n, const char *src);
 int lc_dir_lock(const char *dir, int *fd, lc_err *err);
 void lc_dir_unlock(int fd);
 /* Atomic writes (fsutil.c), used by every writer of a file under a final
- * name: the bytes go to a temporary "<path>.tmp.<pid>" in the same folder,
+ * name: the bytes go to a temporary "<path>.tmp.<pid>@<host>" in the same folder,
  * which is flushed, fsync'd, rename()d over the final name, and the folder
  * fsync'd. A failed write, flush, fsync, close or rename removes the
  * temporary file, leaves the previous file intact, and err names the final
  * file and the OS error (strerror). */
 int lc_write_text_atomic(const char *path, const char *text, lc_err *err); /* + '\n' */
 int lc_write_bytes_atomic(const char *path, const void *buf, size_t n, lc_err *err);
-/* tmp = "<path>.tmp.<pid>" */
+/* tmp = "<path>.tmp.<pid>@<host>"; also removes the temporary files of
+ * path that processes of this host killed mid-write left (their pid no
+ * longer runs). */
 int lc_tmp_path(char *tmp, size_t n, const char *path, lc_err *err);
 /* fopen("wb") of the temporary file for path (tmp receives its name). */
 FILE *lc_tmp_open(const char *path, char *tmp, size_t n, lc_err *err);

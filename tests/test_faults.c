@@ -441,6 +441,46 @@ static void kills(const char *what, const char *cmd, const char *const *rels, in
     }
     fprintf(stderr, "kills: %s: %d of %d runs killed mid-way (clean run %.2f s)\n", what, killed, i, T);
     cr_assert_geq(killed, n, "%s: only %d runs were killed mid-way", what, killed);
+    /* the temporary files the kills left: the next whole run removes those
+     * of the files it writes (their pids are gone); a live process's is kept */
+    snap s;
+    snap_take(&s, rels);
+    int stale = 0;
+    for (int k = 0; k < s.n; k++) stale += strstr(s.name[k], ".tmp.") != NULL;
+    snap_free(&s);
+    char live[4200] = "";
+    const char *first = NULL;
+    snap_take(&s, rels); /* (first points into s until snap_free; live keeps the path) */
+    for (int k = 0; k < s.n && !first; k++) /* an output each run writes anew (atomically) */
+        if (!strstr(s.name[k], ".tmp.") && ends_with(s.name[k], ".json")) first = s.name[k];
+    /* a temporary file of a process that runs (this one), beside that output */
+    if (first) {
+        char host[256] = "";
+        gethostname(host, sizeof host - 1);
+        for (char *h = host; *h; h++)
+            if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') || (*h >= '0' && *h <= '9') || *h == '-'))
+                *h = '_';
+        snprintf(live, sizeof live, "%s/%s.tmp.%ld@%.40s", dir, first, (long)getpid(), host);
+        cr_assert_eq(tu_write_file(live, "x", 1), 0);
+    }
+    const int have_live = first != NULL;
+    snap_free(&s);
+    cr_assert_eq(tu_system(c), 0, "%s: the run after the kills failed", what);
+    snap_take(&s, rels);
+    int left = 0;
+    for (int k = 0; k < s.n; k++)
+        if (strstr(s.name[k], ".tmp.") && !(have_live && strstr(live, s.name[k] + 1))) {
+            fprintf(stderr, "kills: %s: left: %s\n", what, s.name[k]);
+            left++;
+        }
+    snap_free(&s);
+    fprintf(stderr, "kills: %s: %d temporary files after the kills, %d after a whole run\n", what, stale, left);
+    cr_assert_eq(left, 0, "%s: a whole run left %d stale temporary files of killed runs", what, left);
+    if (have_live) {
+        struct stat st;
+        cr_assert_eq(stat(live, &st), 0, "%s: the temporary file of a live process was removed", what);
+        unlink(live);
+    }
 }
 
 Test(faults, kill9_train_calibrate_export_leave_whole_files) {
