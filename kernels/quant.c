@@ -640,6 +640,17 @@ static qdot8_fn dot8_for(int type) {
     return NULL;
 }
 
+/* The paths' 8-row, 4-activation product for a type, NULL when none. */
+static qdot8x4_fn dot8x4_for(int type) {
+    if (!force_ref()) {
+#if defined(__x86_64__)
+        if (cpu_avx2()) return quant_avx2_dot8x4(type);
+#endif
+    }
+    (void)type;
+    return NULL;
+}
+
 /* ---- activation ------------------------------------------------------------------------ */
 
 /* q (bs ints) and d of one block: d = amax / 127, q = round-to-even of
@@ -784,6 +795,7 @@ int qmat_matvec_batch(const qmat *W, const float *X, int nb, const float *bias, 
     for (int b = 0; b < nb; b++) prepare_x(&px[b], W->type, X + (size_t)b * cols, cols, scratch + pb * (size_t)b);
     const uint8_t *data = W->data;
     const qdot8_fn dot8 = dot8_for(W->type);
+    const qdot8x4_fn dot8x4 = dot8 ? dot8x4_for(W->type) : NULL;
     const int64_t G = dot8 ? 8 : 1, ngroups = (rows + G - 1) / G;
     const int par = rows * cols * nb >= QMV_PARALLEL_MIN && omp_get_max_threads() > 1 && !omp_in_parallel();
     (void)par; /* unused without OpenMP */
@@ -794,18 +806,25 @@ int qmat_matvec_batch(const qmat *W, const float *X, int nb, const float *bias, 
     for (int64_t g = 0; g < ngroups; g++) {
         const int64_t r0 = g * G, n = rows - r0 < G ? rows - r0 : G;
         const uint8_t *row0 = data + W->row_bytes * (size_t)r0;
-        for (int b = 0; b < nb; b++) {
-            float v[8];
-            if (n == 8 && dot8) dot8(row0, W->row_bytes, &px[b], cols, v);
-            else
+        for (int b = 0; b < nb;) {
+            float v[32];
+            int nx = 1;
+            if (n == 8 && dot8x4 && nb - b >= 4) {
+                dot8x4(row0, W->row_bytes, &px[b], cols, v);
+                nx = 4;
+            } else if (n == 8 && dot8) {
+                dot8(row0, W->row_bytes, &px[b], cols, v);
+            } else {
                 for (int64_t i = 0; i < n; i++) v[i] = dot(row0 + W->row_bytes * (size_t)i, &px[b], cols);
-            for (int64_t i = 0; i < n; i++) {
-                const int64_t r = r0 + i;
-                float vi = v[i];
-                if (bias) vi = vi + bias[r];
-                float *y = &Y[(size_t)b * rows + r];
-                *y = accumulate ? *y + vi : vi;
             }
+            for (int j = 0; j < nx; j++, b++)
+                for (int64_t i = 0; i < n; i++) {
+                    const int64_t r = r0 + i;
+                    float vi = v[8 * j + i];
+                    if (bias) vi = vi + bias[r];
+                    float *y = &Y[(size_t)b * rows + r];
+                    *y = accumulate ? *y + vi : vi;
+                }
         }
     }
     free(scratch);

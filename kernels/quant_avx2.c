@@ -152,10 +152,53 @@ static inline __m256i hsum8_i32(const __m256i *v) {
         _mm256_storeu_ps(out, acc);                                                                  \
     }
 
+/* Eight rows and four activations at once (a prefill or a batch): each
+ * block's weights are loaded, and Q4_0's nibbles unpacked, once for the
+ * four; every (row, activation) pair is the chain dot8 computes, bit for
+ * bit (the same integers, the same float multiply and add per lane). */
+static inline __m256i q8_0_w(const uint8_t *pb) { return _mm256_loadu_si256((const __m256i *)(pb + 2)); }
+static inline __m256i q8_0_wlanes(__m256i w, __m256i q) { return dot_i8_lanes(w, q); }
+static inline __m256i q4_0_w(const uint8_t *pb) {
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m128i qs = _mm_loadu_si128((const __m128i *)(pb + 2));
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), m4), _mm_and_si128(qs, m4));
+}
+static inline __m256i q4_0_wlanes(__m256i u, __m256i q) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), _mm256_set1_epi16(1));
+}
+
+#define DOT8X4_Q32_AVX2(name, WLOAD, WLANES, CORR, bsz)                                               \
+    static void name(const uint8_t *row0, size_t rb, const qx_t *x, int64_t cols, float *out) {       \
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),              \
+                         _mm256_setzero_ps()};                                                        \
+        const uint8_t *p = row0;                                                                     \
+        const uint8_t *pf = row0 + 8 * rb;                                                           \
+        for (int64_t b = 0; b < cols / 32; b++, p += bsz, pf += 8 * bsz) {                           \
+            for (int k = 0; k < 8 * bsz; k += 64) _mm_prefetch((const char *)pf + k, _MM_HINT_T0);   \
+            __m256i w[8];                                                                            \
+            for (int r = 0; r < 8; r++) w[r] = WLOAD(p + rb * (size_t)r);                            \
+            const __m128i h = _mm_setr_epi16((short)qrd16(p), (short)qrd16(p + rb),                  \
+                (short)qrd16(p + 2 * rb), (short)qrd16(p + 3 * rb), (short)qrd16(p + 4 * rb),        \
+                (short)qrd16(p + 5 * rb), (short)qrd16(p + 6 * rb), (short)qrd16(p + 7 * rb));       \
+            const __m256 dw = _mm256_cvtph_ps(h);                                                    \
+            for (int j = 0; j < 4; j++) {                                                            \
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(x[j].q + 32 * b));            \
+                __m256i v[8];                                                                        \
+                for (int r = 0; r < 8; r++) v[r] = WLANES(w[r], q);                                  \
+                const __m256i s = _mm256_sub_epi32(hsum8_i32(v), _mm256_set1_epi32(CORR(&x[j], b))); \
+                const __m256 dd = _mm256_mul_ps(dw, _mm256_set1_ps(x[j].d[b]));                      \
+                acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(dd, _mm256_cvtepi32_ps(s)));            \
+            }                                                                                        \
+        }                                                                                            \
+        for (int j = 0; j < 4; j++) _mm256_storeu_ps(out + 8 * j, acc[j]);                           \
+    }
+
 DOT_Q32_AVX2(dot_q8_0, q8_0_lanes, Q8_0_CORR, 34)
 DOT_Q32_AVX2(dot_q4_0, q4_0_lanes, Q4_0_CORR, 18)
 DOT8_Q32_AVX2(dot8_q8_0, q8_0_lanes, Q8_0_CORR, 34)
 DOT8_Q32_AVX2(dot8_q4_0, q4_0_lanes, Q4_0_CORR, 18)
+DOT8X4_Q32_AVX2(dot8x4_q8_0, q8_0_w, q8_0_wlanes, Q8_0_CORR, 34)
+DOT8X4_Q32_AVX2(dot8x4_q4_0, q4_0_w, q4_0_wlanes, Q4_0_CORR, 18)
 
 /* ---- K-quants: exact integer sums per super-block ------------------------------ */
 
@@ -229,6 +272,10 @@ static float dot_q6_k(const void *row, const qx_t *x, int64_t cols) {
 
 qdot8_fn quant_avx2_dot8(int type) {
     return type == QT_Q8_0 ? dot8_q8_0 : type == QT_Q4_0 ? dot8_q4_0 : NULL;
+}
+
+qdot8x4_fn quant_avx2_dot8x4(int type) {
+    return type == QT_Q8_0 ? dot8x4_q8_0 : type == QT_Q4_0 ? dot8x4_q4_0 : NULL;
 }
 
 qdot_fn quant_avx2_dot(int type) {

@@ -28,12 +28,16 @@ typedef float (*qdot_fn)(const void *row, const qx_t *x, int64_t cols);
 /* The same product for 8 consecutive rows (row r at row0 + r * row_bytes)
  * into out[0..7], each with the bits of the type's qdot_fn. */
 typedef void (*qdot8_fn)(const uint8_t *row0, size_t row_bytes, const qx_t *x, int64_t cols, float *out);
+/* The same for four activations x[0..3] into out[8 * j + r], each with the
+ * bits of the qdot8_fn. */
+typedef void (*qdot8x4_fn)(const uint8_t *row0, size_t row_bytes, const qx_t *x, int64_t cols, float *out);
 
 /* The paths' dot product for a type; NULL when the path has none. */
 qdot_fn quant_ref_dot(int type);
 #if defined(__x86_64__)
 qdot_fn quant_avx2_dot(int type); /* call only when the CPU has AVX2, FMA, F16C */
 qdot8_fn quant_avx2_dot8(int type); /* Q8_0, Q4_0; NULL for the others */
+qdot8x4_fn quant_avx2_dot8x4(int type); /* Q8_0, Q4_0; NULL for the others */
 #endif
 #if defined(__aarch64__)
 qdot_fn quant_neon_dot(int type);

@@ -204,7 +204,7 @@ Test(quant, simd_matvec_equals_reference) {
     lc_rng_seed(&g_rng, 11);
     for (int t = 0; t < N_ALL; t++)
         for (int k = 0; k < 2; k++) {
-            const int type = ALL_TYPES[t], rows = 67, cols = test_cols(type, k), nb = 4;
+            const int type = ALL_TYPES[t], rows = 67, cols = test_cols(type, k), nb = 6; /* 4 at once, then 2 */
             float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * nb * cols);
             float *yr = malloc(sizeof(float) * nb * rows), *ys = malloc(sizeof(float) * nb * rows);
             float *y1 = malloc(sizeof(float) * rows), *bias = malloc(sizeof(float) * rows);
