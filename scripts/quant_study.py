@@ -116,6 +116,27 @@ def paired(a, b, tasks, n_boot, seed):
     return out
 
 
+def eval_config(cfg, task, results, jdir, bt, out):
+    """The `evaluate` config that scores calibrate job jdir (its results.json
+    `results`, of task `task` in calibrate config cfg) on the base held as
+    bt: the job's merge recipe, its calibration.h5, the task's test data
+    and the run's generation and metric settings."""
+    d = task["data"]
+    ev = {"model": cfg["model"], "tokenizer": cfg["tokenizer"], "output_dir": out, "label": results["method"],
+          "merge": results["merge"], "calibs": [os.path.join(jdir, "calibration.h5")],
+          "data": {"path": d["test"], "prompt_template": d["prompt_template"],
+                   "target_template": d["target_template"]},
+          "generation": cfg.get("generation", {}), "metrics": cfg.get("metrics", {})}
+    if bt != "f32":
+        ev["base_type"] = bt
+    for k_task, k_eval in (("max_len", "max_len"), ("max_test_examples", "max_examples"),
+                           ("on_bad_row", "on_bad_row"), ("add_bos", "add_bos"),
+                           ("prompt_format", "prompt_format"), ("system", "system")):
+        if k_task in d:
+            ev["data"][k_eval] = d[k_task]
+    return ev
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("name")
@@ -199,22 +220,9 @@ def main():
         jd = job_dir(f32cal, v, m)
         with open(os.path.join(jd, "results.json")) as f:
             r = json.load(f)
-        t = tasks[v]
-        d = t["data"]
         out = os.path.join(qdir, "f32-on-" + bt, v, os.path.basename(jd))
         os.makedirs(out, exist_ok=True)
-        ev = {"model": cfg["model"], "tokenizer": cfg["tokenizer"], "output_dir": out, "label": m,
-              "merge": r["merge"], "calibs": [os.path.join(jd, "calibration.h5")],
-              "data": {"path": d["test"], "prompt_template": d["prompt_template"],
-                       "target_template": d["target_template"]},
-              "generation": cfg.get("generation", {}), "metrics": cfg.get("metrics", {})}
-        if bt != "f32":
-            ev["base_type"] = bt
-        for k_task, k_eval in (("max_len", "max_len"), ("max_test_examples", "max_examples"),
-                               ("on_bad_row", "on_bad_row"), ("add_bos", "add_bos"),
-                               ("prompt_format", "prompt_format"), ("system", "system")):
-            if k_task in d:
-                ev["data"][k_eval] = d[k_task]
+        ev = eval_config(cfg, tasks[v], r, jd, bt, out)
         path = os.path.join(out, "evaluate.json")
         with open(path, "w") as f:
             json.dump(ev, f, indent=1)

@@ -223,6 +223,47 @@ Test(bench_scripts, seed_study_derives_seed_configs) {
     free(log);
 }
 
+/* scripts/quant_study.py: the evaluate config that scores a float32
+ * calibration on a quantized base carries the job's recipe, calibration,
+ * the task's test settings under evaluate's names, and base_type only when
+ * quantized; Table-1 means and the paired bootstrap on known data; bad
+ * arguments are refused with the reason. */
+Test(bench_scripts, quant_study_configs_and_statistics) {
+    require_python();
+    python_check("import quant_study as q\n"
+                 "cfg = {\"model\": \"/m\", \"tokenizer\": \"/t.json\", \"generation\": {\"max_new_tokens\": 9},\n"
+                 "       \"metrics\": {\"tokenization\": \"latin\"}}\n"
+                 "task = {\"data\": {\"test\": \"/d/test.jsonl\", \"prompt_template\": \"{x}:\", \"target_template\": \" {y}\",\n"
+                 "        \"max_len\": 300, \"max_test_examples\": 7, \"on_bad_row\": \"skip\", \"train\": \"/d/tr.jsonl\"}}\n"
+                 "res = {\"method\": \"LC++\", \"merge\": {\"method\": \"concat\", \"adapters\": [{\"name\": \"a\", \"path\": \"/a\"}]}}\n"
+                 "e = q.eval_config(cfg, task, res, \"/j\", \"q4_0\", \"/o\")\n"
+                 "assert e[\"base_type\"] == \"q4_0\" and e[\"merge\"] == res[\"merge\"] and e[\"calibs\"] == [\"/j/calibration.h5\"]\n"
+                 "assert e[\"data\"] == {\"path\": \"/d/test.jsonl\", \"prompt_template\": \"{x}:\", \"target_template\": \" {y}\",\n"
+                 "                      \"max_len\": 300, \"max_examples\": 7, \"on_bad_row\": \"skip\"}, e[\"data\"]\n"
+                 "assert e[\"generation\"] == {\"max_new_tokens\": 9} and e[\"metrics\"] == {\"tokenization\": \"latin\"}\n"
+                 "assert \"base_type\" not in q.eval_config(cfg, task, res, \"/j\", \"f32\", \"/o\")\n"
+                 "tasks = [\"summary+es\", \"summary+fr\", \"reply+casual\"]\n"
+                 "a = {\"summary+es\": ([0.2, 0.4], [1, 1]), \"summary+fr\": ([0.6, 0.6], [0, 1]), \"reply+casual\": ([0.1, 0.3], [1, 0])}\n"
+                 "qm, rm, per = q.means(a, tasks)\n"
+                 "assert abs(per[0][0] - 0.45) < 1e-12 and abs(per[0][1] - 0.75) < 1e-12 and per[1] is None and per[2] is None\n"
+                 "assert abs(qm - (0.45 + 0.2) / 2) < 1e-12 and abs(rm - (0.75 + 0.5) / 2) < 1e-12\n"
+                 "b = {t: ([x - 0.1 for x in v[0]], v[1]) for t, v in a.items()}\n"
+                 "(dq, lo, hi), (dr, rlo, rhi) = q.paired(a, b, tasks, 200, 1)\n"
+                 "assert abs(dq - 0.1) < 1e-12 and abs(lo - 0.1) < 1e-9 and abs(hi - 0.1) < 1e-9, (dq, lo, hi)\n"
+                 "assert dr == 0 and rlo == 0 and rhi == 0\n");
+    const char *bad[2][2] = {{"no-such-benchmark", "no-such-benchmark"},
+                             {"scratch3m --types f32", "not a quantized base type"}};
+    for (int k = 0; k < 2; k++) {
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/scripts/quant_study.py' %s 2>&1", tu_source_dir(), bad[k][0]);
+        int st;
+        char *log = tu_capture(cmd, &st);
+        cr_assert_neq(st, 0, "quant_study.py %s was accepted", bad[k][0]);
+        cr_assert(strstr(log, bad[k][1]), "%s", log);
+        free(log);
+    }
+}
+
 /* scripts/bench_decode.sh end to end at its smallest (one shape, one run,
  * a few tokens): every row of the table has positive speeds for both
  * runtimes. Catches a benchmark that rots (the figures come from runs on a
