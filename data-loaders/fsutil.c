@@ -7,8 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <linux/fs.h> /* RENAME_EXCHANGE */
+#endif
 
 #include "loaders.h"
 
@@ -88,6 +92,25 @@ int lc_make_dirs(const char *dir, lc_err *err) {
  * the rename the temporary file is removed and whatever was under the final name stays
  * as it was; the message names the final file and the OS error. */
 
+/* rm -r of a folder this toolchain wrote (regular files and folders only;
+ * symlinks are removed, not followed). Best effort. */
+static void remove_tree(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char p[8400];
+            if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p) continue;
+            struct stat st;
+            if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) remove_tree(p);
+            else unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
 /* This machine's name as it goes into temporary names: letters, digits,
  * '-' and '_' only (others become '_'), at most 40 characters. */
 static void host_tag(char *out, size_t n) {
@@ -140,7 +163,10 @@ static void remove_stale_tmps(const char *path, const char *host) {
             continue;
         if (pid_alive(pid)) continue;
         char full[8400];
-        if (snprintf(full, sizeof full, "%s/%s", dir, nm) < (int)sizeof full) unlink(full);
+        struct stat st;
+        if (snprintf(full, sizeof full, "%s/%s", dir, nm) >= (int)sizeof full) continue;
+        if (lstat(full, &st) == 0 && S_ISDIR(st.st_mode)) remove_tree(full);
+        else unlink(full);
     }
     closedir(d);
 }
@@ -160,8 +186,8 @@ static int fail_tmp(const char *tmp, const char *path, const char *what, int e, 
                    what, e ? strerror(e) : "short write");
 }
 
-int lc_rename_tmp(const char *tmp, const char *path, lc_err *err) {
-    if (rename(tmp, path) != 0) return fail_tmp(tmp, path, "cannot rename the temporary file onto it", errno, err);
+/* fsync of the folder holding path (after a rename into it) */
+static int sync_parent(const char *path, lc_err *err) {
     char dir[4200];
     const char *slash = strrchr(path, '/');
     if (!slash) snprintf(dir, sizeof dir, ".");
@@ -176,6 +202,11 @@ int lc_rename_tmp(const char *tmp, const char *path, lc_err *err) {
     return LC_OK;
 }
 
+int lc_rename_tmp(const char *tmp, const char *path, lc_err *err) {
+    if (rename(tmp, path) != 0) return fail_tmp(tmp, path, "cannot rename the temporary file onto it", errno, err);
+    return sync_parent(path, err);
+}
+
 int lc_commit_tmp(const char *tmp, const char *path, lc_err *err) {
     int fd = open(tmp, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return fail_tmp(tmp, path, "cannot reopen the temporary file", errno, err);
@@ -186,6 +217,61 @@ int lc_commit_tmp(const char *tmp, const char *path, lc_err *err) {
     }
     if (close(fd) != 0) return fail_tmp(tmp, path, "close failed", errno, err);
     return lc_rename_tmp(tmp, path, err);
+}
+
+int lc_dir_begin(const char *dir, char *tmp, size_t n, lc_err *err) {
+    if (lc_tmp_path(tmp, n, dir, err)) return LC_FAIL;
+    remove_tree(tmp); /* a folder of this pid from an earlier failure */
+    return lc_make_dirs(tmp, err);
+}
+
+void lc_dir_abort(const char *tmp) { remove_tree(tmp); }
+
+int lc_dir_commit(const char *tmp, const char *dir, lc_err *err) {
+    struct stat st;
+    if (lstat(dir, &st) != 0) { /* nothing there yet */
+        if (rename(tmp, dir) != 0) {
+            int e = errno;
+            remove_tree(tmp);
+            return lc_errf(err, "%s: cannot rename the temporary folder onto it: %s (nothing written)", dir,
+                           strerror(e));
+        }
+        return sync_parent(dir, err);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        remove_tree(tmp);
+        return lc_errf(err, "%s: exists and is not a folder (nothing written)", dir);
+    }
+#if defined(SYS_renameat2) && defined(RENAME_EXCHANGE)
+    /* one step: the new folder takes the name, the old one takes tmp's */
+    if (syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
+        remove_tree(tmp);
+        return sync_parent(dir, err);
+    }
+#endif
+    /* no RENAME_EXCHANGE (old kernel, some file systems): the old folder
+     * moves aside, the new one in; a crash between the two renames leaves
+     * the old one under "<dir>.old.<pid>@<host>" */
+    char old[4300];
+    if (snprintf(old, sizeof old, "%s.old.%s", dir, strrchr(tmp, '.') ? strrchr(tmp, '.') + 1 : "x") >=
+        (int)sizeof old) {
+        remove_tree(tmp);
+        return lc_errf(err, "%s: path too long", dir);
+    }
+    if (rename(dir, old) != 0) {
+        int e = errno;
+        remove_tree(tmp);
+        return lc_errf(err, "%s: cannot move the previous folder aside: %s (nothing written)", dir, strerror(e));
+    }
+    if (rename(tmp, dir) != 0) {
+        int e = errno;
+        (void)rename(old, dir); /* put the previous one back */
+        remove_tree(tmp);
+        return lc_errf(err, "%s: cannot rename the temporary folder onto it: %s (the previous folder is kept)",
+                       dir, strerror(e));
+    }
+    remove_tree(old);
+    return sync_parent(dir, err);
 }
 
 FILE *lc_tmp_open(const char *path, char *tmp, size_t n, lc_err *err) {

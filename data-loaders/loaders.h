@@ -52,6 +52,16 @@ int lc_write_bytes_atomic(const char *path, const void *buf, size_t n, lc_err *e
  * path that processes of this host killed mid-write left (their pid no
  * longer runs). */
 int lc_tmp_path(char *tmp, size_t n, const char *path, lc_err *err);
+/* Folders written as one (an adapter's final/ and best/): lc_dir_begin
+ * makes an empty "<dir>.tmp.<pid>@<host>" (its name in tmp) for the writer
+ * to fill; lc_dir_commit puts it in place of dir in one step (rename, or
+ * renameat2 RENAME_EXCHANGE when dir exists, after which the previous
+ * folder is removed), so a reader, a crash or a kill sees the old folder
+ * or the new one whole, never a mix; lc_dir_abort removes tmp. On an
+ * error the previous folder is kept and tmp removed. */
+int lc_dir_begin(const char *dir, char *tmp, size_t n, lc_err *err);
+int lc_dir_commit(const char *tmp, const char *dir, lc_err *err);
+void lc_dir_abort(const char *tmp);
 /* fopen("wb") of the temporary file for path (tmp receives its name). */
 FILE *lc_tmp_open(const char *path, char *tmp, size_t n, lc_err *err);
 /* Ends a write begun with lc_tmp_open: ok = 0 when a write failed

@@ -439,6 +439,33 @@ static int log_line(int fd, const char *path, lc_err *err, const char *fmt, ...)
                    e ? strerror(e) : "short write");
 }
 
+/* The adapter's folder (best/, final/) written by save into a temporary
+ * folder and put in place in one step: a kill or a failure leaves the
+ * previous folder whole (a PEFT folder is two files that must match). */
+static int save_dir(adapter_save_fn save, void *save_ctx, const char *dir, lc_err *err) {
+    char tmp[4300];
+    if (lc_dir_begin(dir, tmp, sizeof tmp, err)) return LC_FAIL;
+    if (save(save_ctx, tmp, err)) {
+        lc_dir_abort(tmp);
+        /* name the folder the user knows, not the temporary one */
+        char msg[sizeof err->msg];
+        const size_t tl = strlen(tmp);
+        size_t o = 0;
+        for (const char *q = err->msg; *q && o + 1 < sizeof msg;) {
+            if (!strncmp(q, tmp, tl)) {
+                o += (size_t)snprintf(msg + o, sizeof msg - o, "%s", dir);
+                q += tl;
+            } else {
+                msg[o++] = *q++;
+            }
+        }
+        msg[o < sizeof msg ? o : sizeof msg - 1] = 0;
+        snprintf(err->msg, sizeof err->msg, "%s", msg);
+        return LC_FAIL;
+    }
+    return lc_dir_commit(tmp, dir, err);
+}
+
 static uint64_t mix_seed(uint64_t seed, long step, int micro) {
     uint64_t x = seed * 0x9E3779B97F4A7C15ull ^ ((uint64_t)step << 16) ^ (uint64_t)micro;
     x = (x ^ (x >> 31)) * 0xBF58476D1CE4E5B9ull;
@@ -732,7 +759,7 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
             }
             if (writer && better && o->keep_best && save) {
                 snprintf(dir, sizeof dir, "%s/best", o->out_dir);
-                if (save(save_ctx, dir, err)) goto done;
+                if (save_dir(save, save_ctx, dir, err)) goto done;
             }
         }
         if ((o->checkpoint_every > 0 && st.step % o->checkpoint_every == 0) || last) {
@@ -749,7 +776,7 @@ int train_run_multi(const train_source *src, int n_src, param_list *pl, int pad_
     if (tty) fputc('\n', stderr);
     if (writer && save) {
         snprintf(dir, sizeof dir, "%s/final", o->out_dir);
-        if (save(save_ctx, dir, err)) goto done;
+        if (save_dir(save, save_ctx, dir, err)) goto done;
     }
     if (lc_dist_barrier(dist, err)) goto done;
     if (res) {
