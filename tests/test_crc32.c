@@ -1,6 +1,7 @@
 /* lc_crc32 (kernels/base, the runtime's CRC-32) against zlib's crc32 on
  * random buffers of every length 0..300 and at every start alignment, on
- * large buffers, and chained over pieces. */
+ * large buffers, and chained over pieces; the table path and the CPU's
+ * (PCLMULQDQ) path each. */
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,12 +18,18 @@ static unsigned char *random_bytes(size_t n, uint64_t seed) {
     return b;
 }
 
+/* both paths: the tables alone, and the CPU's (PCLMULQDQ folding on
+ * x86-64 from 64 bytes on) */
 Test(crc32, equals_zlib_on_every_length_and_alignment) {
     unsigned char *b = random_bytes(320, 1);
-    for (size_t off = 0; off < 8; off++)
-        for (size_t n = 0; n + off <= 308; n++)
-            cr_assert_eq(lc_crc32(0, b + off, n), (uint32_t)crc32(0L, b + off, (uInt)n), "offset %zu length %zu",
-                         off, n);
+    for (int table = 0; table < 2; table++) {
+        lc_crc32_force_table(table);
+        for (size_t off = 0; off < 8; off++)
+            for (size_t n = 0; n + off <= 308; n++)
+                cr_assert_eq(lc_crc32(0, b + off, n), (uint32_t)crc32(0L, b + off, (uInt)n),
+                             "offset %zu length %zu (%s)", off, n, table ? "tables" : "CPU path");
+    }
+    lc_crc32_force_table(0);
     free(b);
 }
 
@@ -31,6 +38,9 @@ Test(crc32, equals_zlib_on_large_buffers_and_chains) {
     unsigned char *b = random_bytes(n, 2);
     uint32_t want = (uint32_t)crc32(0L, b, (uInt)n);
     cr_assert_eq(lc_crc32(0, b, n), want);
+    lc_crc32_force_table(1);
+    cr_assert_eq(lc_crc32(0, b, n), want, "the tables alone");
+    lc_crc32_force_table(0);
     uint32_t c = 0;
     lc_rng r;
     lc_rng_seed(&r, 3);
