@@ -288,7 +288,8 @@ static int st_parse(const char *fpath, const unsigned char *map, size_t size,
                            out, err))
             goto done;
     }
-    if (st_check_overlap(fpath, out->v + first, out->n - first, err)) goto done;
+    /* (no tensor at all leaves out->v NULL: no pointer arithmetic on it) */
+    if (out->n > first && st_check_overlap(fpath, out->v + first, out->n - first, err)) goto done;
     rc = LC_OK;
 done:
     cJSON_Delete(root);
