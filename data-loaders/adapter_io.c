@@ -563,8 +563,8 @@ static int lora_add_tensors(const lora *l, tensor_writer *w, const char *path, l
     return rc;
 }
 
-int lora_save_peft(const lora *l, const char *dir, lc_err *err) {
-    if (lc_make_dirs(dir, err)) return LC_FAIL;
+static int save_peft_files(void *ctx, const char *dir, lc_err *err) {
+    const lora *l = ctx;
     char path[4200];
     if (snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir) >= (int)sizeof path)
         return lc_errf(err, "%s: path too long", dir);
@@ -582,6 +582,12 @@ int lora_save_peft(const lora *l, const char *dir, lc_err *err) {
     int rc = lc_write_text_atomic(path, json, err);
     free(json);
     return rc;
+}
+
+/* the two files written as one folder (lc_dir_write): a kill or a failed
+ * write never leaves new tensors beside an old adapter_config.json */
+int lora_save_peft(const lora *l, const char *dir, lc_err *err) {
+    return lc_dir_write(dir, 1, save_peft_files, (void *)l, err);
 }
 
 int lora_save_h5(const lora *l, const char *path, lc_err *err) {

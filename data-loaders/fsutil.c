@@ -124,9 +124,10 @@ static void host_tag(char *out, size_t n) {
     out[k] = 0;
 }
 
-/* Removes "<path>.tmp.<pid>@<host>" files of this machine whose process no
- * longer runs (a write killed before its rename): only this host's, so a
- * live writer on another machine of a shared file system is never touched.
+/* Removes the "<path>.tmp.<pid>@<host>" files and folders (and those named
+ * "<path>.tmp.<pid>@<host>.tmp.…") of this machine whose process no longer
+ * runs (a write killed before its rename): only this host's, so a live
+ * writer on another machine of a shared file system is never touched.
  * Best effort: what cannot be read or removed stays. */
 /* 1 unless no process pid runs on this host: gone (ESRCH), or a zombie
  * (killed, not yet reaped: /proc/<pid>/stat state Z). A pid we may not
@@ -152,14 +153,17 @@ static void remove_stale_tmps(const char *path, const char *host) {
     else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
     DIR *d = opendir(dir);
     if (!d) return;
-    const size_t bl = strlen(base);
+    const size_t bl = strlen(base), hl = strlen(host);
     struct dirent *e;
     while ((e = readdir(d))) {
         const char *nm = e->d_name;
         if (strncmp(nm, base, bl) || strncmp(nm + bl, ".tmp.", 5)) continue;
         char *end;
         const long pid = strtol(nm + bl + 5, &end, 10);
-        if (end == nm + bl + 5 || pid <= 0 || *end != '@' || strcmp(end + 1, host) || pid == (long)getpid())
+        /* "<host>" may be followed by ".tmp...." too: a temporary made inside a
+         * temporary folder's name (lc_dir_write nested in a trainer's save) */
+        if (end == nm + bl + 5 || pid <= 0 || *end != '@' || strncmp(end + 1, host, hl) ||
+            (end[1 + hl] && strncmp(end + 1 + hl, ".tmp.", 5)) || pid == (long)getpid())
             continue;
         if (pid_alive(pid)) continue;
         char full[8400];
@@ -272,6 +276,139 @@ int lc_dir_commit(const char *tmp, const char *dir, lc_err *err) {
     }
     remove_tree(old);
     return sync_parent(dir, err);
+}
+
+/* ---- a folder of the user's, rewritten whole ------------------------------------------
+ * keep_others: the entries of dir that the new folder does not have are hard-linked into
+ * it before the exchange, so that the user's other files (a tokenizer.json beside a
+ * converted model) stay, and the swap is still one step. Names of the new folder's own
+ * files, read before linking, go in *ours (to undo or fall back). */
+typedef struct {
+    char **v;
+    int n, cap;
+} name_list;
+
+static void names_free(name_list *l) {
+    for (int i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+static int names_add(name_list *l, const char *s) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 8;
+        char **v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v) return -1;
+        l->v = v, l->cap = cap;
+    }
+    if (!(l->v[l->n] = strdup(s))) return -1;
+    l->n++;
+    return 0;
+}
+
+static int names_has(const name_list *l, const char *s) {
+    for (int i = 0; i < l->n; i++)
+        if (!strcmp(l->v[i], s)) return 1;
+    return 0;
+}
+
+/* the entries of dir other than . and .. */
+static int list_dir(const char *dir, name_list *l) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) rc = names_add(l, e->d_name);
+    closedir(d);
+    return rc;
+}
+
+/* 0: every entry of dir missing from tmp (regular files and symlinks) now
+ * has a link in tmp; -1: one cannot be (a subfolder, or a file system
+ * without hard links); the links made are removed again. */
+static int link_others(const char *dir, const char *tmp, const name_list *ours) {
+    name_list theirs = {0}, made = {0};
+    int rc = list_dir(dir, &theirs);
+    for (int i = 0; !rc && i < theirs.n; i++) {
+        if (names_has(ours, theirs.v[i])) continue;
+        char a[8400], b[8400];
+        struct stat st;
+        if (snprintf(a, sizeof a, "%s/%s", dir, theirs.v[i]) >= (int)sizeof a ||
+            snprintf(b, sizeof b, "%s/%s", tmp, theirs.v[i]) >= (int)sizeof b || lstat(a, &st) != 0 ||
+            !(S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) || link(a, b) != 0 || names_add(&made, theirs.v[i]))
+            rc = -1;
+    }
+    for (int i = 0; rc && i < made.n; i++) {
+        char b[8400];
+        if (snprintf(b, sizeof b, "%s/%s", tmp, made.v[i]) < (int)sizeof b) unlink(b);
+    }
+    names_free(&theirs), names_free(&made);
+    return rc;
+}
+
+/* Where dir holds what cannot be linked: the new files are renamed into dir
+ * one by one (each whole, but a failure part-way leaves the first ones new). */
+static int move_files_in(const char *tmp, const char *dir, const name_list *ours, lc_err *err) {
+    for (int i = 0; i < ours->n; i++) {
+        char a[8400], b[8400];
+        if (snprintf(a, sizeof a, "%s/%s", tmp, ours->v[i]) >= (int)sizeof a ||
+            snprintf(b, sizeof b, "%s/%s", dir, ours->v[i]) >= (int)sizeof b) {
+            remove_tree(tmp);
+            return lc_errf(err, "%s: path too long", dir);
+        }
+        if (rename(a, b) != 0) {
+            int e = errno;
+            remove_tree(tmp);
+            return lc_errf(err, "%s/%s: cannot rename the new file into the folder: %s (%s)", dir, ours->v[i],
+                           strerror(e),
+                           i ? "the folder holds a subfolder, so it is updated file by file: the files before "
+                               "this one are new"
+                             : "nothing written");
+        }
+    }
+    remove_tree(tmp);
+    char any[8400]; /* the folder they went into */
+    snprintf(any, sizeof any, "%s/.", dir);
+    return sync_parent(any, err);
+}
+
+static int commit_keep(const char *tmp, const char *dir, lc_err *err) {
+    struct stat st;
+    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return lc_dir_commit(tmp, dir, err);
+    name_list ours = {0};
+    if (list_dir(tmp, &ours)) {
+        names_free(&ours);
+        remove_tree(tmp);
+        return lc_errf(err, "%s: cannot list the temporary folder %s (nothing written)", dir, tmp);
+    }
+    int rc = link_others(dir, tmp, &ours) ? move_files_in(tmp, dir, &ours, err) : lc_dir_commit(tmp, dir, err);
+    names_free(&ours);
+    return rc;
+}
+
+int lc_dir_write(const char *dir, int keep_others, lc_dir_fill_fn fill, void *ctx, lc_err *err) {
+    char tmp[4300];
+    if (lc_dir_begin(dir, tmp, sizeof tmp, err)) return LC_FAIL;
+    if (fill(ctx, tmp, err)) {
+        lc_dir_abort(tmp);
+        /* name the folder the user knows, not the temporary one */
+        char msg[sizeof err->msg];
+        const size_t tl = strlen(tmp);
+        size_t o = 0;
+        for (const char *q = err->msg; *q && o + 1 < sizeof msg;) {
+            if (!strncmp(q, tmp, tl)) {
+                o += (size_t)snprintf(msg + o, sizeof msg - o, "%s", dir);
+                q += tl;
+            } else {
+                msg[o++] = *q++;
+            }
+        }
+        msg[o < sizeof msg ? o : sizeof msg - 1] = 0;
+        snprintf(err->msg, sizeof err->msg, "%s", msg);
+        return LC_FAIL;
+    }
+    return keep_others ? commit_keep(tmp, dir, err) : lc_dir_commit(tmp, dir, err);
 }
 
 FILE *lc_tmp_open(const char *path, char *tmp, size_t n, lc_err *err) {

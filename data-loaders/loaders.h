@@ -62,6 +62,17 @@ int lc_tmp_path(char *tmp, size_t n, const char *path, lc_err *err);
 int lc_dir_begin(const char *dir, char *tmp, size_t n, lc_err *err);
 int lc_dir_commit(const char *tmp, const char *dir, lc_err *err);
 void lc_dir_abort(const char *tmp);
+/* The whole of it: fill(ctx, tmp, err) writes the folder's files into the
+ * temporary folder, which then replaces dir as above (an error message
+ * names dir, not the temporary folder). keep_others = 1 for a folder the
+ * user owns (convert's Hugging Face folder, export's PEFT folder): files
+ * of dir that the new folder lacks are kept (hard-linked into it before
+ * the swap); where dir holds a subfolder or the file system has no hard
+ * links, the new files are renamed in one by one instead (each whole).
+ * keep_others = 0 (the toolchain's own final/, best/): dir becomes exactly
+ * the new folder. */
+typedef int (*lc_dir_fill_fn)(void *ctx, const char *tmp, lc_err *err);
+int lc_dir_write(const char *dir, int keep_others, lc_dir_fill_fn fill, void *ctx, lc_err *err);
 /* fopen("wb") of the temporary file for path (tmp receives its name). */
 FILE *lc_tmp_open(const char *path, char *tmp, size_t n, lc_err *err);
 /* Ends a write begun with lc_tmp_open: ok = 0 when a write failed
@@ -99,7 +110,8 @@ int model_load_llama2c(model *m, const char *path, lc_err *err);
 int model_load_h5(model *m, const char *path, lc_err *err);
 /* Project HDF5 layout (see data-loaders/FORMATS.md). */
 int model_save_h5(const model *m, const char *path, lc_err *err);
-/* Hugging Face folder: config.json + model.safetensors (F32). */
+/* Hugging Face folder: config.json + model.safetensors (F32), put in place
+ * as one (lc_dir_write, keeping the folder's other files). */
 int model_save_hf(const model *m, const char *dir, lc_err *err);
 /* llama2.c legacy checkpoint (shared classifier iff tied). */
 int model_save_llama2c(const model *m, const char *path, lc_err *err);
@@ -135,6 +147,8 @@ int gguf_write_type_parse(const char *s, int *type);
  * or the project's HDF5 file. Shapes are checked against the model config;
  * a tensor for an unknown module or a layer past the model is an error. */
 int lora_load(lora *l, const model_config *c, const char *path, lc_err *err);
+/* PEFT folder (adapter_config.json + adapter_model.safetensors), put in
+ * place as one (lc_dir_write, keeping the folder's other files). */
 int lora_save_peft(const lora *l, const char *dir, lc_err *err);
 int lora_save_h5(const lora *l, const char *path, lc_err *err);
 

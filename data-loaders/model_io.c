@@ -172,8 +172,8 @@ static int save_model_tensors(const model *m, const char *path, tensor_writer_fo
     return tensor_writer_close(w, err);
 }
 
-int model_save_hf(const model *m, const char *dir, lc_err *err) {
-    if (lc_make_dirs(dir, err)) return LC_FAIL;
+static int save_hf_files(void *ctx, const char *dir, lc_err *err) {
+    const model *m = ctx;
     char path[4200];
     if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
         return lc_errf(err, "%s: path too long", dir);
@@ -186,6 +186,12 @@ int model_save_hf(const model *m, const char *dir, lc_err *err) {
     int rc = lc_write_text_atomic(path, json, err);
     free(json);
     return rc;
+}
+
+/* config.json and model.safetensors written as one folder (lc_dir_write);
+ * the user's other files in it (tokenizer.json, ...) stay */
+int model_save_hf(const model *m, const char *dir, lc_err *err) {
+    return lc_dir_write(dir, 1, save_hf_files, (void *)m, err);
 }
 
 /* ---- project HDF5 layout ---------------------------------------------- */

@@ -376,7 +376,7 @@ int export_interop(model *base, const char *calibrate_dir, const char *task, con
         lc_err_prefix(err, "task '%s', method '%s': ", task, method);
         goto done;
     }
-    if (peft_dir && (lc_make_dirs(peft_dir, err) || peft_write_lora(&one, c, peft_dir, err))) goto done;
+    if (peft_dir && peft_write_lora(&one, c, peft_dir, err)) goto done;
     if (gguf_path && gguf_write_lora(&one, c, gguf_path, gguf_f16, err)) goto done;
     rc = LC_OK;
 done:

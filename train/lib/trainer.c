@@ -443,27 +443,7 @@ static int log_line(int fd, const char *path, lc_err *err, const char *fmt, ...)
  * folder and put in place in one step: a kill or a failure leaves the
  * previous folder whole (a PEFT folder is two files that must match). */
 static int save_dir(adapter_save_fn save, void *save_ctx, const char *dir, lc_err *err) {
-    char tmp[4300];
-    if (lc_dir_begin(dir, tmp, sizeof tmp, err)) return LC_FAIL;
-    if (save(save_ctx, tmp, err)) {
-        lc_dir_abort(tmp);
-        /* name the folder the user knows, not the temporary one */
-        char msg[sizeof err->msg];
-        const size_t tl = strlen(tmp);
-        size_t o = 0;
-        for (const char *q = err->msg; *q && o + 1 < sizeof msg;) {
-            if (!strncmp(q, tmp, tl)) {
-                o += (size_t)snprintf(msg + o, sizeof msg - o, "%s", dir);
-                q += tl;
-            } else {
-                msg[o++] = *q++;
-            }
-        }
-        msg[o < sizeof msg ? o : sizeof msg - 1] = 0;
-        snprintf(err->msg, sizeof err->msg, "%s", msg);
-        return LC_FAIL;
-    }
-    return lc_dir_commit(tmp, dir, err);
+    return lc_dir_write(dir, 0, save, save_ctx, err);
 }
 
 static uint64_t mix_seed(uint64_t seed, long step, int micro) {
