@@ -10,6 +10,8 @@
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <sys/mman.h>
+#include <stdint.h>
 #if defined(__linux__)
 #include <linux/fs.h> /* RENAME_EXCHANGE */
 #endif
@@ -528,4 +530,32 @@ int lc_dir_lock(const char *dir, int *fd_out, lc_err *err) {
 
 void lc_dir_unlock(int fd) {
     if (fd >= 0) close(fd); /* the lock goes with the descriptor (and with the process, however it ends) */
+}
+
+/* Maps the page-cache pages of [p, p+n) into the page table in one call
+ * (Linux >= 5.14): decoding touches every weight at the first token, and
+ * taking those faults one by one cost 1.1 s for 438 MB on the test VM.
+ * Advice only: failure (older kernel, not yet cached) is harmless, the
+ * pages then come in by faults as before. */
+void lc_prefault(const void *p, size_t n) {
+#ifdef MADV_POPULATE_READ
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = (uintptr_t)p / page * page, z = (uintptr_t)p + n;
+    (void)madvise((void *)a, z - a, MADV_POPULATE_READ);
+#else
+    (void)p, (void)n;
+#endif
+}
+
+/* The same for memory about to be written (a fresh allocation): its pages
+ * made present and writable in one call (MADV_POPULATE_WRITE) instead of a
+ * fault each, which costs most in a nested VM. Advice only. */
+void lc_prefault_write(void *p, size_t n) {
+#ifdef MADV_POPULATE_WRITE
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = (uintptr_t)p / page * page, z = (uintptr_t)p + n;
+    (void)madvise((void *)a, z - a, MADV_POPULATE_WRITE);
+#else
+    (void)p, (void)n;
+#endif
 }

@@ -328,6 +328,7 @@ static int stored_matrix(const gguf_file *f, const char *name, int64_t rows, int
     if (view && !heads) return LC_OK;
     unsigned char *own = malloc(t->nbytes ? t->nbytes : 1);
     if (!own) return lc_errf(err, "%s: tensor '%s': out of memory (%zu bytes)", gguf_path(f), name, t->nbytes);
+    lc_prefault_write(own, t->nbytes);
     const unsigned char *file = t->data;
     const size_t rb = q->row_bytes;
     const int64_t hd = heads ? rows / heads : 0, half = hd / 2;
@@ -430,6 +431,11 @@ static int open_gguf(model *m, const char *path, gguf_file **keep, lc_err *err) 
     const int llama_layout = !strcmp(c.arch, "llama") || !strcmp(c.arch, "mistral");
     const int t = getenv("LC_GGUF_F32") ? QT_F32 : file_matrix_type(f);
     if (t != QT_F32) {
+        if (keep) { /* used in place: every page is read by the first token, and the copies below read some now */
+            size_t n;
+            const void *p = gguf_mapping(f, &n);
+            lc_prefault(p, n);
+        }
         if (load_stored(m, f, &c, t, llama_layout, keep != NULL, used, err)) goto done;
         kept = keep != NULL;
     } else {

@@ -71,6 +71,12 @@ void lc_dir_abort(const char *tmp);
  * links, the new files are renamed in one by one instead (each whole).
  * keep_others = 0 (the toolchain's own final/, best/): dir becomes exactly
  * the new folder. */
+/* The page-cache pages of a mapping [p, p+n) entered into the page table in
+ * one call (MADV_POPULATE_READ, Linux >= 5.14) instead of one fault each;
+ * advice only, a failure is harmless. */
+void lc_prefault(const void *p, size_t n);
+/* The same for memory about to be written (MADV_POPULATE_WRITE). */
+void lc_prefault_write(void *p, size_t n);
 typedef int (*lc_dir_fill_fn)(void *ctx, const char *tmp, lc_err *err);
 int lc_dir_write(const char *dir, int keep_others, lc_dir_fill_fn fill, void *ctx, lc_err *err);
 /* fopen("wb") of the temporary file for path (tmp receives its name). */

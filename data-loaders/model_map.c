@@ -88,20 +88,6 @@ static int weight_slots(model *m, wslot **out, char **names_out, lc_err *err) {
     return n;
 }
 
-/* Maps the page-cache pages of [p, p+n) into the page table in one call
- * (Linux >= 5.14): decoding touches every weight at the first token, and
- * taking those faults one by one cost 1.1 s for 438 MB on the test VM.
- * Advice only: failure (older kernel, not yet cached) is harmless, the
- * pages then come in by faults as before. */
-static void prefault(const void *p, size_t n) {
-#ifdef MADV_POPULATE_READ
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t a = (uintptr_t)p / page * page, z = (uintptr_t)p + n;
-    (void)madvise((void *)a, z - a, MADV_POPULATE_READ);
-#else
-    (void)p, (void)n;
-#endif
-}
 
 static int host_is_le(void) {
     const uint16_t one = 1;
@@ -152,7 +138,7 @@ static int open_hf(model_map *mm, model *m, const char *dir, lc_err *err) {
         if (ti->dtype == DT_F32 && host_is_le() && p && ((uintptr_t)p % sizeof(float)) == 0) {
             *s[i].slot = (float *)p; /* read-only: inference never writes the base */
             mm->mapped += (size_t)numel * sizeof(float);
-            prefault(p, (size_t)numel * sizeof(float));
+            lc_prefault(p, (size_t)numel * sizeof(float));
         } else {
             conv += (size_t)numel;
         }
@@ -204,12 +190,7 @@ int model_map_open(model_map **out, model *m, const char *path, int copy, lc_err
         mm->copied_model = rc == LC_OK && !mm->gf;
         if (rc == LC_OK) {
             mm->mapped = mm->gf ? view_bytes(m) : 0;
-            mm->owned_bytes = model_owned_bytes(m);
-            if (mm->gf) {
-                size_t n;
-                const void *p = gguf_mapping(mm->gf, &n);
-                prefault(p, n);
-            }
+            mm->owned_bytes = model_owned_bytes(m); /* (open_gguf prefaulted the mapping) */
         }
     } else {
         rc = model_load(m, path, err);

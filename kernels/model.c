@@ -141,34 +141,13 @@ static void rope_init(model *m) {
     }
 }
 
-/* A zeroed block of n floats for parameters, released with free(). Large
- * blocks are 2 MB aligned and advised for transparent huge pages: filling a
- * 60 MB model (stories15M) took 16k page faults and 0.3 s on a 2-core VM
- * with 4 kB pages, and decoding streams the whole block once per token, so
- * fewer TLB misses help there too. */
-static float *param_block_alloc(size_t n, lc_err *err) {
-    const size_t huge = (size_t)2 << 20, bytes = n * sizeof(float);
-    if (bytes < 4 * huge) return lc_calloc(n, sizeof(float), err);
-    const size_t rounded = (bytes + huge - 1) / huge * huge;
-    void *p = aligned_alloc(huge, rounded);
-    if (!p) {
-        lc_errf(err, "out of memory allocating %zu bytes", rounded);
-        return NULL;
-    }
-#ifdef MADV_HUGEPAGE
-    madvise(p, rounded, MADV_HUGEPAGE); /* advice only: failure is harmless */
-#endif
-    memset(p, 0, bytes);
-    return p;
-}
-
 int model_init(model *m, const model_config *cfg, lc_err *err) {
     memset(m, 0, sizeof *m);
     if (model_config_validate(cfg, "model config", err)) return LC_FAIL;
     m->cfg = *cfg;
     m->n_params = model_count_params(cfg);
     m->n_data = m->n_params;
-    m->data = param_block_alloc(m->n_params, err);
+    m->data = lc_calloc_big(m->n_params, sizeof(float), err);
     m->w.layers = lc_calloc(cfg->n_layers, sizeof(layer_weights), err);
     m->rope_inv_freq = lc_calloc(cfg->head_dim / 2, sizeof(float), err);
     if (!m->data || !m->w.layers || !m->rope_inv_freq) {
@@ -394,7 +373,7 @@ int model_quantize(model *m, int type, lc_err *err) {
     }
     small_tensors(&m->w, c, ptr, len);
     for (int i = 0; i < ns; i++) total += len[i];
-    float *block = lc_calloc(total, sizeof(float), err);
+    float *block = lc_calloc_big(total, sizeof(float), err);
     int rc = block ? LC_OK : LC_FAIL;
     if (!rc) rc = store_matrix(&m->w.tok_emb, &m->w.q_tok_emb, type, c->vocab_size, c->dim, err);
     for (int l = 0; !rc && l < c->n_layers; l++)
@@ -487,7 +466,7 @@ int model_init_stored(model *m, const model_config *cfg, int type, lc_err *err) 
     }
     small_tensors(&m->w, cfg, ptr, len);
     for (int i = 0; i < ns; i++) total += len[i];
-    m->data = lc_calloc(total, sizeof(float), err);
+    m->data = lc_calloc_big(total, sizeof(float), err);
     if (!m->data) {
         free(ptr), free(len), model_free(m);
         return LC_FAIL;
@@ -587,7 +566,7 @@ static int lora_setup(lora *l, const model_config *c, int rank, float alpha, int
     }
     l->n_params = n;
     if (!alloc) return LC_OK;
-    l->data = lc_calloc(n, sizeof(float), err);
+    l->data = lc_calloc_big(n, sizeof(float), err);
     if (!l->data) goto fail;
     size_t off = 0;
     for (int i = 0; i < L; i++) {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 int lc_errf(lc_err *err, const char *fmt, ...) {
     if (err) {
@@ -42,5 +43,31 @@ void *lc_malloc(size_t n, lc_err *err) {
 void *lc_calloc(size_t count, size_t size, lc_err *err) {
     void *p = calloc(count ? count : 1, size ? size : 1);
     if (!p) lc_errf(err, "out of memory allocating %zu x %zu bytes", count, size);
+    return p;
+}
+
+/* Blocks under 8 MB come from calloc; larger ones are 2 MB aligned, advised
+ * for transparent huge pages and zeroed here: filling a 60 MB model
+ * (stories15M) took 16k page faults and 0.3 s on a 2-core VM with 4 kB
+ * pages, and a page fault costs more again where the VM is nested; the
+ * kernels stream these blocks, so fewer TLB misses help there too. */
+void *lc_calloc_big(size_t count, size_t size, lc_err *err) {
+    const size_t huge = (size_t)2 << 20;
+    if (size && count > ((size_t)-1 - huge) / size) {
+        lc_errf(err, "out of memory allocating %zu x %zu bytes", count, size);
+        return NULL;
+    }
+    const size_t bytes = count * size;
+    if (bytes < 4 * huge) return lc_calloc(count, size, err);
+    const size_t rounded = (bytes + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, rounded);
+    if (!p) {
+        lc_errf(err, "out of memory allocating %zu bytes", rounded);
+        return NULL;
+    }
+#ifdef MADV_HUGEPAGE
+    madvise(p, rounded, MADV_HUGEPAGE); /* advice only: failure is harmless */
+#endif
+    memset(p, 0, bytes);
     return p;
 }
