@@ -532,30 +532,33 @@ void lc_dir_unlock(int fd) {
     if (fd >= 0) close(fd); /* the lock goes with the descriptor (and with the process, however it ends) */
 }
 
-/* Maps the page-cache pages of [p, p+n) into the page table in one call
- * (Linux >= 5.14): decoding touches every weight at the first token, and
- * taking those faults one by one cost 1.1 s for 438 MB on the test VM.
- * Advice only: failure (older kernel, not yet cached) is harmless, the
- * pages then come in by faults as before. */
-void lc_prefault(const void *p, size_t n) {
-#ifdef MADV_POPULATE_READ
+/* madvise(advice) over the whole pages of [p, p+n); advice only: a failure
+ * (older kernel, advice unknown) is harmless, the pages then come in by
+ * faults as before. */
+static void populate(const void *p, size_t n, int advice) {
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     const uintptr_t a = (uintptr_t)p / page * page, z = (uintptr_t)p + n;
-    (void)madvise((void *)a, z - a, MADV_POPULATE_READ);
+    (void)madvise((void *)a, z - a, advice);
+}
+
+/* Maps the page-cache pages of [p, p+n) into the page table in one call
+ * (Linux >= 5.14): decoding touches every weight at the first token, and
+ * taking those faults one by one cost 1.1 s for 438 MB on the test VM. */
+void lc_prefault(const void *p, size_t n) {
+#ifdef MADV_POPULATE_READ
+    populate(p, n, MADV_POPULATE_READ);
 #else
-    (void)p, (void)n;
+    (void)p, (void)n, (void)populate;
 #endif
 }
 
 /* The same for memory about to be written (a fresh allocation): its pages
- * made present and writable in one call (MADV_POPULATE_WRITE) instead of a
- * fault each, which costs most in a nested VM. Advice only. */
+ * made present and writable in one call instead of a fault each, which
+ * costs most in a nested VM. */
 void lc_prefault_write(void *p, size_t n) {
 #ifdef MADV_POPULATE_WRITE
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t a = (uintptr_t)p / page * page, z = (uintptr_t)p + n;
-    (void)madvise((void *)a, z - a, MADV_POPULATE_WRITE);
+    populate(p, n, MADV_POPULATE_WRITE);
 #else
-    (void)p, (void)n;
+    (void)p, (void)n, (void)populate;
 #endif
 }

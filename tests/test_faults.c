@@ -70,13 +70,19 @@ static void write_configs(int seed) {
                        "\"gguf\": \"ex/t.gguf\"}]}\n");
 }
 
-static void setup(void) {
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+/* the tiny llama all these runs use (byte vocabulary) */
+static model_config tiny_config(int n_layers) {
     model_config c = {0};
     strcpy(c.arch, "llama");
-    c.dim = 32, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 8;
+    c.dim = 32, c.n_layers = n_layers, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 8;
     c.hidden_dim = 48, c.vocab_size = 259, c.max_seq_len = 64;
     c.norm_eps = 1e-5f, c.rope_theta = 10000.0f, c.tie_embeddings = 1, c.bos_id = 1, c.eos_id = 2;
+    return c;
+}
+
+static void setup(void) {
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    model_config c = tiny_config(2);
     model m;
     lc_err err;
     char p[4096];
@@ -527,11 +533,7 @@ Test(faults, kill9_train_calibrate_export_leave_whole_files) {
  * the folder's name in one step (written in place, a failed rename of the
  * second file left the new tensors beside the old config). */
 Test(faults, failed_writes_never_mix_an_adapter_folder) {
-    model_config c = {0};
-    strcpy(c.arch, "llama");
-    c.dim = 32, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 8;
-    c.hidden_dim = 48, c.vocab_size = 259, c.max_seq_len = 64;
-    c.norm_eps = 1e-5f, c.rope_theta = 10000.0f, c.tie_embeddings = 1, c.bos_id = 1, c.eos_id = 2;
+    model_config c = tiny_config(2);
     char cmd[4096], p[4096];
     int st;
     snprintf(cmd, sizeof cmd, "%s --config train1.json", tu_bin("train"));
@@ -577,11 +579,7 @@ Test(faults, failed_writes_never_mix_an_adapter_folder) {
  * 2-layer one or the new 3-layer one, never the new tensors beside the old
  * config.json), and the user's own files in it stay byte-identical. */
 static void hf_folder_case(int with_subfolder) {
-    model_config c = {0};
-    strcpy(c.arch, "llama");
-    c.dim = 32, c.n_layers = 3, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 8;
-    c.hidden_dim = 48, c.vocab_size = 259, c.max_seq_len = 64;
-    c.norm_eps = 1e-5f, c.rope_theta = 10000.0f, c.tie_embeddings = 1, c.bos_id = 1, c.eos_id = 2;
+    model_config c = tiny_config(3);
     model m;
     lc_err err;
     char p[4096], cmd[4096];
