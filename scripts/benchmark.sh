@@ -78,7 +78,7 @@ if [ "$LIST" = 0 ]; then
   bash scripts/setup.sh
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
-cmake --build build -j2 --target train calibrate export generate >/dev/null
+cmake --build build -j2 --target train calibrate evaluate export generate >/dev/null
 B=build/bin
 # the commit the programs were built from (run.json records it, not the
 # commit checked out when the run ends)
