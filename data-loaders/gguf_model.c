@@ -310,12 +310,25 @@ static int file_matrix_type(const gguf_file *f) {
     return t;
 }
 
+/* Where a model's copied matrices go: one block for all of them (a copy
+ * per matrix in its own pages took a page fault, and in a nested VM a
+ * shadow-page fill, for every 4 KB written; one 2 MB-aligned block is a
+ * handful of huge pages). base NULL: sizing pass, only off grows. */
+typedef struct {
+    unsigned char *base;
+    size_t off;   /* next free byte (each copy starts COPY_ALIGN aligned) */
+    size_t bytes; /* of the matrices copied so far */
+} copy_arena;
+
+#define COPY_ALIGN 64
+
 /* One matrix from the file's bytes: a view of the mapping (view = 1, when
- * no rows move) or an owned copy; with heads > 0 (llama's q/k) the rows
- * are put back in HF order: our row r is file row h*hd + 2j + t for
- * r = h*hd + t*hd/2 + j. */
+ * no rows move) or a copy in the arena; with heads > 0 (llama's q/k) the
+ * rows are put back in HF order: our row r is file row h*hd + 2j + t for
+ * r = h*hd + t*hd/2 + j. In the sizing pass (a->base NULL) q is checked
+ * and left empty. */
 static int stored_matrix(const gguf_file *f, const char *name, int64_t rows, int64_t cols, int heads, int view,
-                         unsigned char *used, qmat *q, lc_err *err) {
+                         unsigned char *used, qmat *q, copy_arena *a, lc_err *err) {
     const gguf_tensor *t = gguf_find_tensor(f, name);
     if (!t) return lc_errf(err, "%s: tensor '%s': missing", gguf_path(f), name);
     used[t - gguf_tensor_at(f, 0)] = 1;
@@ -326,9 +339,13 @@ static int stored_matrix(const gguf_file *f, const char *name, int64_t rows, int
                        (size_t)rows * qtype_row_bytes(t->type, cols), t->nbytes);
     }
     if (view && !heads) return LC_OK;
-    unsigned char *own = malloc(t->nbytes ? t->nbytes : 1);
-    if (!own) return lc_errf(err, "%s: tensor '%s': out of memory (%zu bytes)", gguf_path(f), name, t->nbytes);
-    lc_prefault_write(own, t->nbytes);
+    unsigned char *own = a->base ? a->base + a->off : NULL;
+    a->off += (t->nbytes + COPY_ALIGN - 1) / COPY_ALIGN * COPY_ALIGN;
+    a->bytes += t->nbytes;
+    if (!own) {
+        memset(q, 0, sizeof *q);
+        return LC_OK;
+    }
     const unsigned char *file = t->data;
     const size_t rb = q->row_bytes;
     const int64_t hd = heads ? rows / heads : 0, half = hd / 2;
@@ -340,9 +357,25 @@ static int stored_matrix(const gguf_file *f, const char *name, int64_t rows, int
         }
         memcpy(own + (size_t)r * rb, file + (size_t)g * rb, rb);
     }
-    q->data = own;
-    q->owned = own;
+    q->data = own; /* owned stays NULL: the block is m->copies */
     return LC_OK;
+}
+
+/* Every matrix of m through stored_matrix, in file order. */
+static int stored_matrices(model *m, const gguf_file *f, const model_config *c, int llama_layout, int view,
+                           unsigned char *used, copy_arena *a, lc_err *err) {
+    char name[96];
+    int rc = stored_matrix(f, "token_embd.weight", c->vocab_size, c->dim, 0, view, used, &m->w.q_tok_emb, a, err);
+    for (int l = 0; !rc && l < c->n_layers; l++)
+        for (int mo = 0; !rc && mo < MOD_COUNT; mo++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, GGUF_MODULE[mo]);
+            const int heads = !llama_layout ? 0 : mo == MOD_Q ? c->n_heads : mo == MOD_K ? c->n_kv_heads : 0;
+            rc = stored_matrix(f, name, module_out_dim(c, mo), module_in_dim(c, mo), heads, view, used,
+                               &m->w.layers[l].q[mo], a, err);
+        }
+    if (!rc && !c->tie_embeddings)
+        rc = stored_matrix(f, "output.weight", c->vocab_size, c->dim, 0, view, used, &m->w.q_lm_head, a, err);
+    return rc;
 }
 
 typedef struct {
@@ -381,17 +414,15 @@ static int read_vector_fn(const char *hf, int ndim, const int64_t *shape, float 
 static int load_stored(model *m, const gguf_file *f, const model_config *c, int t, int llama_layout, int view,
                        unsigned char *used, lc_err *err) {
     if (model_init_stored(m, c, t, err)) return lc_err_prefix(err, "%s: ", gguf_path(f));
-    char name[96];
-    int rc = stored_matrix(f, "token_embd.weight", c->vocab_size, c->dim, 0, view, used, &m->w.q_tok_emb, err);
-    for (int l = 0; !rc && l < c->n_layers; l++)
-        for (int mo = 0; !rc && mo < MOD_COUNT; mo++) {
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, GGUF_MODULE[mo]);
-            const int heads = !llama_layout ? 0 : mo == MOD_Q ? c->n_heads : mo == MOD_K ? c->n_kv_heads : 0;
-            rc = stored_matrix(f, name, module_out_dim(c, mo), module_in_dim(c, mo), heads, view, used,
-                               &m->w.layers[l].q[mo], err);
-        }
-    if (!rc && !c->tie_embeddings)
-        rc = stored_matrix(f, "output.weight", c->vocab_size, c->dim, 0, view, used, &m->w.q_lm_head, err);
+    copy_arena a = {NULL, 0, 0};
+    int rc = stored_matrices(m, f, c, llama_layout, view, used, &a, err); /* sizes the copies */
+    if (!rc && a.off) {
+        m->copies = lc_calloc_big(a.off, 1, err);
+        if (!m->copies) rc = lc_err_prefix(err, "%s: the copied matrices: ", gguf_path(f));
+        m->copies_bytes = a.bytes;
+        a = (copy_arena){m->copies, 0, 0};
+    }
+    if (!rc) rc = stored_matrices(m, f, c, llama_layout, view, used, &a, err);
     if (!rc && c->tie_embeddings) {
         m->w.q_lm_head = m->w.q_tok_emb;
         m->w.q_lm_head.owned = NULL;

@@ -26,18 +26,21 @@ static int has_suffix(const char *s, const char *suf) {
     return n >= k && !strcmp(s + n - k, suf);
 }
 
-/* The bytes of m's stored matrices that are views (not owned): those
- * point into a mapping. */
+/* 1 if q is a view of a mapping: neither owned nor in m's copies block. */
+static int is_view(const model *m, const qmat *q) {
+    const uintptr_t p = (uintptr_t)q->data, c = (uintptr_t)m->copies;
+    return p && !q->owned && !(c && p >= c && p < c + m->copies_bytes);
+}
+
+/* The bytes of m's stored matrices that are views: those point into a
+ * mapping. */
 static size_t view_bytes(const model *m) {
     size_t b = 0;
-    const qmat *q = &m->w.q_tok_emb;
-    if (q->data && !q->owned) b += qmat_bytes(q);
-    if (!m->cfg.tie_embeddings && m->w.q_lm_head.data && !m->w.q_lm_head.owned) b += qmat_bytes(&m->w.q_lm_head);
+    if (is_view(m, &m->w.q_tok_emb)) b += qmat_bytes(&m->w.q_tok_emb);
+    if (!m->cfg.tie_embeddings && is_view(m, &m->w.q_lm_head)) b += qmat_bytes(&m->w.q_lm_head);
     for (int l = 0; m->w.layers && l < m->cfg.n_layers; l++)
-        for (int mo = 0; mo < MOD_COUNT; mo++) {
-            q = &m->w.layers[l].q[mo];
-            if (q->data && !q->owned) b += qmat_bytes(q);
-        }
+        for (int mo = 0; mo < MOD_COUNT; mo++)
+            if (is_view(m, &m->w.layers[l].q[mo])) b += qmat_bytes(&m->w.layers[l].q[mo]);
     return b;
 }
 

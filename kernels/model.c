@@ -198,6 +198,8 @@ static void free_stored(model *m) {
     qmat_free(&m->w.q_lm_head); /* a view when tied: frees nothing */
     for (int l = 0; m->w.layers && l < m->cfg.n_layers; l++)
         for (int mo = 0; mo < MOD_COUNT; mo++) qmat_free(&m->w.layers[l].q[mo]);
+    free(m->copies);
+    m->copies = NULL, m->copies_bytes = 0;
 }
 
 void model_free(model *m) {
@@ -480,7 +482,7 @@ int model_init_stored(model *m, const model_config *cfg, int type, lc_err *err) 
 }
 
 size_t model_owned_bytes(const model *m) {
-    size_t b = m->data ? sizeof(float) * m->n_data : 0;
+    size_t b = (m->data ? sizeof(float) * m->n_data : 0) + m->copies_bytes;
     if (m->w.q_tok_emb.owned) b += qmat_bytes(&m->w.q_tok_emb);
     if (m->w.q_lm_head.owned) b += qmat_bytes(&m->w.q_lm_head);
     for (int l = 0; m->w.layers && l < m->cfg.n_layers; l++)
@@ -491,7 +493,7 @@ size_t model_owned_bytes(const model *m) {
 
 size_t model_weight_bytes(const model *m) {
     size_t b = sizeof(float) * m->n_data + qmat_bytes(&m->w.q_tok_emb);
-    if (m->w.q_lm_head.owned) b += qmat_bytes(&m->w.q_lm_head);
+    if (!m->cfg.tie_embeddings) b += qmat_bytes(&m->w.q_lm_head); /* tied: a view of q_tok_emb */
     for (int l = 0; l < m->cfg.n_layers; l++)
         for (int mo = 0; mo < MOD_COUNT; mo++) b += qmat_bytes(&m->w.layers[l].q[mo]);
     return b;

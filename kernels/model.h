@@ -97,6 +97,12 @@ typedef struct {
     size_t n_data;   /* floats in data: n_params, or only the norms and
                       * biases once the matrices are stored */
     int base_type;   /* QT_F32, or the type model_quantize stored the matrices in */
+    void *copies;        /* stored matrices copied from a file, one block (the
+                          * GGUF reader's q/k rows put back in HF order, or every
+                          * matrix when not used in place): their qmats point
+                          * into it with owned NULL; model_free frees it */
+    size_t copies_bytes; /* bytes of the matrices in copies (without the
+                          * alignment padding between them) */
     uint32_t f32_crc32; /* stored: CRC-32 of the float32 weights they were made
                          * from (the base's identity, export/lib/bundle.h) */
     int f32_crc32_set;  /* 1 when f32_crc32 holds it (model_quantize); 0: a base

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -659,9 +660,13 @@ Test(runtime, mapped_gguf_base_answers_alike) {
             const qmat *q = &mv.w.layers[l].q[mo];
             /* rows that are not whole Q8_0 blocks (48 wide) are F16, as llama.cpp writes them */
             cr_assert_eq(q->type, module_in_dim(&mv.cfg, mo) % 32 ? QT_F16 : QT_Q8_0);
-            cr_assert_eq(q->owned != NULL, mo == MOD_Q || mo == MOD_K, "layer %d module %d: %s", l, mo,
-                         q->owned ? "copied" : "a view");
-            if (q->owned) want_owned += qmat_bytes(q);
+            /* copies live in the model's one block of copies */
+            const uintptr_t a = (uintptr_t)q->data, c0 = (uintptr_t)mv.copies;
+            const int copied = c0 && a >= c0 && a < c0 + mv.copies_bytes;
+            cr_assert_null(q->owned);
+            cr_assert_eq(copied, mo == MOD_Q || mo == MOD_K, "layer %d module %d: %s", l, mo,
+                         copied ? "copied" : "a view");
+            if (copied) want_owned += qmat_bytes(q);
             else want_mapped += qmat_bytes(q);
         }
     size_t mapped, owned;

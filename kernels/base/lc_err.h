@@ -28,7 +28,7 @@ int lc_err_prefix(lc_err *err, const char *fmt, ...)
 /* Allocation helpers that report through lc_err instead of crashing. */
 void *lc_malloc(size_t n, lc_err *err);
 void *lc_calloc(size_t count, size_t size, lc_err *err);
-/* lc_calloc for a tensor block (weights, a LoRA, gradients): from 8 MB on,
+/* lc_calloc for a tensor block (weights, a LoRA, gradients): from 2 MB on,
  * 2 MB aligned and advised for huge pages (far fewer page faults when it
  * is filled). Released with free(). */
 void *lc_calloc_big(size_t count, size_t size, lc_err *err);
