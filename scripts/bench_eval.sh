@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 cmake --build "$build" -j2 --target evaluate lcmt_bench bench_step >/dev/null
-bin="$build/bin"
+build="$(cd "$build" && pwd)" bin="$build/bin" # absolute: the runs cd to the work folder
 mkdir -p "$work"
 [ -f "$work/m15/model.safetensors" ] || "$bin/lcmt_bench" make15m "$work/m15" >/dev/null 2>&1
 /usr/bin/python3 - "$work" "$n" <<'PY'
