@@ -8,10 +8,13 @@
 #   scripts/bench_runtime.sh [BUILD_DIR] [WORK_DIR]
 # BUILD_DIR defaults to build (configured as in the README); WORK_DIR
 # (default /tmp/lcmt-bench-runtime) receives the 110M-shape files (~450 MB).
+# Each row is run LCMT_BENCH_RUNS times (default 7) after a warm-up; the run
+# with the median time from process start to the first token is printed.
 set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
 build="$(cd "${1:-$src/build}" && pwd)"
 work="${2:-/tmp/lcmt-bench-runtime}"
+mkdir -p "$work"
 cmake --build "$build" -j2 --target lcmt_bench lcmt_runtime_shared lcmt_example test_runtime generate export calibrate >/dev/null
 bench="$build/bin/lcmt_bench"
 
@@ -23,12 +26,18 @@ fi
 m110="$work/110m"
 [ -f "$m110/b.lcb" ] || "$bench" make110m "$m110"
 
+runs="${LCMT_BENCH_RUNS:-7}"
 run() { # name model tokenizer bundle task_a task_b input (LCMT_BENCH_COPY=1: weights copied, not mapped)
   cat "$2"/* "$2" "$4" >/dev/null 2>&1 || true # warm page cache
   "$bench" run "$2" "$3" "$4" "$5" "$6" "$7" "$(date +%s%N)" >/dev/null # warm-up
-  echo "== $1"
+  echo "== $1 (the run with the median time to the first token of $runs)"
   echo "\$ ${LCMT_BENCH_COPY:+LCMT_BENCH_COPY=1 }${LCMT_BENCH_BASE_TYPE:+LCMT_BENCH_BASE_TYPE=$LCMT_BENCH_BASE_TYPE }lcmt_bench run $2 $3 $4 $5 $6 '$7' \$(date +%s%N)"
-  "$bench" run "$2" "$3" "$4" "$5" "$6" "$7" "$(date +%s%N)"
+  local i
+  for i in $(seq "$runs"); do "$bench" run "$2" "$3" "$4" "$5" "$6" "$7" "$(date +%s%N)" >"$work/run.$i"; done
+  i=$(for i in $(seq "$runs"); do echo "$(sed -n 's/^process start to first token: *\([0-9.]*\).*/\1/p' "$work/run.$i") $i"; done |
+      sort -g | awk -v n="$runs" 'NR == int((n + 1) / 2) {print $2}')
+  cat "$work/run.$i"
+  echo "(start to first token over the $runs runs: $(for i in $(seq "$runs"); do sed -n 's/^process start to first token: *\([0-9.]*\).*/\1/p' "$work/run.$i"; done | sort -g | tr '\n' ' ')ms)"
 }
 run "stories260K (llama2.c checkpoint, read into memory) + bundle, task t1" \
   "$s260/model.bin" - "$s260/b.lcb" t1 t2 "say red blue"
