@@ -417,9 +417,10 @@ static int load_stored(model *m, const gguf_file *f, const model_config *c, int 
     copy_arena a = {NULL, 0, 0};
     int rc = stored_matrices(m, f, c, llama_layout, view, used, &a, err); /* sizes the copies */
     if (!rc && a.off) {
-        m->copies = lc_calloc_big(a.off, 1, err);
-        if (!m->copies) rc = lc_err_prefix(err, "%s: the copied matrices: ", gguf_path(f));
-        m->copies_bytes = a.bytes;
+        if (!(m->copies = lc_calloc_big(a.off, 1, err)))
+            rc = lc_err_prefix(err, "%s: the copied matrices: ", gguf_path(f));
+        else
+            m->copies_bytes = a.bytes;
         a = (copy_arena){m->copies, 0, 0};
     }
     if (!rc) rc = stored_matrices(m, f, c, llama_layout, view, used, &a, err);

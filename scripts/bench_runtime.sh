@@ -27,6 +27,7 @@ m110="$work/110m"
 [ -f "$m110/b.lcb" ] || "$bench" make110m "$m110"
 
 runs="${LCMT_BENCH_RUNS:-7}"
+first_token_ms() { sed -n 's/^process start to first token: *\([0-9.]*\).*/\1/p' "$1"; }
 run() { # name model tokenizer bundle task_a task_b input (LCMT_BENCH_COPY=1: weights copied, not mapped)
   cat "$2"/* "$2" "$4" >/dev/null 2>&1 || true # warm page cache
   "$bench" run "$2" "$3" "$4" "$5" "$6" "$7" "$(date +%s%N)" >/dev/null # warm-up
@@ -34,10 +35,9 @@ run() { # name model tokenizer bundle task_a task_b input (LCMT_BENCH_COPY=1: we
   echo "\$ ${LCMT_BENCH_COPY:+LCMT_BENCH_COPY=1 }${LCMT_BENCH_BASE_TYPE:+LCMT_BENCH_BASE_TYPE=$LCMT_BENCH_BASE_TYPE }lcmt_bench run $2 $3 $4 $5 $6 '$7' \$(date +%s%N)"
   local i
   for i in $(seq "$runs"); do "$bench" run "$2" "$3" "$4" "$5" "$6" "$7" "$(date +%s%N)" >"$work/run.$i"; done
-  i=$(for i in $(seq "$runs"); do echo "$(sed -n 's/^process start to first token: *\([0-9.]*\).*/\1/p' "$work/run.$i") $i"; done |
-      sort -g | awk -v n="$runs" 'NR == int((n + 1) / 2) {print $2}')
-  cat "$work/run.$i"
-  echo "(start to first token over the $runs runs: $(for i in $(seq "$runs"); do sed -n 's/^process start to first token: *\([0-9.]*\).*/\1/p' "$work/run.$i"; done | sort -g | tr '\n' ' ')ms)"
+  for i in $(seq "$runs"); do echo "$(first_token_ms "$work/run.$i") $i"; done | sort -g >"$work/runs.sorted"
+  cat "$work/run.$(awk -v n="$runs" 'NR == int((n + 1) / 2) {print $2}' "$work/runs.sorted")"
+  echo "(start to first token over the $runs runs: $(cut -d' ' -f1 "$work/runs.sorted" | tr '\n' ' ')ms)"
 }
 run "stories260K (llama2.c checkpoint, read into memory) + bundle, task t1" \
   "$s260/model.bin" - "$s260/b.lcb" t1 t2 "say red blue"
