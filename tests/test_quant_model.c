@@ -23,6 +23,7 @@
 #include "loaders.h"
 #include "merge.h"
 #include "model.h"
+#include "model_map.h"
 #include "quant.h"
 #include "testutil.h"
 
@@ -367,4 +368,37 @@ Test(quant_model, dense_merge_on_stored_base_is_stored) {
     merged_model_free(&a), merged_model_free(&b);
     lora_free(&l);
     model_free(&mq), model_free(&mf);
+}
+
+/* model_weight_bytes counts every stored matrix once, whether the model
+ * owns it, copies it into its block of copies or views the file: a GGUF
+ * base opened in place (untied llama: its output matrix is a view of the
+ * mapping; tied qwen2: no output matrix) holds exactly the bytes the
+ * in-memory quantized model holds, and the mapping's accounting agrees. */
+Test(quant_model, weight_bytes_count_views_and_copies) {
+    for (int qwen = 0; qwen < 2; qwen++) {
+        model mq, mv;
+        lc_err err;
+        random_model(&mq, qwen);
+        cr_assert_eq(model_quantize(&mq, QT_Q8_0, &err), LC_OK, "%s", err.msg);
+        size_t want = sizeof(float) * mq.n_data + qmat_bytes(&mq.w.q_tok_emb);
+        if (!qwen) want += qmat_bytes(&mq.w.q_lm_head);
+        for (int l = 0; l < mq.cfg.n_layers; l++)
+            for (int mo = 0; mo < MOD_COUNT; mo++) want += qmat_bytes(&mq.w.layers[l].q[mo]);
+        cr_assert_eq(model_weight_bytes(&mq), want);
+        char path[512];
+        snprintf(path, sizeof path, "%s/w%d.gguf", tu_tmpdir(), qwen);
+        cr_assert_eq(model_save_gguf(&mq, NULL, QT_Q8_0, path, &err), LC_OK, "%s", err.msg);
+        model_map *mm;
+        cr_assert_eq(model_map_open(&mm, &mv, path, 0, &err), LC_OK, "%s", err.msg);
+        cr_assert_eq(mv.cfg.tie_embeddings, qwen);
+        if (!qwen) cr_assert_null(mv.w.q_lm_head.owned, "the output matrix is a view of the file");
+        size_t mapped, owned;
+        model_map_stats(mm, &mapped, &owned);
+        cr_assert_eq(model_weight_bytes(&mv), want, "%s: %zu bytes counted, %zu held",
+                     qwen ? "qwen2" : "llama", model_weight_bytes(&mv), want);
+        cr_assert_eq(mapped + owned, want);
+        model_map_close(mm, &mv);
+        model_free(&mq);
+    }
 }
