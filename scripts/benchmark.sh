@@ -187,10 +187,15 @@ import json, os, platform, sys, time
 out, name, args, secs, variants, git, dirty = sys.argv[1:8]
 dirty = int(dirty) > 0
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+# what libgomp (and the OpenMP OpenBLAS) used: OMP_NUM_THREADS, else the CPUs this process may run on
+threads = int(os.environ["OMP_NUM_THREADS"]) if os.environ.get("OMP_NUM_THREADS", "").isdigit() else len(os.sched_getaffinity(0))
 json.dump({"benchmark": name, "command": "bash scripts/benchmark.sh " + args, "git_commit": git,
            "git_dirty": dirty, "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
            "this_invocation_seconds": int(secs), "variants": variants.split(),
            "machine": {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()},
+           # the bits depend on it: OpenBLAS's sgemm gives other last bits
+           # with another thread count (README, "Reproducing the tables")
+           "threads": threads,
            "seeds": "every config's training.seed / init_seed / merge seed, and make_benchmark_data.py --seed 1"},
           open(out, "w"), indent=1)
 PY
