@@ -194,7 +194,7 @@ json.dump({"benchmark": name, "command": "bash scripts/benchmark.sh " + args, "g
            "this_invocation_seconds": int(secs), "variants": variants.split(),
            "machine": {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()},
            # the bits depend on it: OpenBLAS's sgemm gives other last bits
-           # with another thread count (README, "Reproducing the tables")
+           # with another thread count (README, "Which code and how many threads")
            "threads": threads,
            "seeds": "every config's training.seed / init_seed / merge seed, and make_benchmark_data.py --seed 1"},
           open(out, "w"), indent=1)
