@@ -4,7 +4,10 @@
 # token for base + bundle on stories260K and at the stories110M shape
 # (random weights, F32 safetensors, also held as Q8_0 and Q4_0, and as Q8_0
 # and Q4_0 GGUF files with their own bundles; warm page cache), resident memory
-# against the mapped weight bytes, task switch time, binary sizes.
+# against the mapped weight bytes, task switch time, binary sizes; beside the
+# GGUF rows, llama.cpp's libllama on the same files (tests/llamacpp/llama_run
+# first: no adapter, and a rank-20 GGUF LoRA doing t1's products), and the
+# cost of a first touch of a mapped page on this machine (lcmt_bench touch).
 #   scripts/bench_runtime.sh [BUILD_DIR] [WORK_DIR]
 # BUILD_DIR defaults to build (configured as in the README); WORK_DIR
 # (default /tmp/lcmt-bench-runtime) receives the 110M-shape files (~450 MB).
@@ -15,7 +18,8 @@ src="$(cd "$(dirname "$0")/.." && pwd)"
 build="$(cd "${1:-$src/build}" && pwd)"
 work="${2:-/tmp/lcmt-bench-runtime}"
 mkdir -p "$work"
-cmake --build "$build" -j2 --target lcmt_bench lcmt_runtime_shared lcmt_example test_runtime generate export calibrate >/dev/null
+cmake --build "$build" -j2 --target lcmt_bench lcmt_runtime_shared lcmt_example test_runtime generate export calibrate convert bench_lora_gguf >/dev/null
+cmake --build "$build" -j2 --target llama_run >/dev/null 2>&1 || echo "bench_runtime: no llama_run (scripts/setup.sh installs node-llama-cpp): the llama.cpp rows are left out" >&2
 bench="$build/bin/lcmt_bench"
 
 s260="$build/test_runtime/stories260K"
@@ -49,11 +53,31 @@ for ty in q8_0 q4_0; do # the matrices in a device's 8/4-bit types (quantized at
   LCMT_BENCH_BASE_TYPE=$ty run "the same base held as $ty (base_type: quantized when opened)" \
     "$m110" "$m110/tok32000.bin" "$m110/b.lcb" t1 t2 "hello"
 done
+[ -f "$m110/lora-r20.gguf" ] || "$build/bin/bench_lora_gguf" "$m110" 20 "$m110/lora-r20.gguf" >/dev/null 2>&1
+ids="1,$(seq -s, 100 114)" # 16 ids: the length of the runs' prompt
+llama_first() { # name model [--lora FILE]: llama.cpp's libllama on the same file, one thread
+  cat "$2" >/dev/null
+  LLAMA_RUN_THREADS=1 "$build/bin/llama_run" first "$2" "$ids" "$(date +%s%N)" "${@:3}" >/dev/null # warm-up
+  echo "== $1 (the run with the median time to the first token of $runs)"
+  echo "\$ LLAMA_RUN_THREADS=1 llama_run first $2 $ids \$(date +%s%N) ${*:3}"
+  local i
+  for i in $(seq "$runs"); do LLAMA_RUN_THREADS=1 "$build/bin/llama_run" first "$2" "$ids" "$(date +%s%N)" "${@:3}" >"$work/run.$i"; done
+  for i in $(seq "$runs"); do echo "$(first_token_ms "$work/run.$i") $i"; done | sort -g >"$work/runs.sorted"
+  cat "$work/run.$(awk -v n="$runs" 'NR == int((n + 1) / 2) {print $2}' "$work/runs.sorted")"
+  echo "(start to first token over the $runs runs: $(cut -d' ' -f1 "$work/runs.sorted" | tr '\n' ' ')ms)"
+}
 for ty in q8_0 q4_0; do # the base as a device stores it: a GGUF in that type, used in place
-  [ -f "$m110/b-$ty.lcb" ] || "$bench" gguf "$m110" "$ty"
+  g="$m110/model-$ty.gguf" # with the tokenizer in the file, so llama.cpp loads it too
+  [ -f "$g" ] || "$build/bin/convert" --model "$m110" --tokenizer "$m110/tok32000.bin" --out "$g" --type "$ty" >/dev/null 2>&1
+  [ -f "$m110/b-$ty.lcb" ] || "$bench" gguf "$m110" "$ty" # the bundle made for these tensors
   run "the same base as a $ty GGUF (convert --type $ty; mapped, used in place) + its bundle" \
-    "$m110/$ty.gguf" "$m110/tok32000.bin" "$m110/b-$ty.lcb" t1 t2 "hello"
+    "$g" "$m110/tok32000.bin" "$m110/b-$ty.lcb" t1 t2 "hello"
+  [ -x "$build/bin/llama_run" ] || continue
+  llama_first "llama.cpp on the same $ty GGUF, no adapter" "$g"
+  llama_first "llama.cpp on the same $ty GGUF + a rank-20 GGUF LoRA (t1's products)" "$g" --lora "$m110/lora-r20.gguf"
 done
+echo "== first touch of a mapped file in this machine (lcmt_bench touch)"
+"$bench" touch "$m110/model-q4_0.gguf"
 
 echo "== binary sizes"
 so="$(readlink -f "$build/liblcmt_runtime.so")"

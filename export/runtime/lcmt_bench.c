@@ -11,6 +11,12 @@
  *   lcmt_bench gguf DIR TYPE
  *     DIR/TYPE.gguf: that base as a GGUF with its matrices in TYPE (q8_0,
  *     q4_0, ...), and DIR/b-TYPE.lcb: the same bundle made for that file.
+ *   lcmt_bench touch FILE
+ *     the cost of a first touch in this machine: maps FILE, prefaults it as
+ *     the runtime does (MADV_POPULATE_READ), then reads one byte of every
+ *     page three times; prints each pass's time. Where the second pass is
+ *     much faster than the first, a populated page still costs a fault at
+ *     its first touch (a nested VM's shadow page tables).
  *   lcmt_bench run MODEL TOKENIZER|- BUNDLE TASK_A TASK_B INPUT T0_NS
  *     T0_NS: CLOCK_REALTIME nanoseconds taken just before the program was
  *     started (the script passes `date +%s%N`). Prints the time from then to
@@ -20,11 +26,15 @@
  *     them; LCMT_BENCH_BASE_TYPE=T holds the matrices in type T
  *     (lcmt_model_params.base_type). */
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bundle.h"
 #include "lc_rng.h"
@@ -319,13 +329,44 @@ static int run(char **argv) {
     return 0;
 }
 
+static double now_mono(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static int touch(const char *path) {
+    const int fd = open(path, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st)) return die("cannot open the file to touch");
+    const size_t n = (size_t)st.st_size, page = (size_t)sysconf(_SC_PAGESIZE);
+    const unsigned char *p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return die("cannot map the file to touch");
+    double t = now_mono();
+    lc_prefault(p, n);
+    printf("%s: %zu pages of %zu bytes; prefault %.2f ms", path, (n + page - 1) / page, page, (now_mono() - t) * 1e3);
+    volatile unsigned sink = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        t = now_mono();
+        for (size_t i = 0; i < n; i += page) sink += p[i];
+        const double dt = now_mono() - t;
+        printf("; read pass %d: %.2f ms (%.3f us a page)", pass + 1, dt * 1e3, dt * 1e6 / ((n + page - 1) / page));
+    }
+    printf("\n");
+    munmap((void *)p, n);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "make110m")) return make_shape(argv[2], 0);
     if (argc == 3 && !strcmp(argv[1], "make15m")) return make_shape(argv[2], 1);
     if (argc == 4 && !strcmp(argv[1], "gguf")) return make_gguf(argv[2], argv[3]);
     if (argc == 9 && !strcmp(argv[1], "run")) return run(argv + 2);
+    if (argc == 3 && !strcmp(argv[1], "touch")) return touch(argv[2]);
     fprintf(stderr, "usage: lcmt_bench make110m|make15m DIR\n"
                     "       lcmt_bench gguf DIR TYPE\n"
-                    "       lcmt_bench run MODEL TOKENIZER|- BUNDLE TASK_A TASK_B INPUT T0_NS\n");
+                    "       lcmt_bench run MODEL TOKENIZER|- BUNDLE TASK_A TASK_B INPUT T0_NS\n"
+                    "       lcmt_bench touch FILE\n");
     return 2;
 }

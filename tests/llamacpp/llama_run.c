@@ -6,7 +6,11 @@
  *   llama_run generate MODEL N IDS [--lora FILE[:SCALE]]   greedy, N new ids
  *   llama_run logits MODEL IDS                             logits of every position
  *   llama_run tokenize MODEL TEXT [--no-special]           ids of TEXT
- *   llama_run bench MODEL N IDS                            decode tok/s (scripts/bench_decode.sh)
+ *   llama_run bench MODEL N IDS [--lora FILE[:SCALE]]      decode tok/s (scripts/bench_decode.sh)
+ *   llama_run first MODEL IDS START_NS [--lora FILE[:SCALE]]
+ *                                                          process start (START_NS: `date +%s%N`
+ *                                                          before exec) to the first greedy token,
+ *                                                          by phase (scripts/bench_runtime.sh)
  *   llama_run quantize IN OUT f16|bf16|q8_0|q4_0|q4_k|q6_k                    llama_model_quantize
  *
  * IDS is comma-separated ("1" = from BOS). Greedy decoding takes the
@@ -89,6 +93,26 @@ static struct llama_context *make_ctx(struct llama_model *m, int n_ctx) {
     return c;
 }
 
+/* --lora FILE[:SCALE] among argv[from..argc): the adapter applied to c (0), none given (0), or an error (1) */
+static int attach_lora(struct llama_model *m, struct llama_context *c, int argc, char **argv, int from) {
+    const char *lora = NULL;
+    for (int i = from; i < argc; i++)
+        if (!strcmp(argv[i], "--lora") && i + 1 < argc) lora = argv[++i];
+    if (!lora) return 0;
+    char path[4096];
+    float scale = 1.0f;
+    snprintf(path, sizeof path, "%s", lora);
+    char *colon = strrchr(path, ':');
+    if (colon) {
+        scale = strtof(colon + 1, NULL);
+        *colon = 0;
+    }
+    struct llama_adapter_lora *ad = llama_adapter_lora_init(m, path);
+    if (!ad) return fprintf(stderr, "llama_run: cannot load LoRA %s\n", path), 1;
+    if (llama_set_adapters_lora(c, &ad, 1, &scale)) return fprintf(stderr, "llama_run: cannot apply LoRA %s\n", path), 1;
+    return 0;
+}
+
 static int argmax(const float *x, int n) {
     int b = 0;
     for (int i = 1; i < n; i++)
@@ -102,30 +126,13 @@ static int cmd_generate(int argc, char **argv) {
     llama_token *ids;
     int n = parse_ids(argv[2], &ids);
     if (n <= 0) return fprintf(stderr, "llama_run: bad ids '%s'\n", argv[2]), 2;
-    const char *lora = NULL;
-    for (int i = 3; i < argc; i++)
-        if (!strcmp(argv[i], "--lora") && i + 1 < argc) lora = argv[++i];
     struct llama_model *m = load_model(argv[0]);
     if (!m) return 1;
     const struct llama_vocab *voc = llama_model_get_vocab(m);
     int V = llama_vocab_n_tokens(voc);
     int n_ctx = n + n_new + 1;
     struct llama_context *c = make_ctx(m, n_ctx);
-    if (!c) return 1;
-    if (lora) {
-        char path[4096];
-        float scale = 1.0f;
-        snprintf(path, sizeof path, "%s", lora);
-        char *colon = strrchr(path, ':');
-        if (colon) {
-            scale = strtof(colon + 1, NULL);
-            *colon = 0;
-        }
-        struct llama_adapter_lora *ad = llama_adapter_lora_init(m, path);
-        if (!ad) return fprintf(stderr, "llama_run: cannot load LoRA %s\n", path), 1;
-        if (llama_set_adapters_lora(c, &ad, 1, &scale))
-            return fprintf(stderr, "llama_run: cannot apply LoRA %s\n", path), 1;
-    }
+    if (!c || attach_lora(m, c, argc, argv, 3)) return 1;
     llama_token bos = llama_vocab_bos(voc), eos = llama_vocab_eos(voc);
     if (llama_decode(c, llama_batch_get_one(ids, n)))
         return fprintf(stderr, "llama_run: llama_decode failed\n"), 1;
@@ -153,7 +160,7 @@ static double now_s(void) {
 /* Decode speed as `generate` reports it: the prompt, then N greedy tokens
  * (EOS does not end it), tokens/s over the steps after the first. */
 static int cmd_bench(int argc, char **argv) {
-    if (argc < 3) return fprintf(stderr, "llama_run bench MODEL N IDS\n"), 2;
+    if (argc < 3) return fprintf(stderr, "llama_run bench MODEL N IDS [--lora F[:S]]\n"), 2;
     int n_new = atoi(argv[1]);
     llama_token *ids;
     int n = parse_ids(argv[2], &ids);
@@ -162,7 +169,7 @@ static int cmd_bench(int argc, char **argv) {
     if (!m) return 1;
     int V = llama_vocab_n_tokens(llama_model_get_vocab(m));
     struct llama_context *c = make_ctx(m, n + n_new + 1);
-    if (!c) return 1;
+    if (!c || attach_lora(m, c, argc, argv, 3)) return 1;
     double t0 = now_s(), t1 = 0;
     if (llama_decode(c, llama_batch_get_one(ids, n))) return fprintf(stderr, "llama_run: llama_decode failed\n"), 1;
     t1 = now_s();
@@ -173,6 +180,46 @@ static int cmd_bench(int argc, char **argv) {
     double t2 = now_s();
     printf("prompt %d tokens %.6f s; %d steps after the first in %.6f s: %.2f tok/s\n", n, t1 - t0, n_new - 1,
            t2 - t1, (n_new - 1) / (t2 - t1));
+    llama_free(c);
+    llama_model_free(m);
+    free(ids);
+    return 0;
+}
+
+static double g_t_main, g_t_backends; /* wall clock (s) at main and after the back ends are loaded */
+
+static double wall_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* What lcmt_bench run measures for our runtime, for llama.cpp: the phases
+ * from process start to the first token of a prompt (greedy, one token). */
+static int cmd_first(int argc, char **argv) {
+    if (argc < 3) return fprintf(stderr, "llama_run first MODEL IDS START_NS [--lora F[:S]]\n"), 2;
+    const double t0 = (double)strtoll(argv[2], NULL, 10) * 1e-9;
+    llama_token *ids;
+    int n = parse_ids(argv[1], &ids);
+    if (n <= 0) return fprintf(stderr, "llama_run: bad ids '%s'\n", argv[1]), 2;
+    struct llama_model *m = load_model(argv[0]);
+    if (!m) return 1;
+    const double t_model = wall_s();
+    const int V = llama_vocab_n_tokens(llama_model_get_vocab(m));
+    struct llama_context *c = make_ctx(m, n + 1);
+    if (!c || attach_lora(m, c, argc, argv, 3)) return 1;
+    int lora = 0;
+    for (int i = 3; i < argc; i++) lora |= !strcmp(argv[i], "--lora");
+    const double t_ctx = wall_s();
+    if (llama_decode(c, llama_batch_get_one(ids, n))) return fprintf(stderr, "llama_run: llama_decode failed\n"), 1;
+    const int t = argmax(llama_get_logits_ith(c, -1), V);
+    const double t_first = wall_s();
+    printf("process start to main:        %8.2f ms\n", (g_t_main - t0) * 1e3);
+    printf("back ends loaded:             %8.2f ms\n", (g_t_backends - g_t_main) * 1e3);
+    printf("model load:                   %8.2f ms\n", (t_model - g_t_backends) * 1e3);
+    printf("%-30s%8.2f ms\n", lora ? "context + LoRA:" : "context:", (t_ctx - t_model) * 1e3);
+    printf("prompt tokens:                %8d (first token %d, %.2f ms after the call)\n", n, t, (t_first - t_ctx) * 1e3);
+    printf("process start to first token: %8.2f ms\n", (t_first - t0) * 1e3);
     llama_free(c);
     llama_model_free(m);
     free(ids);
@@ -249,16 +296,19 @@ static int cmd_quantize(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: llama_run generate|logits|tokenize|quantize ...\n");
+        fprintf(stderr, "usage: llama_run generate|logits|tokenize|bench|first|quantize ...\n");
         return 2;
     }
+    g_t_main = wall_s();
     if (!getenv("LLAMA_RUN_VERBOSE")) llama_log_set(quiet_log, NULL);
     const char *dir = getenv("LLAMA_BIN_DIR");
     ggml_backend_load_all_from_path(dir ? dir : LLAMA_BIN_DIR);
     llama_backend_init();
+    g_t_backends = wall_s();
     int rc;
     if (!strcmp(argv[1], "generate")) rc = cmd_generate(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "bench")) rc = cmd_bench(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "first")) rc = cmd_first(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "logits")) rc = cmd_logits(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "tokenize")) rc = cmd_tokenize(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "quantize")) rc = cmd_quantize(argc - 2, argv + 2);
