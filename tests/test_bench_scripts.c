@@ -266,7 +266,8 @@ Test(bench_scripts, quant_study_configs_and_statistics) {
 
 /* scripts/bench_decode.sh end to end at its smallest (one shape, one run,
  * a few tokens): every row of the table has positive speeds for both
- * runtimes. Catches a benchmark that rots (the figures come from runs on a
+ * runtimes, without and with adapters (our bundle task, llama.cpp's GGUF
+ * LoRA). Catches a benchmark that rots (the figures come from runs on a
  * quiet machine, see the README). */
 Test(bench_scripts, bench_decode_smoke, .timeout = 300) {
     char cmd[4096];
@@ -283,10 +284,13 @@ Test(bench_scripts, bench_decode_smoke, .timeout = 300) {
     for (char *l = strstr(log, "\n| 15m |"); l; l = strstr(l + 1, "\n| 15m |")) {
         char ty[16];
         int t;
-        double mb, o, lc, ratio;
-        cr_assert_eq(sscanf(l, "\n| 15m | %15s | %d | %lf | %lf | %lf | %lf |", ty, &t, &mb, &o, &lc, &ratio), 6,
-                     "row: %.200s", l + 1);
-        cr_assert(mb > 1 && o > 0 && lc > 0, "row without speeds: %.200s", l + 1);
+        double mb, o, lc, ratio, bo, bl, op, lp, bratio;
+        cr_assert_eq(sscanf(l, "\n| 15m | %15s | %d | %lf | %lf | %lf | %lf | %lf %% | %lf %% | %lf | %lf | %lf |", ty, &t,
+                            &mb, &o, &lc, &ratio, &op, &lp, &bo, &bl, &bratio),
+                     11, "row: %.300s", l + 1);
+        cr_assert(mb > 1 && o > 0 && lc > 0 && op > 0 && lp > 0, "row without speeds: %.300s", l + 1);
+        cr_assert(bo > 0 && bl > 0 && bratio > 0, "row without the adapter speeds (ours + t1, llama.cpp + LoRA): %.300s",
+                  l + 1);
         rows++;
     }
     cr_assert_eq(rows, 6, "expected 3 types x 2 thread counts:\n%s", log);
