@@ -1,6 +1,7 @@
 /* generation.c: see generation.h. */
 #include "generation.h"
 #include "lc_time.h"
+#include "prompt.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -83,12 +84,10 @@ int gen_seq_init(gen_seq *q, int max_seq, const model *m, const tokenizer *tok, 
     q->budget = o->max_new_tokens < max_seq - 1 ? o->max_new_tokens : max_seq - 1;
     q->ids = malloc(sizeof(int) * (size_t)(n_prompt + q->budget + 1));
     if (!q->ids) return lc_errf(err, "out of memory");
-    /* keep the first token (BOS) and the end of the prompt */
-    int keep = n_prompt;
-    if (keep + q->budget > max_seq) keep = max_seq - q->budget;
-    int n = 0;
-    q->ids[n++] = prompt[0];
-    for (int i = n_prompt - keep + 1; i < n_prompt; i++) q->ids[n++] = prompt[i];
+    /* a prompt longer than the positions left by the answer: the one left
+     * cut (a leading BOS and the prompt's end; prompt.h) */
+    memcpy(q->ids, prompt, sizeof(int) * (size_t)n_prompt);
+    const int n = prompt_cut_left(q->ids, n_prompt, q->bos, max_seq - q->budget);
     q->n = q->start = n;
     q->streaming = s && s->on_text && tok;
     if (q->streaming) {

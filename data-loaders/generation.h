@@ -52,8 +52,9 @@ typedef struct {
 /* Continues prompt (n_prompt ids) with decoder d (made for m with max_seq
  * positions). *text is the new text (malloc'd; cut before the first stop
  * string, leading whitespace trimmed; NULL when tok is NULL), *n_new the
- * number of new tokens. The prompt is cut from the left (keeping its first
- * token) if prompt + max_new_tokens exceed max_seq. Without a tokenizer
+ * number of new tokens. The prompt is cut from the left (prompt_cut_left:
+ * a leading BOS stays, the prompt's end fills the rest) if prompt +
+ * max_new_tokens exceed max_seq. Without a tokenizer
  * (tok NULL) stop strings are not available and EOS/BOS are m's. s may be
  * NULL. */
 int generate_text(model_decoder *d, int max_seq, const model *m, const tokenizer *tok,

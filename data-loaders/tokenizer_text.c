@@ -234,12 +234,6 @@ static uint64_t hash_bytes(const char *s, size_t n) {
     return h ^ (h >> 29);
 }
 
-static uint64_t hash_u64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
 
 
 int tok_strmap_init(strmap *m, size_t n) {
@@ -301,7 +295,7 @@ void tok_u64map_free(u64map *m) {
 
 int tok_u64map_find(const u64map *m, uint64_t k, int32_t *a, int32_t *b) {
     if (!m->key) return 0;
-    for (size_t h = hash_u64(k) & m->mask;; h = (h + 1) & m->mask) {
+    for (size_t h = lc_splitmix64(k) & m->mask;; h = (h + 1) & m->mask) {
         if (m->key[h] == k) {
             if (a) *a = m->a[h];
             if (b) *b = m->b[h];
@@ -324,7 +318,7 @@ int tok_u64map_set(u64map *m, uint64_t k, int32_t a, int32_t b) {
         tok_u64map_free(m);
         *m = big;
     }
-    size_t h = hash_u64(k) & m->mask;
+    size_t h = lc_splitmix64(k) & m->mask;
     while (m->key[h] != U64_EMPTY && m->key[h] != k) h = (h + 1) & m->mask;
     if (m->key[h] == U64_EMPTY) m->n++;
     m->key[h] = k;

@@ -14,13 +14,8 @@
 #include <time.h>
 
 #include "model.h"
+#include "lc_time.h"
 #include "quant.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
 
 /* best of 5 passes of a 64-bit integer sum over 512 MiB */
 static double read_bandwidth(void) {
@@ -31,10 +26,10 @@ static double read_bandwidth(void) {
     double best = 0;
     volatile uint64_t sink = 0;
     for (int rep = 0; rep < 5; rep++) {
-        const double t0 = now();
+        const double t0 = lc_now_s();
         uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
         for (size_t i = 0; i < n; i += 4) s0 += buf[i], s1 += buf[i + 1], s2 += buf[i + 2], s3 += buf[i + 3];
-        const double dt = now() - t0;
+        const double dt = lc_now_s() - t0;
         sink += s0 + s1 + s2 + s3;
         if (n * 8 / dt > best) best = n * 8 / dt;
     }
@@ -77,12 +72,12 @@ int main(int argc, char **argv) {
                 continue;
             }
             int reps = 0;
-            const double t0 = now();
+            const double t0 = lc_now_s();
             double dt;
             do {
                 qmat_matvec(&m, x, NULL, y, 0, &err);
                 reps++;
-            } while ((dt = now() - t0) < secs);
+            } while ((dt = lc_now_s() - t0) < secs);
             const double gbs = (double)qmat_bytes(&m) * reps / dt / 1e9;
             share[t] = gbs / bw;
             printf(" %9.1f", gbs);

@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "dataset.h"
+#include "generation.h"
+#include "lc_rng.h"
 #include "loaders.h"
 #include "prompt.h"
 #include "testutil.h"
@@ -773,4 +775,32 @@ Test(dataset, prompt_left_cut_keeps_bos_and_the_end) {
     int d[] = {1, 10, 11};
     cr_assert_eq(prompt_cut_left(d, 3, 1, 1), 1, "only the BOS fits");
     cr_assert_eq(d[0], 1);
+}
+
+/* The decode loop cuts a prompt that leaves no room for the answer by the
+ * same rule (it used to keep the first token whatever it was). */
+Test(dataset, generation_cuts_the_prompt_by_the_same_rule) {
+    model m;
+    memset(&m, 0, sizeof m);
+    m.cfg.bos_id = 1, m.cfg.eos_id = 2, m.cfg.vocab_size = 32;
+    gen_opts o = {0};
+    o.max_new_tokens = 4;
+    lc_rng rng;
+    lc_rng_seed(&rng, 1);
+    lc_err err;
+    const int with_bos[] = {1, 10, 11, 12, 13, 14, 15}, no_bos[] = {10, 11, 12, 13, 14, 15};
+    gen_seq q;
+    cr_assert_eq(gen_seq_init(&q, 7, &m, NULL, with_bos, 7, &o, &rng, NULL, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(q.start, 3, "7 positions, 4 for the answer: 3 prompt tokens, found %d", q.start);
+    cr_assert(q.ids[0] == 1 && q.ids[1] == 14 && q.ids[2] == 15, "got %d %d %d", q.ids[0], q.ids[1], q.ids[2]);
+    gen_seq_free(&q);
+    cr_assert_eq(gen_seq_init(&q, 7, &m, NULL, no_bos, 6, &o, &rng, NULL, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(q.start, 3);
+    cr_assert(q.ids[0] == 13 && q.ids[1] == 14 && q.ids[2] == 15, "no BOS: the last three, got %d %d %d", q.ids[0],
+              q.ids[1], q.ids[2]);
+    gen_seq_free(&q);
+    cr_assert_eq(gen_seq_init(&q, 64, &m, NULL, no_bos, 6, &o, &rng, NULL, &err), LC_OK, "%s", err.msg);
+    cr_assert_eq(q.start, 6, "a prompt that fits is kept whole");
+    cr_assert_eq(q.ids[0], 10);
+    gen_seq_free(&q);
 }

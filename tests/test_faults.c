@@ -24,6 +24,7 @@
 #include "bundle.h"
 #include "gguf.h"
 #include "lc_sha256.h"
+#include "lc_time.h"
 #include "loaders.h"
 #include "model.h"
 #include "tensor_file.h"
@@ -385,12 +386,6 @@ Test(faults, convert_write_failures_keep_the_previous_outputs) {
 
 /* ---- kill -9 ----------------------------------------------------------------------- */
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 /* Starts cmd (a shell command in dir), SIGKILLs its process group after
  * delay seconds (if still running); returns 1 if it was killed. */
 static int run_and_kill(const char *cmd, double delay) {
@@ -403,10 +398,10 @@ static int run_and_kill(const char *cmd, double delay) {
         _exit(127);
     }
     setpgid(pid, pid);
-    double t0 = now_s();
+    double t0 = lc_now_s();
     int st, killed = 0;
     while (waitpid(pid, &st, WNOHANG) == 0) {
-        if (now_s() - t0 >= delay) {
+        if (lc_now_s() - t0 >= delay) {
             kill(-pid, SIGKILL);
             killed = 1;
             waitpid(pid, &st, 0);
@@ -421,11 +416,11 @@ static int run_and_kill(const char *cmd, double delay) {
 /* n kills at deterministic random points of one clean run's duration
  * (runs that end first do not count); after each, every output present loads. */
 static void kills(const char *what, const char *cmd, const char *const *rels, int n) {
-    double t0 = now_s();
+    double t0 = lc_now_s();
     char c[16384];
     snprintf(c, sizeof c, "cd %s && %s >/dev/null 2>&1", dir, cmd);
     cr_assert_eq(tu_system(c), 0, "%s: the clean run failed", what);
-    double T = now_s() - t0;
+    double T = lc_now_s() - t0;
     uint64_t x = 0x9e3779b97f4a7c15ull;
     int killed = 0;
     int i = 0;

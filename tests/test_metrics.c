@@ -1,6 +1,6 @@
 /* Tests for calibrate/lib/metrics.c: ROUGE against js-rouge configured as
  * rouge-score (tests/js/rouge_ref.js), the Porter stemmer and stemmed ROUGE
- * against NLTK (when python3-nltk is installed), chrF/chrF++ against a
+ * against NLTK (python3-nltk; missing, the test fails), chrF/chrF++ against a
  * line-by-line Python port of sacreBLEU's CHRF, the Latin tokeniser against a
  * Python/unicodedata formulation, and hand-computed values. */
 #include <criterion/criterion.h>

@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "loaders.h"
+#include "lc_time.h"
 #include "testutil.h"
 #include "tokenizer.h"
 
@@ -73,12 +74,6 @@ static uint64_t rnext(rng *r) {
 }
 static int rint_(rng *r, int n) { return (int)(rnext(r) % (uint64_t)n); }
 #define PICK(r, arr) ((arr)[rint_((r), (int)(sizeof(arr) / sizeof *(arr)))])
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static const char *js_dir(void) {
     static char d[1024];
@@ -498,10 +493,10 @@ static void compare_with_reference(const char *name, const char *tok_json, const
     int w = snprintf(cmd, sizeof cmd, "node '%s/tokenizer_ref.js' '%s' '%s' '%s' 2>&1", js_dir(),
                      tok_json, in, out);
     cr_assert(w > 0 && (size_t)w < sizeof cmd, "paths too long");
-    double t0 = now_s();
+    double t0 = lc_now_s();
     int st;
     char *log = tu_capture(cmd, &st);
-    double t_ref = now_s() - t0;
+    double t_ref = lc_now_s() - t0;
     cr_assert_eq(st, 0, "%s: the reference (tests/js/tokenizer_ref.js) failed (exit %d): %s\n"
                         "(run scripts/setup.sh to install node and the npm packages)",
                  name, st, log ? log : "");
@@ -509,9 +504,9 @@ static void compare_with_reference(const char *name, const char *tok_json, const
 
     lc_err err;
     tokenizer *t;
-    t0 = now_s();
+    t0 = lc_now_s();
     cr_assert_eq(tokenizer_load(&t, tok_json, 0, &err), LC_OK, "%s", err.msg);
-    double t_load = now_s() - t0;
+    double t_load = lc_now_s() - t0;
 
     size_t rlen;
     char *ref = lc_read_file(out, &rlen, &err);
@@ -531,9 +526,9 @@ static void compare_with_reference(const char *name, const char *tok_json, const
         size_t len = strlen(s);
         for (int special = 0; special < 2; special++) {
             int *ids, n;
-            double t1 = now_s();
+            double t1 = lc_now_s();
             int rc = tokenizer_encode(t, s, len, special, &ids, &n, &err);
-            t_enc += now_s() - t1;
+            t_enc += lc_now_s() - t1;
             bytes += len;
             cr_assert_eq(rc, LC_OK, "%s: string %d: %s", name, i, err.msg);
             const cJSON *want = cJSON_GetObjectItemCaseSensitive(j, special ? "ids_special" : "ids");
@@ -795,16 +790,16 @@ Test(tokenizer, encode_1mb_speed, .timeout = 600) {
     for (int k = 0; k < 3; k++) {
         lc_err err;
         tokenizer *t;
-        double t0 = now_s();
+        double t0 = lc_now_s();
         cr_assert_eq(tokenizer_load(&t, real_tokenizer(m[k]).p, 0, &err), LC_OK, "%s", err.msg);
-        double t_load = now_s() - t0;
+        double t_load = lc_now_s() - t0;
         int *ids, n;
-        t0 = now_s();
+        t0 = lc_now_s();
         cr_assert_eq(tokenizer_encode(t, text.p, text.n, 0, &ids, &n, &err), LC_OK, "%s", err.msg);
-        double t_enc = now_s() - t0;
-        t0 = now_s();
+        double t_enc = lc_now_s() - t0;
+        t0 = lc_now_s();
         char *d = tokenizer_decode(t, ids, n, 0);
-        double t_dec = now_s() - t0;
+        double t_dec = lc_now_s() - t0;
         cr_assert_not_null(d);
         if (k == 0) cr_assert(strcmp(d, text.p) == 0, "llama3: 1 MB does not round-trip");
         fprintf(stderr, "[tokenizer] %s: load %.3f s; encode %.2f MB -> %d ids in %.3f s; decode "

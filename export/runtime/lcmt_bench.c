@@ -38,16 +38,11 @@
 
 #include "bundle.h"
 #include "lc_rng.h"
+#include "lc_time.h"
 #include "lcmt.h"
 #include "loaders.h"
 #include "model.h"
 #include "tensor_file.h"
-
-static double now_real(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 /* ---- make110m ----------------------------------------------------------------------- */
 
@@ -263,7 +258,7 @@ typedef struct {
 static void on_first(void *user, int id) {
     (void)id;
     first_ctx *f = user;
-    if (!f->t_first) f->t_first = now_real();
+    if (!f->t_first) f->t_first = lc_wall_s();
 }
 
 static long rss_kb(void) {
@@ -277,7 +272,7 @@ static long rss_kb(void) {
 }
 
 static int run(char **argv) {
-    const double t0 = (double)strtoll(argv[6], NULL, 10) * 1e-9, t_main = now_real();
+    const double t0 = (double)strtoll(argv[6], NULL, 10) * 1e-9, t_main = lc_wall_s();
     char msg[1024];
     lcmt_model_params mp = lcmt_model_default_params();
     if (strcmp(argv[1], "-")) mp.tokenizer_path = argv[1];
@@ -287,17 +282,17 @@ static int run(char **argv) {
     lcmt_bundle *b;
     lcmt_session *s;
     if (lcmt_model_open(argv[0], &mp, &m, msg, sizeof msg)) return die(msg);
-    const double t_model = now_real();
+    const double t_model = lc_wall_s();
     if (lcmt_bundle_open(m, argv[2], NULL, &b, msg, sizeof msg)) return die(msg);
-    const double t_bundle = now_real();
+    const double t_bundle = lc_wall_s();
     lcmt_session_params sp = lcmt_session_default_params();
     sp.max_new_tokens = 1;
     if (lcmt_session_new(m, b, argv[3], &sp, &s, msg, sizeof msg)) return die(msg);
     first_ctx f = {s, 0};
     lcmt_stream st = {NULL, on_first, &f};
-    const double t_answer = now_real();
+    const double t_answer = lc_wall_s();
     if (lcmt_session_answer(s, argv[5], &st, NULL)) return die(lcmt_session_last_error(s));
-    const double t_end = now_real();
+    const double t_end = lc_wall_s();
     lcmt_answer_stats as;
     lcmt_session_last_stats(s, &as);
     lcmt_model_info mi;
@@ -329,12 +324,6 @@ static int run(char **argv) {
     return 0;
 }
 
-static double now_mono(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
 static int touch(const char *path) {
     const int fd = open(path, O_RDONLY);
     struct stat st;
@@ -343,14 +332,14 @@ static int touch(const char *path) {
     const unsigned char *p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (p == MAP_FAILED) return die("cannot map the file to touch");
-    double t = now_mono();
+    double t = lc_now_s();
     lc_prefault(p, n);
-    printf("%s: %zu pages of %zu bytes; prefault %.2f ms", path, (n + page - 1) / page, page, (now_mono() - t) * 1e3);
+    printf("%s: %zu pages of %zu bytes; prefault %.2f ms", path, (n + page - 1) / page, page, (lc_now_s() - t) * 1e3);
     volatile unsigned sink = 0;
     for (int pass = 0; pass < 3; pass++) {
-        t = now_mono();
+        t = lc_now_s();
         for (size_t i = 0; i < n; i += page) sink += p[i];
-        const double dt = now_mono() - t;
+        const double dt = lc_now_s() - t;
         printf("; read pass %d: %.2f ms (%.3f us a page)", pass + 1, dt * 1e3, dt * 1e6 / ((n + page - 1) / page));
     }
     printf("\n");
