@@ -23,6 +23,7 @@
 #include "merge.h"
 #include "recipe.h"
 #include "model.h"
+#include "template.h"
 #include "tokenizer.h"
 #include "trainer.h"
 
@@ -140,6 +141,25 @@ static int parse_adapters(ctx_t *x, lc_err *err) {
     return LC_OK;
 }
 
+/* multi_step.second_prompt_template: the shared template rule (template.h:
+ * "{{" and "}}" are literal braces), with {output}, pass 1's answer, as its
+ * one placeholder. */
+static int check_second_tpl(const char *src, lc_err *err) {
+    tmpl tp;
+    if (tmpl_parse(&tp, src, "template", err)) return LC_FAIL;
+    int n_out = 0, rc = LC_OK;
+    for (int k = 0; k < tp.n && rc == LC_OK; k++) {
+        if (!tp.seg[k].is_field) continue;
+        if (strcmp(tp.seg[k].s, "output"))
+            rc = lc_errf(err, "unknown placeholder '{%s}' (the only one is {output}, the first pass's "
+                         "answer; write '{{' and '}}' for literal braces)", tp.seg[k].s);
+        n_out++;
+    }
+    tmpl_free(&tp);
+    if (rc == LC_OK && !n_out) rc = lc_errf(err, "must contain {output} (the first pass's answer)");
+    return rc;
+}
+
 static int parse_tasks(ctx_t *x, lc_err *err) {
     cfg *c = x->c;
     int n = cfg_array_len(c, "tasks", err);
@@ -224,9 +244,8 @@ static int parse_tasks(ctx_t *x, lc_err *err) {
             return lc_errf(err, "%s: key 'tasks[%d].main': no adapter named '%s'", x->cfg_path, i, s_main);
         if (s_aux && (t->aux_i = find_adapter(x, s_aux)) < 0)
             return lc_errf(err, "%s: key 'tasks[%d].aux': no adapter named '%s'", x->cfg_path, i, s_aux);
-        if (t->second_tpl && !strstr(t->second_tpl, "{output}"))
-            return lc_errf(err, "%s: key 'tasks[%d].multi_step.second_prompt_template': must contain "
-                           "{output} (the first pass's answer)", x->cfg_path, i);
+        if (t->second_tpl && check_second_tpl(t->second_tpl, err))
+            return lc_err_prefix(err, "%s: key 'tasks[%d].multi_step.second_prompt_template': ", x->cfg_path, i);
         t->test_path = cfg_resolve_path(c, s_test);
         if (s_train) t->train_path = cfg_resolve_path(c, s_train);
         if (s_val) t->val_path = cfg_resolve_path(c, s_val);
@@ -775,24 +794,6 @@ done:
 
 /* ---- multi-step ---------------------------------------------------------------- */
 
-/* "{output}" in tpl replaced by out (other text literal). */
-static char *render_second(const char *tpl, const char *out) {
-    size_t n = strlen(tpl) + 1, lo = strlen(out);
-    for (const char *p = strstr(tpl, "{output}"); p; p = strstr(p + 8, "{output}")) n += lo;
-    char *s = malloc(n), *d = s;
-    if (!s) return NULL;
-    for (const char *p = tpl; *p;) {
-        if (!strncmp(p, "{output}", 8)) {
-            memcpy(d, out, lo);
-            d += lo, p += 8;
-        } else {
-            *d++ = *p++;
-        }
-    }
-    *d = 0;
-    return s;
-}
-
 static int run_multi_step(ctx_t *x, task_entry *t, const method_entry *me, const char *dir,
                           job_info *ji, lc_err *err) {
     if (!t->first_tpl || !t->second_tpl)
@@ -832,8 +833,12 @@ static int run_multi_step(ctx_t *x, task_entry *t, const method_entry *me, const
         const char *out1 = j < first.n && first.ex[j].line == ref->line ? s1.predictions[j] : "";
         ds_example *e = &second.ex[second.n];
         e->line = ref->line;
-        e->prompt = render_second(t->second_tpl, out1);
-        if (e->prompt && t->pfmt.kind == PROMPT_CHAT) { /* pass 2's prompt is the user message */
+        /* the shared renderer (template.h), checked at open (check_second_tpl) */
+        if (tmpl_fill_one(t->second_tpl, out1, "multi_step.second_prompt_template", &e->prompt, err)) {
+            lc_err_prefix(err, "%s: task '%s': ", x->cfg_path, t->name);
+            goto done;
+        }
+        if (t->pfmt.kind == PROMPT_CHAT) { /* pass 2's prompt is the user message */
             char *chat = NULL;
             if (prompt_render(&t->pfmt, e->prompt, &chat, err)) {
                 free(e->prompt);
