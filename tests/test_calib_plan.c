@@ -22,6 +22,7 @@
 #include "model.h"
 #include "template.h"
 #include "testutil.h"
+#include "tiny_model.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -359,30 +360,11 @@ Test(calib_plan_bad, second_prompt_template) {
 
 /* A tiny random llama2.c model, a byte tokenizer, two PEFT LoRAs and a test set. */
 static void tiny_files(const char *dir) {
-    model_config c = {0};
-    strcpy(c.arch, "llama");
-    c.dim = 32, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 8;
-    c.hidden_dim = 48, c.vocab_size = 259, c.max_seq_len = 64;
-    c.norm_eps = 1e-5f, c.rope_theta = 10000.0f, c.tie_embeddings = 1, c.bos_id = 1, c.eos_id = 2;
-    model m;
-    lc_err err;
+    const model_config c = tiny_config(2);
     char p[1024];
-    cr_assert_eq(model_init(&m, &c, &err), LC_OK);
-    model_init_random(&m, 0.1f, 1);
-    snprintf(p, sizeof p, "%s/model.bin", dir);
-    cr_assert_eq(model_save_llama2c(&m, p, &err), LC_OK, "%s", err.msg);
-    model_free(&m);
-    snprintf(p, sizeof p, "%s/tok259.bin", dir);
-    cr_assert_eq(tu_write_byte_tokenizer(p), 0);
-    for (int k = 0; k < 2; k++) {
-        lora l;
-        cr_assert_eq(lora_init(&l, &c, 2, 4.0f, 0, MOD_MASK_ALL, NULL, &err), LC_OK, "%s", err.msg);
-        lora_init_random(&l, 0.05f, 10 + k);
-        snprintf(p, sizeof p, "%s/lora%d", dir, k);
-        cr_assert_eq(lc_make_dirs(p, &err), LC_OK);
-        cr_assert_eq(lora_save_peft(&l, p, &err), LC_OK, "%s", err.msg);
-        lora_free(&l);
-    }
+    tiny_write_model(dir, &c);
+    tiny_write_lora(dir, "lora0", &c, 2, 10);
+    tiny_write_lora(dir, "lora1", &c, 2, 11);
     snprintf(p, sizeof p, "%s/test.jsonl", dir);
     const char *rows = "{\"q\": \"hello\", \"a\": \"world\"}\n{\"q\": \"good\", \"a\": \"day\"}\n"
                        "{\"q\": \"{{x}}\", \"a\": \"}\"}\n";

@@ -23,6 +23,7 @@
 #include "loaders.h"
 #include "model.h"
 #include "testutil.h"
+#include "tiny_model.h"
 
 static char *read_all(const char *path) {
     lc_err err;
@@ -317,32 +318,14 @@ static char tdir[512];
  * one made for a model with another width. */
 static void tiny_setup(void) {
     snprintf(tdir, sizeof tdir, "%s", tu_tmpdir());
-    model_config c = {0};
-    strcpy(c.arch, "llama");
-    c.dim = 32, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 8;
-    c.hidden_dim = 48, c.vocab_size = 259, c.max_seq_len = 64;
-    c.norm_eps = 1e-5f, c.rope_theta = 10000.0f, c.tie_embeddings = 1, c.bos_id = 1, c.eos_id = 2;
-    model m;
-    lc_err err;
+    const model_config c = tiny_config(2);
     char p[1024];
-    cr_assert_eq(model_init(&m, &c, &err), LC_OK);
-    model_init_random(&m, 0.1f, 1);
-    snprintf(p, sizeof p, "%s/model.bin", tdir);
-    cr_assert_eq(model_save_llama2c(&m, p, &err), LC_OK, "%s", err.msg);
-    model_free(&m);
-    /* tokenizer: <unk>, <s>, </s>, 256 bytes */
-    snprintf(p, sizeof p, "%s/tok259.bin", tdir);
-    cr_assert_eq(tu_write_byte_tokenizer(p), 0);
+    tiny_write_model(tdir, &c);
     for (int k = 0; k < 3; k++) {
         model_config cc = c;
         if (k == 2) cc.dim = 40, cc.head_dim = 10; /* another base */
-        lora l;
-        cr_assert_eq(lora_init(&l, &cc, 2 + k % 2, 4.0f, 0, MOD_MASK_ALL, NULL, &err), LC_OK, "%s", err.msg);
-        lora_init_random(&l, 0.05f, 10 + k);
-        snprintf(p, sizeof p, "%s/lora%d", tdir, k);
-        cr_assert_eq(lc_make_dirs(p, &err), LC_OK);
-        cr_assert_eq(lora_save_peft(&l, p, &err), LC_OK, "%s", err.msg);
-        lora_free(&l);
+        snprintf(p, sizeof p, "lora%d", k);
+        tiny_write_lora(tdir, p, &cc, 2 + k % 2, 10 + k);
     }
     snprintf(p, sizeof p, "%s/test.jsonl", tdir);
     const char *rows = "{\"q\": \"hello\", \"a\": \"world\"}\n{\"q\": \"good\", \"a\": \"day\"}\n";

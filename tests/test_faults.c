@@ -29,6 +29,7 @@
 #include "model.h"
 #include "tensor_file.h"
 #include "testutil.h"
+#include "tiny_model.h"
 
 static char dir[512];
 
@@ -71,38 +72,13 @@ static void write_configs(int seed) {
                        "\"gguf\": \"ex/t.gguf\"}]}\n");
 }
 
-/* the tiny llama all these runs use (byte vocabulary) */
-static model_config tiny_config(int n_layers) {
-    model_config c = {0};
-    strcpy(c.arch, "llama");
-    c.dim = 32, c.n_layers = n_layers, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 8;
-    c.hidden_dim = 48, c.vocab_size = 259, c.max_seq_len = 64;
-    c.norm_eps = 1e-5f, c.rope_theta = 10000.0f, c.tie_embeddings = 1, c.bos_id = 1, c.eos_id = 2;
-    return c;
-}
 
 static void setup(void) {
     snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-    model_config c = tiny_config(2);
-    model m;
-    lc_err err;
-    char p[4096];
-    cr_assert_eq(model_init(&m, &c, &err), LC_OK);
-    model_init_random(&m, 0.1f, 1);
-    snprintf(p, sizeof p, "%s/model.bin", dir);
-    cr_assert_eq(model_save_llama2c(&m, p, &err), LC_OK, "%s", err.msg);
-    model_free(&m);
-    snprintf(p, sizeof p, "%s/tok259.bin", dir);
-    cr_assert_eq(tu_write_byte_tokenizer(p), 0);
-    for (int k = 0; k < 2; k++) {
-        lora l;
-        cr_assert_eq(lora_init(&l, &c, 2, 4.0f, 0, MOD_MASK_ALL, NULL, &err), LC_OK, "%s", err.msg);
-        lora_init_random(&l, 0.05f, 10 + k);
-        snprintf(p, sizeof p, "%s/lora%d", dir, k);
-        cr_assert_eq(lc_make_dirs(p, &err), LC_OK);
-        cr_assert_eq(lora_save_peft(&l, p, &err), LC_OK, "%s", err.msg);
-        lora_free(&l);
-    }
+    const model_config c = tiny_config(2);
+    tiny_write_model(dir, &c);
+    tiny_write_lora(dir, "lora0", &c, 2, 10);
+    tiny_write_lora(dir, "lora1", &c, 2, 11);
     static char rows[8192];
     size_t o = 0;
     const char *w[] = {"red", "blue", "green", "cat", "dog", "sun"};
