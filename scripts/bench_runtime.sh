@@ -32,16 +32,24 @@ m110="$work/110m"
 
 runs="${LCMT_BENCH_RUNS:-7}"
 first_token_ms() { sed -n 's/^process start to first token: *\([0-9.]*\).*/\1/p' "$1"; }
-run() { # name model tokenizer bundle task_a task_b input (LCMT_BENCH_COPY=1: weights copied, not mapped)
-  cat "$2"/* "$2" "$4" >/dev/null 2>&1 || true # warm page cache
-  "$bench" run "$2" "$3" "$4" "$5" "$6" "$7" "$(date +%s%N)" >/dev/null # warm-up
-  echo "== $1 (the run with the median time to the first token of $runs)"
-  echo "\$ ${LCMT_BENCH_COPY:+LCMT_BENCH_COPY=1 }${LCMT_BENCH_BASE_TYPE:+LCMT_BENCH_BASE_TYPE=$LCMT_BENCH_BASE_TYPE }lcmt_bench run $2 $3 $4 $5 $6 '$7' \$(date +%s%N)"
-  local i
-  for i in $(seq "$runs"); do "$bench" run "$2" "$3" "$4" "$5" "$6" "$7" "$(date +%s%N)" >"$work/run.$i"; done
+# median_of_runs NAME SHOWN CMD...: CMD (whose last word the current time is
+# appended to, `date +%s%N`) once as a warm-up, then $runs times; prints
+# the run with the median time to the first token
+median_of_runs() {
+  local name="$1" shown="$2" i
+  shift 2
+  "$@" "$(date +%s%N)" >/dev/null
+  echo "== $name (the run with the median time to the first token of $runs)"
+  echo "\$ $shown \$(date +%s%N)"
+  for i in $(seq "$runs"); do "$@" "$(date +%s%N)" >"$work/run.$i"; done
   for i in $(seq "$runs"); do echo "$(first_token_ms "$work/run.$i") $i"; done | sort -g >"$work/runs.sorted"
   cat "$work/run.$(awk -v n="$runs" 'NR == int((n + 1) / 2) {print $2}' "$work/runs.sorted")"
   echo "(start to first token over the $runs runs: $(cut -d' ' -f1 "$work/runs.sorted" | tr '\n' ' ')ms)"
+}
+run() { # name model tokenizer bundle task_a task_b input (LCMT_BENCH_COPY=1: weights copied, not mapped)
+  cat "$2"/* "$2" "$4" >/dev/null 2>&1 || true # warm page cache
+  median_of_runs "$1" "${LCMT_BENCH_COPY:+LCMT_BENCH_COPY=1 }${LCMT_BENCH_BASE_TYPE:+LCMT_BENCH_BASE_TYPE=$LCMT_BENCH_BASE_TYPE }lcmt_bench run $2 $3 $4 $5 $6 '$7'" \
+    "$bench" run "$2" "$3" "$4" "$5" "$6" "$7"
 }
 run "stories260K (llama2.c checkpoint, read into memory) + bundle, task t1" \
   "$s260/model.bin" - "$s260/b.lcb" t1 t2 "say red blue"
@@ -57,14 +65,8 @@ done
 ids="1,$(seq -s, 100 114)" # 16 ids: the length of the runs' prompt
 llama_first() { # name model [--lora FILE]: llama.cpp's libllama on the same file, one thread
   cat "$2" >/dev/null
-  LLAMA_RUN_THREADS=1 "$build/bin/llama_run" first "$2" "$ids" "$(date +%s%N)" "${@:3}" >/dev/null # warm-up
-  echo "== $1 (the run with the median time to the first token of $runs)"
-  echo "\$ LLAMA_RUN_THREADS=1 llama_run first $2 $ids \$(date +%s%N) ${*:3}"
-  local i
-  for i in $(seq "$runs"); do LLAMA_RUN_THREADS=1 "$build/bin/llama_run" first "$2" "$ids" "$(date +%s%N)" "${@:3}" >"$work/run.$i"; done
-  for i in $(seq "$runs"); do echo "$(first_token_ms "$work/run.$i") $i"; done | sort -g >"$work/runs.sorted"
-  cat "$work/run.$(awk -v n="$runs" 'NR == int((n + 1) / 2) {print $2}' "$work/runs.sorted")"
-  echo "(start to first token over the $runs runs: $(cut -d' ' -f1 "$work/runs.sorted" | tr '\n' ' ')ms)"
+  median_of_runs "$1" "LLAMA_RUN_THREADS=1 llama_run first $2 $ids ${*:3}" \
+    env LLAMA_RUN_THREADS=1 "$build/bin/llama_run" first "$2" "$ids" "${@:3}"
 }
 for ty in q8_0 q4_0; do # the base as a device stores it: a GGUF in that type, used in place
   g="$m110/model-$ty.gguf" # with the tokenizer in the file, so llama.cpp loads it too

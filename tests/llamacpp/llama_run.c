@@ -7,7 +7,7 @@
  *   llama_run logits MODEL IDS                             logits of every position
  *   llama_run tokenize MODEL TEXT [--no-special]           ids of TEXT
  *   llama_run bench MODEL N IDS [--lora FILE[:SCALE]]      decode tok/s (scripts/bench_decode.sh)
- *   llama_run first MODEL IDS START_NS [--lora FILE[:SCALE]]
+ *   llama_run first MODEL IDS [--lora FILE[:SCALE]] START_NS
  *                                                          process start (START_NS: `date +%s%N`
  *                                                          before exec) to the first greedy token,
  *                                                          by phase (scripts/bench_runtime.sh)
@@ -197,8 +197,8 @@ static double wall_s(void) {
 /* What lcmt_bench run measures for our runtime, for llama.cpp: the phases
  * from process start to the first token of a prompt (greedy, one token). */
 static int cmd_first(int argc, char **argv) {
-    if (argc < 3) return fprintf(stderr, "llama_run first MODEL IDS START_NS [--lora F[:S]]\n"), 2;
-    const double t0 = (double)strtoll(argv[2], NULL, 10) * 1e-9;
+    if (argc < 3) return fprintf(stderr, "llama_run first MODEL IDS [--lora F[:S]] START_NS\n"), 2;
+    const double t0 = (double)strtoll(argv[argc - 1], NULL, 10) * 1e-9; /* last, as lcmt_bench run takes it */
     llama_token *ids;
     int n = parse_ids(argv[1], &ids);
     if (n <= 0) return fprintf(stderr, "llama_run: bad ids '%s'\n", argv[1]), 2;
@@ -207,9 +207,9 @@ static int cmd_first(int argc, char **argv) {
     const double t_model = wall_s();
     const int V = llama_vocab_n_tokens(llama_model_get_vocab(m));
     struct llama_context *c = make_ctx(m, n + 1);
-    if (!c || attach_lora(m, c, argc, argv, 3)) return 1;
+    if (!c || attach_lora(m, c, argc - 1, argv, 2)) return 1;
     int lora = 0;
-    for (int i = 3; i < argc; i++) lora |= !strcmp(argv[i], "--lora");
+    for (int i = 2; i < argc - 1; i++) lora |= !strcmp(argv[i], "--lora");
     const double t_ctx = wall_s();
     if (llama_decode(c, llama_batch_get_one(ids, n))) return fprintf(stderr, "llama_run: llama_decode failed\n"), 1;
     const int t = argmax(llama_get_logits_ith(c, -1), V);
