@@ -288,7 +288,8 @@ Test(bench_scripts, bench_decode_smoke, .timeout = 300) {
         cr_assert_eq(sscanf(l, "\n| 15m | %15s | %d | %lf | %lf | %lf | %lf | %lf %% | %lf %% | %lf | %lf | %lf |", ty, &t,
                             &mb, &o, &lc, &ratio, &op, &lp, &bo, &bl, &bratio),
                      11, "row: %.300s", l + 1);
-        cr_assert(mb > 1 && o > 0 && lc > 0 && op > 0 && lp > 0, "row without speeds: %.300s", l + 1);
+        /* the bandwidth shares are printed rounded: on a loaded machine 0 % is a share */
+        cr_assert(mb > 1 && o > 0 && lc > 0 && op >= 0 && lp >= 0, "row without speeds: %.300s", l + 1);
         cr_assert(bo > 0 && bl > 0 && bratio > 0, "row without the adapter speeds (ours + t1, llama.cpp + LoRA): %.300s",
                   l + 1);
         rows++;
