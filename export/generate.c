@@ -5,17 +5,14 @@
  * any number of LoRAs with weights and calibrations, or a bundle's task,
  * and generates text with a KV cache.
  * stdout carries only the generated text (or ids with --print-ids);
- * diagnostics go to stderr. */
+ * diagnostics go to stderr. This file parses and checks the options; the
+ * work is export/lib/generate_job.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "lc_time.h"
-#include "lcmt.h"
+#include "generate_job.h"
 
 static void usage(FILE *f) {
     fputs(
@@ -111,40 +108,8 @@ static int parse_float(const char *s, const char *flag, float *out) {
 }
 
 
-#define MAX_ADAPTERS 16
-#define MAX_STOP 8
-
-/* streaming to stdout: text as it becomes final, or ids */
-typedef struct {
-    int n_ids;
-} out_state;
-
-static void put_text(void *ctx, const char *s, size_t n) {
-    (void)ctx;
-    fwrite(s, 1, n, stdout);
-    fflush(stdout);
-}
-
-static void put_id(void *ctx, int id) {
-    out_state *o = ctx;
-    printf(o->n_ids++ ? " %d" : "%d", id);
-    fflush(stdout);
-}
-
 int main(int argc, char **argv) {
-    const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *prompt_ids = NULL;
-    const char *bundle_path_arg = NULL, *task_arg = NULL, *bundle_pin = NULL, *base_pin = NULL;
-    int verify_sha = 0;
-    int raw_prompt = 0, chat = 0, no_bos = 0;
-    const char *system_msg = NULL, *base_type = NULL;
-    const char *lora_specs[MAX_ADAPTERS], *calib_paths[MAX_ADAPTERS];
-    int n_lora = 0, n_calib = 0, max_new = 256, print_ids = 0, quiet = 0, have_seed = 0;
-    float temperature = 1.0f, top_p = 0.9f;
-    /* which settings the command line gave (a bundle task's own fill the rest) */
-    int set_max_new = 0, set_temperature = 0, set_top_p = 0, no_stop = 0;
-    const char *stops[MAX_STOP];
-    int n_stops = 0;
-    int seed = 0;
+    generate_opts o = generate_opts_default();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -160,77 +125,77 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "--model")) {
-            NEED_VALUE(); model_path = v;
+            NEED_VALUE(); o.model_path = v;
         } else if (!strcmp(a, "--tokenizer")) {
-            NEED_VALUE(); tok_path = v;
+            NEED_VALUE(); o.tok_path = v;
         } else if (!strcmp(a, "--prompt")) {
-            NEED_VALUE(); prompt = v;
+            NEED_VALUE(); o.prompt = v;
         } else if (!strcmp(a, "--prompt-ids")) {
-            NEED_VALUE(); prompt_ids = v;
+            NEED_VALUE(); o.prompt_ids = v;
         } else if (!strcmp(a, "--max-new-tokens")) {
             NEED_VALUE();
-            if (parse_int(v, a, &max_new) || max_new < 0) {
+            if (parse_int(v, a, &o.max_new) || o.max_new < 0) {
                 fprintf(stderr, "generate: --max-new-tokens must be >= 0\n");
                 return 2;
             }
-            set_max_new = 1;
+            o.set_max_new = 1;
         } else if (!strcmp(a, "--temperature")) {
             NEED_VALUE();
-            if (parse_float(v, a, &temperature) || !(temperature >= 0)) {
+            if (parse_float(v, a, &o.temperature) || !(o.temperature >= 0)) {
                 fprintf(stderr, "generate: --temperature must be >= 0\n");
                 return 2;
             }
-            set_temperature = 1;
+            o.set_temperature = 1;
         } else if (!strcmp(a, "--top-p")) {
             NEED_VALUE();
-            if (parse_float(v, a, &top_p) || !(top_p > 0 && top_p <= 1)) {
+            if (parse_float(v, a, &o.top_p) || !(o.top_p > 0 && o.top_p <= 1)) {
                 fprintf(stderr, "generate: --top-p must be in (0, 1]\n");
                 return 2;
             }
-            set_top_p = 1;
+            o.set_top_p = 1;
         } else if (!strcmp(a, "--stop")) {
             NEED_VALUE();
-            if (!v[0] || n_stops == MAX_STOP) {
-                fprintf(stderr, "generate: --stop takes a non-empty text, at most %d times\n", MAX_STOP);
+            if (!v[0] || o.n_stops == GENERATE_MAX_STOP) {
+                fprintf(stderr, "generate: --stop takes a non-empty text, at most %d times\n", GENERATE_MAX_STOP);
                 return 2;
             }
-            stops[n_stops++] = v;
+            o.stops[o.n_stops++] = v;
         } else if (!strcmp(a, "--no-stop")) {
-            no_stop = 1;
+            o.no_stop = 1;
         } else if (!strcmp(a, "--seed")) {
             NEED_VALUE();
-            if (parse_int(v, a, &seed)) return 2;
-            have_seed = 1;
+            if (parse_int(v, a, &o.seed)) return 2;
+            o.have_seed = 1;
         } else if (!strcmp(a, "--lora")) {
             NEED_VALUE();
-            if (n_lora == MAX_ADAPTERS) {
-                fprintf(stderr, "generate: at most %d --lora\n", MAX_ADAPTERS);
+            if (o.n_lora == GENERATE_MAX_ADAPTERS) {
+                fprintf(stderr, "generate: at most %d --lora\n", GENERATE_MAX_ADAPTERS);
                 return 2;
             }
-            lora_specs[n_lora++] = v;
+            o.lora_specs[o.n_lora++] = v;
         } else if (!strcmp(a, "--calib")) {
             NEED_VALUE();
-            if (n_calib == MAX_ADAPTERS) {
-                fprintf(stderr, "generate: at most %d --calib\n", MAX_ADAPTERS);
+            if (o.n_calib == GENERATE_MAX_ADAPTERS) {
+                fprintf(stderr, "generate: at most %d --calib\n", GENERATE_MAX_ADAPTERS);
                 return 2;
             }
-            calib_paths[n_calib++] = v;
+            o.calib_paths[o.n_calib++] = v;
         } else if (!strcmp(a, "--bundle")) {
             NEED_VALUE();
-            bundle_path_arg = v;
+            o.bundle = v;
         } else if (!strcmp(a, "--bundle-sha256")) {
             NEED_VALUE();
-            bundle_pin = v;
+            o.bundle_pin = v;
         } else if (!strcmp(a, "--base-sha256")) {
             NEED_VALUE();
-            base_pin = v;
+            o.base_pin = v;
         } else if (!strcmp(a, "--verify-sha256")) {
-            verify_sha = 1;
+            o.verify_sha = 1;
         } else if (!strcmp(a, "--task")) {
             NEED_VALUE();
-            task_arg = v;
+            o.task = v;
         } else if (!strcmp(a, "--raw-prompt")) {
-            raw_prompt = 1;
+            o.raw_prompt = 1;
         } else if (!strcmp(a, "--base-type")) {
             NEED_VALUE();
             static const char *const types[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k"};
@@ -241,221 +206,61 @@ int main(int argc, char **argv) {
                         "found '%s'\n", v);
                 return 2;
             }
-            base_type = v;
+            o.base_type = v;
         } else if (!strcmp(a, "--chat")) {
-            chat = 1;
+            o.chat = 1;
         } else if (!strcmp(a, "--system")) {
             NEED_VALUE();
-            system_msg = v;
+            o.system_msg = v;
         } else if (!strcmp(a, "--no-bos")) {
-            no_bos = 1;
+            o.no_bos = 1;
         } else if (!strcmp(a, "--print-ids")) {
-            print_ids = 1;
+            o.print_ids = 1;
         } else if (!strcmp(a, "--quiet")) {
-            quiet = 1;
+            o.quiet = 1;
         } else {
             fprintf(stderr, "generate: unknown argument '%s' (see --help)\n", a);
             return 2;
         }
 #undef NEED_VALUE
     }
-    if (!model_path) {
+    if (!o.model_path) {
         fprintf(stderr, "generate: --model is required (see --help)\n");
         return 2;
     }
-    if (prompt && prompt_ids) {
+    if (o.prompt && o.prompt_ids) {
         fprintf(stderr, "generate: give --prompt or --prompt-ids, not both\n");
         return 2;
     }
-    if (bundle_path_arg && (n_lora || n_calib)) {
+    if (o.bundle && (o.n_lora || o.n_calib)) {
         fprintf(stderr, "generate: --bundle brings its own adapters; do not add --lora/--calib\n");
         return 2;
     }
-    if (no_stop && n_stops) {
+    if (o.no_stop && o.n_stops) {
         fprintf(stderr, "generate: give --stop or --no-stop, not both\n");
         return 2;
     }
-    if (task_arg && !bundle_path_arg) {
+    if (o.task && !o.bundle) {
         fprintf(stderr, "generate: --task needs --bundle\n");
         return 2;
     }
-    if ((bundle_pin || base_pin || verify_sha) && !bundle_path_arg) {
+    if ((o.bundle_pin || o.base_pin || o.verify_sha) && !o.bundle) {
         fprintf(stderr, "generate: --bundle-sha256, --base-sha256 and --verify-sha256 need --bundle\n");
         return 2;
     }
-    if (chat && !prompt) {
+    if (o.chat && !o.prompt) {
         fprintf(stderr, "generate: --chat needs --prompt (the user message)\n");
         return 2;
     }
-    if (system_msg && !chat && !bundle_path_arg) {
+    if (o.system_msg && !o.chat && !o.bundle) {
         fprintf(stderr, "generate: --system needs --chat\n");
         return 2;
     }
 
-    int rc = 1;
-    char msg[1024];
-    lcmt_model *m = NULL;
-    lcmt_bundle *bnd = NULL;
-    lcmt_session *s = NULL;
-    int *ids = NULL;
-    double t0 = lc_now_s();
-
-    lcmt_model_params mp = lcmt_model_default_params();
-    mp.tokenizer_path = tok_path;
-    mp.tokenizer_optional = !tok_path;
-    mp.base_type = base_type;
-    if (lcmt_model_open(model_path, &mp, &m, msg, sizeof msg)) {
-        fprintf(stderr, "generate: %s\n", msg);
-        goto done;
+    lc_err err = {{0}};
+    if (generate_job_run(&o, stdout, stderr, &err)) {
+        fprintf(stderr, "generate: %s\n", err.msg);
+        return 1;
     }
-    lcmt_model_info mi;
-    lcmt_model_get_info(m, &mi);
-    if (!mi.has_tokenizer && (!print_ids || prompt)) {
-        fprintf(stderr, "generate: no tokenizer found for %s; give --tokenizer, or use "
-                        "--prompt-ids with --print-ids\n", model_path);
-        goto done;
-    }
-    if (n_stops && !mi.has_tokenizer) {
-        fprintf(stderr, "generate: stop strings need a tokenizer (give --tokenizer, or --no-stop)\n");
-        goto done;
-    }
-
-    lcmt_session_params sp = lcmt_session_default_params();
-    sp.raw_prompt = raw_prompt;
-    sp.chat = chat;
-    sp.system = system_msg;
-    sp.no_bos = no_bos;
-    sp.no_stop = no_stop;
-    for (int i = 0; i < n_stops; i++) sp.stop[i] = stops[i];
-    sp.n_stop = n_stops;
-    if (!have_seed) seed = (int)(time(NULL) & 0x7fffffff);
-    sp.seed = (uint64_t)seed;
-    if (bundle_path_arg) {
-        double tb = lc_now_s();
-        lcmt_bundle_params bp = lcmt_bundle_default_params();
-        bp.verify = verify_sha ? LCMT_VERIFY_SHA256 : LCMT_VERIFY_FULL; /* the reference tool checks every weight */
-        char sidecar[4200];
-        snprintf(sidecar, sizeof sidecar, "%s.sha256", bundle_path_arg);
-        bp.bundle_sha256 = bundle_pin ? bundle_pin : access(sidecar, R_OK) == 0 ? sidecar : NULL;
-        bp.base_sha256 = base_pin;
-        bp.allow_dense_copy = 1;
-        bp.only_task = task_arg;
-        if (lcmt_bundle_open(m, bundle_path_arg, &bp, &bnd, msg, sizeof msg)) {
-            fprintf(stderr, "generate: %s\n", msg);
-            goto done;
-        }
-        const int nt = lcmt_bundle_n_tasks(bnd);
-        lcmt_task_info ti;
-        if (!task_arg && nt == 1 && lcmt_bundle_task(bnd, 0, &ti) == LCMT_OK) task_arg = ti.name;
-        if (!task_arg) {
-            fprintf(stderr, "generate: %s holds %d tasks: name one with --task\n", bundle_path_arg, nt);
-            goto done;
-        }
-        /* the settings the task was evaluated with, where the command line is silent */
-        int k = lcmt_bundle_find_task(bnd, task_arg);
-        if (k >= 0 && lcmt_bundle_task(bnd, k, &ti) == LCMT_OK) {
-            if (!set_max_new && ti.max_new_tokens >= 0) max_new = ti.max_new_tokens;
-            if (!set_temperature && ti.temperature >= 0) temperature = ti.temperature;
-            if (!set_top_p && ti.top_p > 0) top_p = ti.top_p;
-        }
-        lcmt_bundle_info bi;
-        lcmt_bundle_get_info(bnd, &bi);
-        if (!quiet) {
-            fprintf(stderr, "generate: bundle %s, task '%s': %zu bytes, loaded in %.3f s (%zu bytes used "
-                    "in place from the mapping, %zu converted)\n", bundle_path_arg, task_arg,
-                    bi.file_bytes, lc_now_s() - tb, bi.mapped_bytes, bi.converted_bytes);
-            fprintf(stderr, "generate: task '%s' answers with max %d new tokens, temperature %g, top-p %g, "
-                    "%d stop string(s)\n", task_arg, max_new, temperature, top_p,
-                    n_stops ? n_stops : no_stop ? 0 : ti.n_stop);
-        }
-    }
-    sp.max_new_tokens = max_new, sp.temperature = temperature, sp.top_p = top_p;
-    lcmt_status st;
-    if (bnd) {
-        st = lcmt_session_new(m, bnd, task_arg, &sp, &s, msg, sizeof msg);
-    } else {
-        lcmt_adapter_spec specs[2 * MAX_ADAPTERS];
-        char paths[MAX_ADAPTERS][4096];
-        int n = 0;
-        for (int i = 0; i < n_lora; i++) {
-            float w = 1.0f;
-            snprintf(paths[i], sizeof paths[i], "%s", lora_specs[i]);
-            char *colon = strrchr(paths[i], ':');
-            if (colon && colon[1] && !strchr(colon, '/')) {
-                char *end;
-                float wv = strtof(colon + 1, &end);
-                if (*end == 0) {
-                    *colon = 0;
-                    w = wv;
-                }
-            }
-            specs[n++] = (lcmt_adapter_spec){paths[i], w, 0};
-        }
-        for (int i = 0; i < n_calib; i++) specs[n++] = (lcmt_adapter_spec){calib_paths[i], 1.0f, 1};
-        st = lcmt_session_new_with_adapters(m, specs, n, &sp, &s, msg, sizeof msg);
-    }
-    if (st != LCMT_OK) {
-        fprintf(stderr, "generate: %s\n", msg);
-        goto done;
-    }
-    double t_load = lc_now_s() - t0;
-    if (!quiet)
-        fprintf(stderr, "generate: %s: %d layers, dim %d, vocab %d; %d LoRA(s), %d calibration(s)%s%s; "
-                        "loaded in %.3f s; seed %d\n",
-                model_path, mi.n_layers, mi.dim, mi.vocab_size, n_lora, n_calib, bnd ? " + task " : "",
-                bnd ? task_arg : "", t_load, seed);
-
-    out_state os = {0};
-    lcmt_stream stream = {print_ids ? NULL : put_text, print_ids ? put_id : NULL, &os};
-    if (prompt_ids) {
-        int n_prompt = 0;
-        ids = malloc(sizeof(int) * (strlen(prompt_ids) + 1));
-        if (!ids) {
-            fprintf(stderr, "generate: out of memory\n");
-            goto done;
-        }
-        const char *p = prompt_ids;
-        while (*p) {
-            char *end;
-            long v = strtol(p, &end, 10);
-            if (end == p || v < 0 || v >= mi.vocab_size) {
-                fprintf(stderr, "generate: --prompt-ids: '%s' is not a token id in [0, %d)\n", p,
-                        mi.vocab_size);
-                goto done;
-            }
-            ids[n_prompt++] = (int)v;
-            p = end;
-            while (*p == ',' || *p == ' ') p++;
-        }
-        if (n_prompt == 0) {
-            fprintf(stderr, "generate: --prompt-ids is empty\n");
-            goto done;
-        }
-        st = lcmt_session_answer_ids(s, ids, n_prompt, &stream, NULL);
-    } else {
-        st = lcmt_session_answer(s, prompt, &stream, NULL);
-    }
-    if (st != LCMT_OK) {
-        fprintf(stderr, "generate: %s\n", lcmt_session_last_error(s));
-        goto done;
-    }
-    printf("\n");
-    fflush(stdout);
-    lcmt_answer_stats as;
-    lcmt_session_last_stats(s, &as);
-    const double dt = as.seconds, dt_rest = as.seconds - as.first_seconds;
-    const int n_dec = as.n_steps - as.n_prompt; /* decoder steps after the prefill */
-    /* The decoding rate leaves out the prompt's prefill (time to first token). */
-    if (!quiet)
-        fprintf(stderr, "generate: %d prompt + %d new tokens in %.3f s (prompt prefill %.3f s = time to "
-                        "first token; %d decoding steps, %.1f tok/s)\n",
-                as.n_prompt, as.n_new, dt, as.first_seconds, n_dec,
-                n_dec > 0 && dt_rest > 0 ? n_dec / dt_rest : 0.0);
-    rc = 0;
-done:
-    free(ids);
-    lcmt_session_free(s);
-    lcmt_bundle_free(bnd);
-    lcmt_model_free(m);
-    return rc;
+    return 0;
 }
