@@ -24,7 +24,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "loaders.h" /* lc_read_file */
+#include "fsutil.h" /* lc_read_file */
 #include "lc_rng.h"
 #include "lc_utf8.h"
 #include "template.h"
