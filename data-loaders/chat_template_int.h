@@ -169,9 +169,14 @@ typedef struct {
     const char *item_sep, *key_sep;
 } json_opts;
 
-/* errors "<template>: line N: <what>" (the first one wins); allocation from
- * the render's arena, an error past its limit */
-int ct_rerr(rstate *R, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* errors "<template>: line N: <what>", the one error rule of the parser and
+ * the renderer: only the first error of a parse or a render is kept
+ * (*failed is then set); returns LC_FAIL. ct_rerr(R, line, fmt, ...) is it
+ * for a render (rstate), the parser's perr for a parse (pstate). */
+int ct_err_at(int *failed, lc_err *err, const char *name, int line, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+#define ct_rerr(R, line, ...) ct_err_at(&(R)->failed, (R)->err, (R)->t->name, (line), __VA_ARGS__)
+/* allocation from the render's arena, an error past its limit */
 void *ct_ralloc(rstate *R, size_t n, int line);
 const char *ct_type_name(const val *v); /* Python's type names */
 int ct_undef_err(rstate *R, int line, const val *v);

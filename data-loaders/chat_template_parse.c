@@ -5,12 +5,12 @@
  * in chat_template.h. Unsupported syntax is an error naming it and its
  * line. */
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chat_template_int.h"
+#include "lc_utf8.h"
 
 /* ---- arena ---------------------------------------------------------------- */
 
@@ -53,7 +53,11 @@ int ct_py_space(uint32_t c) {
 }
 
 /* Decodes one UTF-8 char at s (n > 0 bytes left); *len its length. Invalid
- * bytes decode as themselves with length 1 (they are never whitespace). */
+ * bytes decode as themselves with length 1 (they are never whitespace).
+ * Not lc_utf8: this only checks the lead/continuation pattern, so overlong
+ * forms decode (C0 A0 is a space here and is trimmed by `-`, strip() and
+ * split(); lc_utf8_valid_len rejects it), and templates are not validated
+ * as UTF-8 before they get here. */
 static uint32_t utf8_at(const unsigned char *s, size_t n, size_t *len) {
     unsigned c = s[0];
     int k = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : -1;
@@ -118,17 +122,8 @@ typedef struct {
     int failed;
 } pstate;
 
-static int perr(pstate *P, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int perr(pstate *P, int line, const char *fmt, ...) {
-    if (P->failed) return LC_FAIL;
-    char what[800];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    P->failed = 1;
-    return lc_errf(P->err, "%s: line %d: %s", P->t->name, line, what);
-}
+/* a parse error (chat_template_int.h: ct_err_at) */
+#define perr(P, line, ...) ct_err_at(&(P)->failed, (P)->err, (P)->t->name, (line), __VA_ARGS__)
 
 static int push_tok(pstate *P, token t) {
     if (P->n_tk == P->cap_tk) {
@@ -139,17 +134,6 @@ static int push_tok(pstate *P, token t) {
     }
     P->tk[P->n_tk++] = t;
     return LC_OK;
-}
-
-static void utf8_put(char *out, size_t *o, uint32_t cp) {
-    unsigned char *d = (unsigned char *)out + *o;
-    if (cp < 0x80) d[0] = (unsigned char)cp, *o += 1;
-    else if (cp < 0x800) d[0] = 0xc0 | cp >> 6, d[1] = 0x80 | (cp & 0x3f), *o += 2;
-    else if (cp < 0x10000)
-        d[0] = 0xe0 | cp >> 12, d[1] = 0x80 | ((cp >> 6) & 0x3f), d[2] = 0x80 | (cp & 0x3f), *o += 3;
-    else
-        d[0] = 0xf0 | cp >> 18, d[1] = 0x80 | ((cp >> 12) & 0x3f), d[2] = 0x80 | ((cp >> 6) & 0x3f),
-        d[3] = 0x80 | (cp & 0x3f), *o += 4;
 }
 
 static int hexval(int c) {
@@ -186,7 +170,7 @@ static size_t lex_string(pstate *P, const char *s, size_t n, int line, token *t)
             int k = 0;
             while (k < 3 && j < i && s[j] >= '0' && s[j] <= '7') v = v * 8 + (uint32_t)(s[j++] - '0'), k++;
             j--;
-            utf8_put(out, &o, v);
+            o += (size_t)lc_utf8_put(out + o, v);
         } else if (c == 'x' || c == 'u' || c == 'U') {
             int k = c == 'x' ? 2 : c == 'u' ? 4 : 8;
             uint32_t v = 0;
@@ -198,7 +182,7 @@ static size_t lex_string(pstate *P, const char *s, size_t n, int line, token *t)
             j += (size_t)k;
             if (v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
                 return perr(P, line, "string literal escape \\%c%0*X is not a Unicode scalar value", c, k, v), 0;
-            utf8_put(out, &o, v);
+            o += (size_t)lc_utf8_put(out + o, v);
         } else if (c == 'N') {
             return perr(P, line, "unsupported: \\N{...} escape in a string literal"), 0;
         } else {

@@ -10,15 +10,15 @@
 
 #include "chat_template_int.h"
 
-int ct_rerr(rstate *R, int line, const char *fmt, ...) {
-    if (R->failed) return LC_FAIL;
+int ct_err_at(int *failed, lc_err *err, const char *name, int line, const char *fmt, ...) {
+    if (*failed) return LC_FAIL;
     char what[800];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    R->failed = 1;
-    return lc_errf(R->err, "%s: line %d: %s", R->t->name, line, what);
+    *failed = 1;
+    return lc_errf(err, "%s: line %d: %s", name, line, what);
 }
 
 void *ct_ralloc(rstate *R, size_t n, int line) {

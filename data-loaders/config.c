@@ -45,6 +45,14 @@ const char *cfg_json_type(const cJSON *j) {
     return "raw value";
 }
 
+int cfg_json_number(const cJSON *j, const char *src, const char *pre, const char *key, double *out,
+                    lc_err *err) {
+    if (!cJSON_IsNumber(j))
+        return lc_errf(err, "%s: %s'%s': expected a number, found %s", src, pre, key, cfg_json_type(j));
+    *out = j->valuedouble;
+    return LC_OK;
+}
+
 static void node_free(cfg_node *nd) {
     for (int i = 0; i < nd->n; i++) node_free(&nd->kids[i]);
     free(nd->kids);

@@ -55,4 +55,12 @@ int cfg_finish(cfg *c, lc_err *err);
  * "boolean", "null", "array", "object"; "nothing" for NULL). */
 const char *cfg_json_type(const cJSON *j);
 
+/* The number j holds, into *out, for the strict readers of JSON that is not
+ * a job config (HF config.json, merge recipes), which check its range
+ * themselves. If j is not a number (or NULL): LC_FAIL and the error
+ * "<src>: <pre>'<key>': expected a number, found <type>", pre e.g. "key "
+ * or "adapters[0].". */
+int cfg_json_number(const cJSON *j, const char *src, const char *pre, const char *key, double *out,
+                    lc_err *err);
+
 #endif

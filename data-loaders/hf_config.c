@@ -25,19 +25,25 @@ static const cJSON *json_get(const cJSON *obj, const char *key) {
     return (v && !cJSON_IsNull(v)) ? v : NULL;
 }
 
+/* The number under key (path = the name used in messages): 1 read into *d,
+ * 0 not given (an error if required), -1 on an error. */
+static int json_number(const cJSON *obj, const char *key, const char *path, int required,
+                       double *d, const char *src, lc_err *err) {
+    const cJSON *v = json_get(obj, key);
+    if (!v) return required ? (lc_errf(err, "%s: key '%s': missing", src, path), -1) : 0;
+    return cfg_json_number(v, src, "key ", path, d, err) ? -1 : 1;
+}
+
 /* Integer value of key (path = the name used in messages). */
 static int json_int(const cJSON *obj, const char *key, const char *path, int required, int def,
                     int *out, const char *src, lc_err *err) {
-    const cJSON *v = json_get(obj, key);
-    if (!v) {
-        if (required) return lc_errf(err, "%s: key '%s': missing", src, path);
+    double d;
+    int r = json_number(obj, key, path, required, &d, src, err);
+    if (r < 0) return LC_FAIL;
+    if (!r) {
         *out = def;
         return LC_OK;
     }
-    if (!cJSON_IsNumber(v))
-        return lc_errf(err, "%s: key '%s': expected a number, found %s", src, path,
-                       cfg_json_type(v));
-    double d = v->valuedouble;
     if (!(d == floor(d)) || d < -2147483648.0 || d > 2147483647.0)
         return lc_errf(err, "%s: key '%s': expected an integer, found %g", src, path, d);
     *out = (int)d;
@@ -46,19 +52,16 @@ static int json_int(const cJSON *obj, const char *key, const char *path, int req
 
 static int json_num(const cJSON *obj, const char *key, const char *path, int required, double def,
                     double *out, const char *src, lc_err *err) {
-    const cJSON *v = json_get(obj, key);
-    if (!v) {
-        if (required) return lc_errf(err, "%s: key '%s': missing", src, path);
+    double d;
+    int r = json_number(obj, key, path, required, &d, src, err);
+    if (r < 0) return LC_FAIL;
+    if (!r) {
         *out = def;
         return LC_OK;
     }
-    if (!cJSON_IsNumber(v))
-        return lc_errf(err, "%s: key '%s': expected a number, found %s", src, path,
-                       cfg_json_type(v));
     /* Every number read here is stored as a float: one that is not finite as
      * a float (inf, or beyond FLT_MAX, e.g. 4.2E222) cannot be computed with
      * nor written back. */
-    double d = v->valuedouble;
     if (!isfinite(d) || fabs(d) > FLT_MAX)
         return lc_errf(err, "%s: key '%s': %g is not a finite 32-bit float", src, path, d);
     *out = d;
@@ -98,26 +101,23 @@ static int json_token_id(const cJSON *obj, const char *key, int *out, const char
     const cJSON *v = json_get(obj, key);
     *out = -1;
     if (!v) return LC_OK;
+    const char *name = key;
+    char path[64];
+    double d;
     if (cJSON_IsArray(v)) {
         const cJSON *first = cJSON_GetArrayItem(v, 0);
         if (!first) return LC_OK;
-        char path[64];
         snprintf(path, sizeof path, "%s[0]", key);
-        if (!cJSON_IsNumber(first))
-            return lc_errf(err, "%s: key '%s': expected a number, found %s", src, path,
-                           cfg_json_type(first));
-        double d = first->valuedouble;
-        if (!(d == floor(d)) || d < -1 || d > 2147483647.0)
-            return lc_errf(err, "%s: key '%s': expected a token id, found %g", src, path, d);
-        *out = (int)d;
-        return LC_OK;
-    }
-    if (!cJSON_IsNumber(v))
+        name = path;
+        if (cfg_json_number(first, src, "key ", path, &d, err)) return LC_FAIL;
+    } else if (!cJSON_IsNumber(v)) {
         return lc_errf(err, "%s: key '%s': expected a number or a list of numbers, found %s", src,
                        key, cfg_json_type(v));
-    double d = v->valuedouble;
+    } else {
+        d = v->valuedouble;
+    }
     if (!(d == floor(d)) || d < -1 || d > 2147483647.0)
-        return lc_errf(err, "%s: key '%s': expected a token id, found %g", src, key, d);
+        return lc_errf(err, "%s: key '%s': expected a token id, found %g", src, name, d);
     *out = (int)d;
     return LC_OK;
 }

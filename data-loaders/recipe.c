@@ -57,15 +57,13 @@ static int rnum(const cJSON *o, const char *k, const char *where, double lo, dou
                 lc_err *err) {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
     if (!x) return 0;
-    if (!cJSON_IsNumber(x)) {
-        lc_errf(err, "merge recipe: %s'%s': expected a number, found %s", where, k, cfg_json_type(x));
+    double d;
+    if (cfg_json_number(x, "merge recipe", where, k, &d, err)) return -1;
+    if (!(d >= lo && d <= hi)) {
+        lc_errf(err, "merge recipe: %s'%s': %g is outside [%g, %g]", where, k, d, lo, hi);
         return -1;
     }
-    if (!(x->valuedouble >= lo && x->valuedouble <= hi)) {
-        lc_errf(err, "merge recipe: %s'%s': %g is outside [%g, %g]", where, k, x->valuedouble, lo, hi);
-        return -1;
-    }
-    *v = x->valuedouble;
+    *v = d;
     return 1;
 }
 
