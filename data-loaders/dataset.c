@@ -26,6 +26,7 @@
 
 #include "fsutil.h" /* lc_read_file */
 #include "lc_rng.h"
+#include "lc_sbuf.h"
 #include "lc_utf8.h"
 #include "template.h"
 
@@ -35,25 +36,8 @@ const char *const BAD_ROW_NAMES[] = {"error", "skip", NULL};
 
 /* ---- small helpers ---------------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static int sbuf_add(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) return LC_FAIL;
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return LC_OK;
-}
+typedef lc_sbuf sbuf;
+#define sbuf_add lc_sbuf_put
 
 /* Offset of the first byte that is not valid UTF-8 (overlong forms,
  * surrogates and code points past U+10FFFF included) or is NUL, or -1. */

@@ -4,24 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-} tbuf;
+#include "lc_sbuf.h"
 
-static int tbuf_add(tbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return LC_FAIL;
-        b->p = p, b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return LC_OK;
-}
 
 void tmpl_free(tmpl *t) {
     for (int i = 0; i < t->n; i++) free(t->seg[i].s);
@@ -47,17 +31,17 @@ static int tmpl_push(tmpl *t, int is_field, const char *s, size_t len, lc_err *e
 int tmpl_parse(tmpl *t, const char *src, const char *which, lc_err *err) {
     memset(t, 0, sizeof *t);
     if (!src) return lc_errf(err, "%s: missing (NULL)", which);
-    tbuf lit = {0};
+    lc_sbuf lit = {0};
     size_t i = 0, n = strlen(src);
     const char *why = NULL, *hint = "";
     size_t at = 0;
     while (i < n && !why) {
         char c = src[i];
         if (c == '{' && src[i + 1] == '{') {
-            if (tbuf_add(&lit, "{", 1)) goto oom;
+            if (lc_sbuf_put(&lit, "{", 1)) goto oom;
             i += 2;
         } else if (c == '}' && src[i + 1] == '}') {
-            if (tbuf_add(&lit, "}", 1)) goto oom;
+            if (lc_sbuf_put(&lit, "}", 1)) goto oom;
             i += 2;
         } else if (c == '}') {
             why = "unmatched '}'";
@@ -80,7 +64,7 @@ int tmpl_parse(tmpl *t, const char *src, const char *which, lc_err *err) {
                 i = j + 1;
             }
         } else {
-            if (tbuf_add(&lit, &src[i], 1)) goto oom;
+            if (lc_sbuf_put(&lit, &src[i], 1)) goto oom;
             i++;
         }
     }
@@ -114,10 +98,10 @@ int tmpl_fill_one(const char *src, const char *value, const char *which, char **
         }
         field = t.seg[i].s;
     }
-    tbuf b = {0};
-    int rc = tbuf_add(&b, "", 0);
+    lc_sbuf b = {0};
+    int rc = lc_sbuf_put(&b, "", 0);
     for (int i = 0; i < t.n && rc == LC_OK; i++)
-        rc = t.seg[i].is_field ? tbuf_add(&b, value, strlen(value)) : tbuf_add(&b, t.seg[i].s, t.seg[i].len);
+        rc = t.seg[i].is_field ? lc_sbuf_put(&b, value, strlen(value)) : lc_sbuf_put(&b, t.seg[i].s, t.seg[i].len);
     tmpl_free(&t);
     if (rc) {
         free(b.p);

@@ -692,7 +692,7 @@ static int parse_model(tokenizer *t, jctx *c, const cJSON *m) {
         int ia = tok_vocab_find(t, a, alen), ib = tok_vocab_find(t, b, blen);
         size_t skip = t->cont_prefix_len <= blen ? t->cont_prefix_len : blen;
         cat.n = 0;
-        if (tok_sbuf_put(&cat, a, alen) || tok_sbuf_put(&cat, b + skip, blen - skip)) {
+        if (lc_sbuf_put(&cat, a, alen) || lc_sbuf_put(&cat, b + skip, blen - skip)) {
             rc = joom(c);
             break;
         }

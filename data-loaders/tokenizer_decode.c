@@ -23,13 +23,13 @@ static int dec_step_apply(const dec_step *st, const pieces *in, pieces *out) {
                     break;
                 }
                 char cb = (char)b;
-                rc = tok_sbuf_put(&raw, &cb, 1);
+                rc = lc_sbuf_put(&raw, &cb, 1);
                 if (rc) break;
                 j += (size_t)k;
             }
             if (!rc && !mapped) {
                 raw.n = start;
-                rc = tok_sbuf_put(&raw, s, n);
+                rc = lc_sbuf_put(&raw, s, n);
             }
         }
         sbuf lossy = {0};
@@ -70,7 +70,7 @@ static int dec_step_apply(const dec_step *st, const pieces *in, pieces *out) {
             }
             if (byte >= 0) {
                 char cb = (char)byte;
-                rc = tok_sbuf_put(&bytes, &cb, 1);
+                rc = lc_sbuf_put(&bytes, &cb, 1);
                 continue;
             }
             if (bytes.n) {
@@ -90,7 +90,7 @@ static int dec_step_apply(const dec_step *st, const pieces *in, pieces *out) {
     case DEC_FUSE: {
         size_t off = out->text.n;
         for (size_t i = 0; i < in->n; i++)
-            if (tok_sbuf_put(&out->text, in->text.p + in->p[i].off, in->p[i].len)) return LC_FAIL;
+            if (lc_sbuf_put(&out->text, in->text.p + in->p[i].off, in->p[i].len)) return LC_FAIL;
         return tok_pieces_end(out, off, 0);
     }
     case DEC_STRIP:
@@ -118,15 +118,15 @@ static int dec_step_apply(const dec_step *st, const pieces *in, pieces *out) {
             while (j < n) {
                 int k = lc_utf8_valid_len(s + j, n - j);
                 if (!k) {
-                    if (tok_sbuf_put(&out->text, s + j, 1)) return LC_FAIL;
+                    if (lc_sbuf_put(&out->text, s + j, 1)) return LC_FAIL;
                     j++;
                     continue;
                 }
                 uint32_t cp = lc_utf8_get(s + j, &k);
                 if (cp == st->cp) {
-                    if (!(i == 0 && st->prepend != PREPEND_NEVER) && tok_sbuf_put(&out->text, " ", 1))
+                    if (!(i == 0 && st->prepend != PREPEND_NEVER) && lc_sbuf_put(&out->text, " ", 1))
                         return LC_FAIL;
-                } else if (tok_sbuf_put(&out->text, s + j, (size_t)k)) {
+                } else if (lc_sbuf_put(&out->text, s + j, (size_t)k)) {
                     return LC_FAIL;
                 }
                 j += (size_t)k;
@@ -151,11 +151,11 @@ static char *l2c_decode_all(const tokenizer *t, const int *ids, int n, int skip_
         char buf[2];
         int len;
         const char *p = l2c_decode(&t->l2c, prev, id, buf, &len);
-        rc = tok_sbuf_put(&raw, p, (size_t)len);
+        rc = lc_sbuf_put(&raw, p, (size_t)len);
         prev = id;
     }
     if (!rc) rc = tok_utf8_lossy(&out, raw.p ? raw.p : "", raw.n);
-    if (!rc) rc = tok_sbuf_put(&out, "", 0);
+    if (!rc) rc = lc_sbuf_put(&out, "", 0);
     free(raw.p);
     if (rc) {
         free(out.p);
@@ -180,8 +180,8 @@ char *tokenizer_decode(const tokenizer *t, const int *ids, int n, int skip_speci
     if (!t->has_decoder) {
         /* no decoder: the tokens joined with spaces */
         for (size_t i = 0; i < P->n && !rc; i++) {
-            if (i) rc = tok_sbuf_put(&Q->text, " ", 1);
-            if (!rc) rc = tok_sbuf_put(&Q->text, P->text.p + P->p[i].off, P->p[i].len);
+            if (i) rc = lc_sbuf_put(&Q->text, " ", 1);
+            if (!rc) rc = lc_sbuf_put(&Q->text, P->text.p + P->p[i].off, P->p[i].len);
         }
         if (!rc) rc = tok_utf8_lossy(&out, Q->text.p ? Q->text.p : "", Q->text.n);
     } else {
@@ -194,7 +194,7 @@ char *tokenizer_decode(const tokenizer *t, const int *ids, int n, int skip_speci
         for (size_t i = 0; i < P->n && !rc; i++)
             rc = tok_utf8_lossy(&out, P->text.p + P->p[i].off, P->p[i].len);
     }
-    if (!rc) rc = tok_sbuf_put(&out, "", 0);
+    if (!rc) rc = lc_sbuf_put(&out, "", 0);
     tok_pieces_free(&a);
     tok_pieces_free(&b);
     if (rc) {

@@ -58,21 +58,21 @@ int tok_replace_all(sbuf *out, const char *s, size_t n, const char *a, size_t al
     size_t i = 0, last = 0;
     while (i + alen <= n) {
         if (s[i] == a[0] && !memcmp(s + i, a, alen)) {
-            if (tok_sbuf_put(out, s + last, i - last) || tok_sbuf_put(out, b, blen)) return LC_FAIL;
+            if (lc_sbuf_put(out, s + last, i - last) || lc_sbuf_put(out, b, blen)) return LC_FAIL;
             i += alen;
             last = i;
         } else {
             i++;
         }
     }
-    return tok_sbuf_put(out, s + last, n - last);
+    return lc_sbuf_put(out, s + last, n - last);
 }
 
 /* Applies the normalizer steps to s[0..n) into out (out != tmp). */
 int tok_normalize_text(const tokenizer *t, const char *s, size_t n, sbuf *out, sbuf *tmp,
                        u32buf *w) {
     out->n = 0;
-    if (tok_sbuf_put(out, s, n)) return LC_FAIL;
+    if (lc_sbuf_put(out, s, n)) return LC_FAIL;
     for (int i = 0; i < t->n_norm; i++) {
         const norm_step *st = &t->norm[i];
         tmp->n = 0;
@@ -83,7 +83,7 @@ int tok_normalize_text(const tokenizer *t, const char *s, size_t n, sbuf *out, s
             break;
         case NORM_PREPEND:
             if (out->n == 0) continue;
-            rc = tok_sbuf_put(tmp, st->a, st->alen) || tok_sbuf_put(tmp, out->p, out->n);
+            rc = lc_sbuf_put(tmp, st->a, st->alen) || lc_sbuf_put(tmp, out->p, out->n);
             break;
         case NORM_REPLACE:
             rc = tok_replace_all(tmp, out->p, out->n, st->a, st->alen, st->b, st->blen);
@@ -103,7 +103,7 @@ int tok_normalize_text(const tokenizer *t, const char *s, size_t n, sbuf *out, s
                     if (!tok_uni_ws(lc_utf8_get((const unsigned char *)out->p + q, &k))) break;
                     b = q;
                 }
-            rc = tok_sbuf_put(tmp, out->p + a, b - a);
+            rc = lc_sbuf_put(tmp, out->p + a, b - a);
             break;
         }
         }
@@ -423,9 +423,9 @@ static int pretok_piece(const pt_step *st, enc_ctx *x, pieces *out, const char *
     case PT_BYTELEVEL: {
         sbuf *t = &x->tmp;
         t->n = 0;
-        if (st->add_prefix_space && (len == 0 || s[0] != ' ') && tok_sbuf_put(t, " ", 1))
+        if (st->add_prefix_space && (len == 0 || s[0] != ' ') && lc_sbuf_put(t, " ", 1))
             return LC_FAIL;
-        if (tok_sbuf_put(t, s, len)) return LC_FAIL;
+        if (lc_sbuf_put(t, s, len)) return LC_FAIL;
         /* split (maybe), then map every byte of every part */
         if (st->use_regex) {
             if (regex_spans(x, RX_GPT2, t->p, t->n)) return LC_FAIL;
@@ -451,7 +451,7 @@ static int pretok_piece(const pt_step *st, enc_ctx *x, pieces *out, const char *
         int starts = len > 0 && s[0] == ' '; /* becomes the replacement */
         if (!starts && len >= rl && !memcmp(s, rep, rl)) starts = 1;
         if (!starts && (st->prepend == PREPEND_ALWAYS || (st->prepend == PREPEND_FIRST && p->first)))
-            if (tok_sbuf_put(t, rep, rl)) return LC_FAIL;
+            if (lc_sbuf_put(t, rep, rl)) return LC_FAIL;
         if (tok_replace_all(t, s, len, " ", 1, rep, rl)) return LC_FAIL;
         piece q = *p;
         if (!st->split) {
@@ -581,9 +581,9 @@ static int bpe_piece(const tokenizer *t, enc_ctx *x, const char *w, size_t len, 
         if ((t->cont_prefix && !is_first) || (t->eow_suffix && is_last)) {
             sbuf *b = &x->tmp;
             b->n = 0;
-            if ((t->cont_prefix && !is_first && tok_sbuf_put(b, t->cont_prefix, t->cont_prefix_len)) ||
-                tok_sbuf_put(b, s, sl) ||
-                (t->eow_suffix && is_last && tok_sbuf_put(b, t->eow_suffix, t->eow_suffix_len)))
+            if ((t->cont_prefix && !is_first && lc_sbuf_put(b, t->cont_prefix, t->cont_prefix_len)) ||
+                lc_sbuf_put(b, s, sl) ||
+                (t->eow_suffix && is_last && lc_sbuf_put(b, t->eow_suffix, t->eow_suffix_len)))
                 return LC_FAIL;
             s = b->p;
             sl = b->n;

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lc_sbuf.h"
 #include "lc_utf8.h"
 #include "loaders.h"
 #include "unicode_tables.h"
@@ -56,13 +57,7 @@ static inline void *xgrow(void *p, size_t *cap, size_t need, size_t elem) {
         rc_;                                                                  \
     })
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-/* Appends d[0..n) and keeps the text NUL-terminated. */
-int tok_sbuf_put(sbuf *b, const void *d, size_t n);
+typedef lc_sbuf sbuf; /* kernels/base/lc_sbuf.h */
 
 typedef struct {
     int *p;

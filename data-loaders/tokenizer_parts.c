@@ -444,8 +444,8 @@ int tokenizer_to_parts(const tokenizer *t, tokenizer_parts *p, lc_err *err) {
         uint64_t key = (uint64_t)order[2 * i + 1];
         int a = (int)(key >> 32), b = (int)(uint32_t)key;
         sbuf m = {0};
-        if (tok_sbuf_put(&m, t->id_str[a], (size_t)t->id_len[a]) || tok_sbuf_put(&m, " ", 1) ||
-            tok_sbuf_put(&m, t->id_str[b], (size_t)t->id_len[b])) {
+        if (lc_sbuf_put(&m, t->id_str[a], (size_t)t->id_len[a]) || lc_sbuf_put(&m, " ", 1) ||
+            lc_sbuf_put(&m, t->id_str[b], (size_t)t->id_len[b])) {
             free(m.p);
             free(order);
             goto oom;

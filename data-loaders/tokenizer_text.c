@@ -1,14 +1,6 @@
 /* tokenizer_text.c: UTF-8, Unicode, hash maps, the added-token trie, piece lists (files: tokenizer_int.h). */
 #include "tokenizer_int.h"
 
-int tok_sbuf_put(sbuf *b, const void *d, size_t n) {
-    if (GROW(b->p, b->cap, b->n + n + 1)) return LC_FAIL;
-    if (n) memcpy(b->p + b->n, d, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return LC_OK;
-}
-
 const char RX_GPT2_STR[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 const char RX_LLAMA3_STR[] =
@@ -24,7 +16,7 @@ const char RX_QWEN2_STR[] =
 
 int tok_sbuf_put_cp(sbuf *b, uint32_t cp) {
     char u[4];
-    return tok_sbuf_put(b, u, (size_t)lc_utf8_put(u, cp));
+    return lc_sbuf_put(b, u, (size_t)lc_utf8_put(u, cp));
 }
 
 /* Appends s to out with invalid sequences replaced by U+FFFD. */
@@ -42,9 +34,9 @@ int tok_utf8_lossy(sbuf *out, const char *s, size_t n) {
             if (!k) break;
             j += (size_t)k;
         }
-        if (tok_sbuf_put(out, s + i, j - i)) return LC_FAIL;
+        if (lc_sbuf_put(out, s + i, j - i)) return LC_FAIL;
         if (j < n) {
-            if (tok_sbuf_put(out, "\xEF\xBF\xBD", 3)) return LC_FAIL;
+            if (lc_sbuf_put(out, "\xEF\xBF\xBD", 3)) return LC_FAIL;
             j += lc_utf8_bad_len(u + j, n - j);
         }
         i = j;
@@ -133,7 +125,7 @@ static int u32_push(u32buf *b, uint32_t cp) {
 int tok_uni_normalize(int form, const char *s, size_t n, sbuf *out, u32buf *w) {
     size_t i = 0;
     while (i < n && (unsigned char)s[i] < 0x80) i++;
-    if (i == n) return tok_sbuf_put(out, s, n); /* ASCII is invariant */
+    if (i == n) return lc_sbuf_put(out, s, n); /* ASCII is invariant */
     const int compat = form == NF_KD || form == NF_KC;
     const uni_decomp *tab = compat ? uni_nfkd : uni_nfd;
     const int tabn = compat ? uni_nfkd_count : uni_nfd_count;
@@ -408,14 +400,14 @@ int tok_pieces_add(pieces *ps, const char *s, size_t n, int id, int first) {
     size_t off = ps->text.n;
     /* always put (even 0 bytes) so that the text buffer exists once a piece
      * does: text.p + off is then never arithmetic on a null pointer */
-    if (tok_sbuf_put(&ps->text, s, n)) return LC_FAIL;
+    if (lc_sbuf_put(&ps->text, s, n)) return LC_FAIL;
     if (GROW(ps->p, ps->cap, ps->n + 1)) return LC_FAIL;
     ps->p[ps->n++] = (piece){off, n, id, first};
     return LC_OK;
 }
 
 int tok_pieces_end(pieces *ps, size_t off, int first) {
-    if (tok_sbuf_put(&ps->text, "", 0) || GROW(ps->p, ps->cap, ps->n + 1)) return LC_FAIL;
+    if (lc_sbuf_put(&ps->text, "", 0) || GROW(ps->p, ps->cap, ps->n + 1)) return LC_FAIL;
     ps->p[ps->n++] = (piece){off, ps->text.n - off, -1, first};
     return LC_OK;
 }
