@@ -47,14 +47,26 @@ def run_json(cmd):
     return json.loads(out)
 
 
+def finished_jobs(caldir):
+    """Every finished job of a calibrate run, as its results.json (which
+    names the job's "task" and "method") with the job's folder added as
+    "_dir", in path order. Folders are found, never named: calibrate's
+    folder-name rule (data-loaders/fsutil.c) applies to tasks and methods
+    alike, and results.json does not record the folder."""
+    out = []
+    for p in sorted(glob.glob(os.path.join(caldir, "*", "*", "results.json"))):
+        with open(p) as f:
+            out.append(json.load(f))
+        out[-1]["_dir"] = os.path.dirname(p)
+    return out
+
+
 def job_dir(caldir, task, method):
     """The folder of the (task, method) job of a calibrate run: the one whose
-    results.json names that method. The name is read, never re-derived
-    (calibrate's folder-name rule lives in C, data-loaders/fsutil.c)."""
-    for p in sorted(glob.glob(os.path.join(caldir, glob.escape(task), "*", "results.json"))):
-        with open(p) as f:
-            if json.load(f).get("method") == method:
-                return os.path.dirname(p)
+    results.json names that task and method."""
+    for r in finished_jobs(caldir):
+        if r.get("task") == task and r.get("method") == method:
+            return r["_dir"]
     sys.exit("bench_tables: no finished job for task %r, method %r in %s" % (task, method, caldir))
 
 
@@ -81,11 +93,7 @@ def collect(caldir, order=()):
     method order given (e.g. calibrate.json's). Returns (rows, per_example):
     one row per job with its scores and success rate, and per (task, method)
     the example lines, qualities and success hits."""
-    allres = []
-    for p in sorted(glob.glob(os.path.join(caldir, "*", "*", "results.json"))):
-        with open(p) as f:
-            allres.append(json.load(f))
-        allres[-1]["_dir"] = os.path.dirname(p)
+    allres = finished_jobs(caldir)
     if not allres:
         sys.exit("bench_tables: no finished jobs (CALIBRATE_DIR/<task>/<method>/results.json) in %s" % caldir)
     order = list(order)

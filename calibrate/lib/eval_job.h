@@ -1,10 +1,11 @@
-/* eval_job.h: the `evaluate` job config (configs/README.md, "evaluate"),
- * read and checked in full before anything is loaded: the program is
- * parse-then-run, and a fuzz harness can call the reader. */
+/* eval_job.h: `evaluate` as a library. The job config (configs/README.md,
+ * "evaluate") is read and checked in full before anything is loaded: the
+ * job is parse-then-run, and a fuzz harness can call the reader. */
 #ifndef EVAL_JOB_H
 #define EVAL_JOB_H
 
 #include "config.h"
+#include "dist.h"
 #include "evaluation.h"
 #include "lc_err.h"
 #include "merge.h"
@@ -35,5 +36,17 @@ typedef struct {
 /* Reads every key of the config c (cfg_finish included: unknown keys are
  * errors) into j; the strings stay owned by c. */
 int eval_job_read(cfg *c, eval_job *j, lc_err *err);
+
+typedef struct {
+    const lc_dist *dist; /* the ranks the examples are split over; rank 0 reports and writes */
+} eval_job_opts;
+
+/* One `evaluate` job from the config at cfg_path: loads the base and the
+ * adapters (LoRAs, a merge recipe's adapters merged, calibrations, or one
+ * task of a bundle), generates for every example of the test set and
+ * writes output_dir/predictions.jsonl and results.json; progress and the
+ * scores go to stderr (rank 0). On failure err says why; the caller
+ * reports it (and, across ranks, ends the others). */
+int eval_job_run(const char *cfg_path, const eval_job_opts *o, lc_err *err);
 
 #endif
