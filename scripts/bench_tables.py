@@ -51,7 +51,7 @@ def finished_jobs(caldir):
     """Every finished job of a calibrate run, as its results.json (which
     names the job's "task" and "method") with the job's folder added as
     "_dir", in path order. Folders are found, never named: calibrate's
-    folder-name rule (data-loaders/fsutil.c) applies to tasks and methods
+    folder-name rule (kernels/base/lc_slug.c) applies to tasks and methods
     alike, and results.json does not record the folder."""
     out = []
     for p in sorted(glob.glob(os.path.join(caldir, "*", "*", "results.json"))):
@@ -61,12 +61,20 @@ def finished_jobs(caldir):
     return out
 
 
+_job_dirs = {}  # caldir -> {(task, method): folder}, read once per run folder
+
+
 def job_dir(caldir, task, method):
     """The folder of the (task, method) job of a calibrate run: the one whose
-    results.json names that task and method."""
-    for r in finished_jobs(caldir):
-        if r.get("task") == task and r.get("method") == method:
-            return r["_dir"]
+    results.json names that task and method (the first in path order)."""
+    if caldir not in _job_dirs:
+        index = {}
+        for r in finished_jobs(caldir):
+            index.setdefault((r.get("task"), r.get("method")), r["_dir"])
+        _job_dirs[caldir] = index
+    d = _job_dirs[caldir].get((task, method))
+    if d is not None:
+        return d
     sys.exit("bench_tables: no finished job for task %r, method %r in %s" % (task, method, caldir))
 
 
